@@ -1,0 +1,3 @@
+"""mailcast: a self-hosted email broadcast-campaign engine."""
+
+__version__ = "0.1.0"

@@ -1,0 +1,61 @@
+"""The application factory: one FastAPI app per engine, settings and clock."""
+
+from __future__ import annotations
+
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from mailcast import __version__
+from mailcast.accounts.endpoints import router as api_keys_router
+from mailcast.api import errors
+from mailcast.api.middleware import ApiKeyAuth, BodyLimit
+from mailcast.audiences.endpoints import router as audiences_router
+from mailcast.campaigns.endpoints import router as campaigns_router
+from mailcast.clock import Clock, system_clock
+from mailcast.config import Settings
+from mailcast.contacts.endpoints import router as contacts_router
+from mailcast.db.engine import create_engine, session_factory
+from mailcast.domains.dns import Resolver, TxtLookup
+from mailcast.domains.endpoints import router as domains_router
+from mailcast.templates.endpoints import router as templates_router
+
+DESCRIPTION = """Self-hosted email broadcast campaigns, speaking the Sendry `/v1` API.
+
+Authenticate with `Authorization: Bearer mc_live_...`. Scopes: `read_only` < `sending_access` <
+`full_access`. Errors are `{"error": {"code", "message", "details"}}`."""
+
+
+def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clock = system_clock,
+               dns: TxtLookup | None = None) -> FastAPI:
+    owns_engine = engine is None
+    engine = engine or create_engine(settings.resolved_database_url())
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI):
+        yield
+        if owns_engine:
+            await engine.dispose()
+
+    app = FastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app.state.settings = settings
+    app.state.engine = engine
+    app.state.sessions = session_factory(engine)
+    app.state.clock = clock
+    app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
+
+    errors.install(app)
+    for router in (api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
+                   campaigns_router):
+        app.include_router(router)
+
+    @app.get("/healthz", include_in_schema=False)
+    async def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    # Outermost first: the body limit sees every request, then authentication for /v1.
+    app.add_middleware(ApiKeyAuth)
+    app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
+                       overrides={"/v1/contacts/import": settings.import_max_body_bytes})
+    return app

@@ -1,0 +1,82 @@
+"""Pure ASGI middleware: request body limit and API-key authentication.
+
+Authentication runs before the body is parsed, so an anonymous caller learns nothing
+(not even whether its JSON was valid) beyond the 401."""
+
+from __future__ import annotations
+
+from starlette.datastructures import Headers
+from starlette.types import ASGIApp, Message, Receive, Scope, Send
+
+from mailcast.accounts import service as accounts
+from mailcast.api.errors import error_response
+from mailcast.errors import MailcastError, PayloadTooLarge
+
+API_PREFIXES = ("/v1/", "/api/v1/")
+
+
+class _TooLarge(Exception):
+    pass
+
+
+class BodyLimit:
+    def __init__(self, app: ASGIApp, default_limit: int, overrides: dict[str, int]) -> None:
+        self.app = app
+        self.default_limit = default_limit
+        self.overrides = overrides
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        limit = self.overrides.get(scope["path"].rstrip("/"), self.default_limit)
+        too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes", {"limit_bytes": limit})
+        length = Headers(scope=scope).get("content-length")
+        if length is not None and length.isdigit() and int(length) > limit:
+            await error_response(too_large)(scope, receive, send)
+            return
+
+        received = 0
+        started = False
+
+        async def limited_receive() -> Message:
+            nonlocal received
+            message = await receive()
+            if message["type"] == "http.request":
+                received += len(message.get("body", b""))
+                if received > limit:
+                    raise _TooLarge
+            return message
+
+        async def tracking_send(message: Message) -> None:
+            nonlocal started
+            if message["type"] == "http.response.start":
+                started = True
+            await send(message)
+
+        try:
+            await self.app(scope, limited_receive, tracking_send)
+        except _TooLarge:
+            if not started:
+                await error_response(too_large)(scope, receive, send)
+
+
+class ApiKeyAuth:
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http" or not scope["path"].startswith(API_PREFIXES):
+            await self.app(scope, receive, send)
+            return
+        state = scope["app"].state
+        header = Headers(scope=scope).get("authorization", "")
+        try:
+            async with state.sessions() as session:
+                principal = await accounts.authenticate(session, header, state.clock())
+                await session.commit()
+        except MailcastError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
+        scope.setdefault("state", {})["principal"] = principal
+        await self.app(scope, receive, send)

@@ -1,0 +1,127 @@
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, Query
+
+from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SendKey, SessionDep, SettingsDep
+from mailcast.api.pagination import Page, page_of
+from mailcast.api.routing import put_and_patch
+from mailcast.api.schemas import Deleted
+from mailcast.campaigns import service
+from mailcast.campaigns.lifecycle import Status
+from mailcast.campaigns.repository import Stats
+from mailcast.campaigns.schemas import (
+    CampaignCreate,
+    CampaignOut,
+    CampaignStatsOut,
+    CampaignUpdate,
+    ScheduleRequest,
+    StatsOut,
+)
+
+router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"])
+
+
+def _out(c, s: Stats) -> CampaignOut:
+    return CampaignOut(
+        id=c.id, name=c.name, subject=c.subject, from_=c.from_address, reply_to=c.reply_to,
+        preview_text=c.preview_text, audience_id=c.audience_id, template_id=c.template_id, html=c.html, text=c.text,
+        unsubscribe_url=c.unsubscribe_url, status=c.status, scheduled_at=c.scheduled_at,
+        send_started_at=c.send_started_at, sent_at=c.sent_at, cancelled_at=c.cancelled_at,
+        stats=CampaignStatsOut(
+            total_recipients=s.total, sent_count=s.sent, delivered_count=s.delivered, opened_count=s.opened,
+            clicked_count=s.clicked, bounced_count=s.bounced, complained_count=s.complained,
+            unsubscribed_count=s.unsubscribed, failed_count=s.failed, unknown_count=s.unknown,
+        ),
+        created_at=c.created_at, updated_at=c.updated_at,
+    )
+
+
+async def _one(session, campaign) -> CampaignOut:
+    return _out(campaign, (await service.stats(session, [campaign]))[campaign.id])
+
+
+@router.post("", status_code=201, response_model=CampaignOut)
+async def create_campaign(body: CampaignCreate, principal: FullKey, session: SessionDep, clock: ClockDep,
+                          settings: SettingsDep):
+    """Create a campaign. `scheduled_at` in the future schedules it; without it the campaign starts
+    sending at once, unless `draft` is true. `from` must be on a verified domain of the account.
+    Plan limits (403 `plan_limit_reached`) and the monthly quota (403 `quota_exceeded`) apply."""
+    campaign = await service.create_campaign(session, settings, principal.account_id, body, clock())
+    return await _one(session, campaign)
+
+
+@router.get("", response_model=Page[CampaignOut])
+async def list_campaigns(principal: ReadKey, session: SessionDep, page: PageDep,
+                         status: Annotated[Status | None, Query()] = None):
+    rows = await service.list_campaigns(session, principal.account_id, page.limit, page.cursor, status)
+    items, has_more, cursor = page_of(rows, page.limit)
+    stats = await service.stats(session, items)
+    return Page[CampaignOut](data=[_out(c, stats[c.id]) for c in items], has_more=has_more, next_cursor=cursor)
+
+
+@router.get("/{campaign_id}", response_model=CampaignOut)
+async def get_campaign(campaign_id: str, principal: ReadKey, session: SessionDep):
+    return await _one(session, await service.get_campaign(session, principal.account_id, campaign_id))
+
+
+async def update_campaign(campaign_id: str, body: CampaignUpdate, principal: FullKey, session: SessionDep,
+                          clock: ClockDep, settings: SettingsDep) -> CampaignOut:
+    """Update a draft or scheduled campaign (409 otherwise)."""
+    campaign = await service.update_campaign(session, settings, principal.account_id, campaign_id, body, clock())
+    return await _one(session, campaign)
+
+
+put_and_patch(router, "/{campaign_id}", update_campaign, response_model=CampaignOut)
+
+
+@router.delete("/{campaign_id}", response_model=Deleted)
+async def delete_campaign(campaign_id: str, principal: FullKey, session: SessionDep):
+    """Delete a draft or cancelled campaign (409 otherwise)."""
+    await service.delete_campaign(session, principal.account_id, campaign_id)
+    return Deleted(id=campaign_id, object="campaign")
+
+
+@router.post("/{campaign_id}/send", response_model=CampaignOut)
+async def send_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep,
+                        settings: SettingsDep):
+    """Start sending a draft or scheduled campaign now."""
+    campaign = await service.send_campaign(session, settings, principal.account_id, campaign_id, clock())
+    return await _one(session, campaign)
+
+
+@router.post("/{campaign_id}/schedule", response_model=CampaignOut)
+async def schedule_campaign(campaign_id: str, body: ScheduleRequest, principal: SendKey, session: SessionDep,
+                            clock: ClockDep, settings: SettingsDep):
+    """Schedule (or reschedule) a draft or scheduled campaign."""
+    campaign = await service.schedule_campaign(session, settings, principal.account_id, campaign_id,
+                                               body.scheduled_at, clock())
+    return await _one(session, campaign)
+
+
+@router.post("/{campaign_id}/pause", response_model=CampaignOut)
+async def pause_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep):
+    """Pause a sending campaign."""
+    return await _one(session, await service.pause_campaign(session, principal.account_id, campaign_id, clock()))
+
+
+@router.post("/{campaign_id}/resume", response_model=CampaignOut)
+async def resume_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep):
+    """Resume a paused campaign where it stopped."""
+    return await _one(session, await service.resume_campaign(session, principal.account_id, campaign_id, clock()))
+
+
+@router.post("/{campaign_id}/cancel", response_model=CampaignOut)
+async def cancel_campaign(campaign_id: str, principal: FullKey, session: SessionDep, clock: ClockDep):
+    """Cancel a draft, scheduled or paused campaign. Sending or sent campaigns: 409."""
+    return await _one(session, await service.cancel_campaign(session, principal.account_id, campaign_id, clock()))
+
+
+@router.get("/{campaign_id}/stats", response_model=StatsOut)
+async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionDep):
+    """Delivery statistics: sent counts accepted and rejected messages, delivered = sent - bounced."""
+    campaign = await service.get_campaign(session, principal.account_id, campaign_id)
+    s = (await service.stats(session, [campaign]))[campaign.id]
+    return StatsOut(campaign_id=campaign.id, total=s.total, sent=s.sent, delivered=s.delivered, opened=s.opened,
+                    clicked=s.clicked, bounced=s.bounced, complained=s.complained, unsubscribed=s.unsubscribed)

@@ -1,0 +1,147 @@
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import and_, delete, distinct, func, insert, literal, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.api.pagination import paginate_query
+from mailcast.campaigns.lifecycle import UNFINISHED, Status
+from mailcast.db.models import AudienceMember, Campaign, Contact, Delivery, Event
+from mailcast.db.types import UTCDateTime
+
+
+@dataclass
+class Stats:
+    total: int = 0
+    sent: int = 0
+    delivered: int = 0
+    opened: int = 0
+    clicked: int = 0
+    bounced: int = 0
+    complained: int = 0
+    unsubscribed: int = 0
+    failed: int = 0
+    unknown: int = 0
+
+
+async def get(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign | None:
+    stmt = select(Campaign).where(Campaign.id == campaign_id, Campaign.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def count(session: AsyncSession, account_id: str) -> int:
+    stmt = select(func.count()).select_from(Campaign).where(Campaign.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None,
+                    status: Status | None) -> list[Campaign]:
+    stmt = select(Campaign).where(Campaign.account_id == account_id)
+    if status is not None:
+        stmt = stmt.where(Campaign.status == status.value)
+    return list((await session.execute(paginate_query(stmt, Campaign.id, limit, cursor))).scalars())
+
+
+async def compare_and_set(session: AsyncSession, campaign_id: str, expected: Status, values: dict[str, Any]) -> bool:
+    """The guarded update: changes the row only if it is still in `expected`, so of two
+    processes racing on one campaign exactly one wins."""
+    stmt = (
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.status == expected.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -> bool:
+    stmt = delete(Campaign).where(Campaign.id == campaign_id, Campaign.status == expected.value)
+    return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount == 1
+
+
+async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: datetime) -> int:
+    """Queue one delivery per eligible audience member in a single INSERT ... SELECT.
+    Idempotent: a (campaign, contact) pair that is already queued is left alone."""
+    ts = literal(now, UTCDateTime())
+    eligible = (
+        select(
+            literal(campaign.id), Contact.id, Contact.email, literal("a"), literal("queued"), literal(0), ts, ts, ts,
+        )
+        .select_from(AudienceMember)
+        .join(Contact, Contact.id == AudienceMember.contact_id)
+        .where(
+            AudienceMember.audience_id == campaign.audience_id,
+            Contact.account_id == campaign.account_id,
+            Contact.unsubscribed.is_(False),
+            Contact.suppressed_reason.is_(None),
+            ~select(Delivery.id)
+            .where(Delivery.campaign_id == campaign.id, Delivery.contact_id == Contact.id)
+            .exists(),
+        )
+    )
+    stmt = insert(Delivery).from_select(
+        ["campaign_id", "contact_id", "email", "variant", "status", "attempts", "next_attempt_at",
+         "created_at", "updated_at"],
+        eligible,
+    )
+    return (await session.execute(stmt)).rowcount
+
+
+async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
+    """Remove deliveries that were never handed to a relay (a cancelled remainder)."""
+    stmt = delete(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status.in_(("queued", "deferred")))
+    return (await session.execute(stmt)).rowcount
+
+
+async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str, Stats]:
+    """Derived from deliveries and events, never from cached counters."""
+    result = {cid: Stats() for cid in campaign_ids}
+    if not campaign_ids:
+        return result
+    ids = list(campaign_ids)
+    by_status = select(Delivery.campaign_id, Delivery.status, func.count()).where(
+        Delivery.campaign_id.in_(ids)).group_by(Delivery.campaign_id, Delivery.status)
+    for campaign_id, status, n in await session.execute(by_status):
+        s = result[campaign_id]
+        s.total += n
+        if status in ("sent", "bounced"):
+            s.sent += n
+        if status == "bounced":
+            s.bounced += n
+        elif status == "failed":
+            s.failed += n
+        elif status == "unknown":
+            s.unknown += n
+    by_event = (
+        select(Delivery.campaign_id, Event.type, func.count(distinct(Event.delivery_id)))
+        .join(Delivery, Delivery.id == Event.delivery_id)
+        .where(Delivery.campaign_id.in_(ids), Event.type.in_(("open", "click", "complaint", "unsubscribe")))
+        .group_by(Delivery.campaign_id, Event.type)
+    )
+    field = {"open": "opened", "click": "clicked", "complaint": "complained", "unsubscribe": "unsubscribed"}
+    for campaign_id, kind, n in await session.execute(by_event):
+        setattr(result[campaign_id], field[kind], n)
+    for s in result.values():
+        s.delivered = s.sent - s.bounced
+    return result
+
+
+async def _unfinished_using(session: AsyncSession, account_id: str, column, value: str) -> list[str]:
+    stmt = select(Campaign.id).where(
+        and_(Campaign.account_id == account_id, column == value, Campaign.status.in_([s.value for s in UNFINISHED]))
+    )
+    return list((await session.execute(stmt)).scalars())
+
+
+async def active_using_audience(session: AsyncSession, account_id: str, audience_id: str) -> list[str]:
+    return await _unfinished_using(session, account_id, Campaign.audience_id, audience_id)
+
+
+async def active_using_template(session: AsyncSession, account_id: str, template_id: str) -> list[str]:
+    return await _unfinished_using(session, account_id, Campaign.template_id, template_id)
+
+

@@ -1,0 +1,247 @@
+"""The mailcast command line: serve, migrate, and the operator's account tools."""
+
+from __future__ import annotations
+
+import asyncio
+import csv
+import json
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import typer
+from pydantic import ValidationError
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.accounts import repository as accounts_repo
+from mailcast.accounts import service as accounts
+from mailcast.accounts.scopes import Scope
+from mailcast.clock import system_clock
+from mailcast.config import PLANS, Settings, get_settings
+from mailcast.contacts import service as contacts
+from mailcast.contacts.schemas import ImportRow
+from mailcast.db.engine import create_engine, session_factory
+from mailcast.db.migrate import upgrade
+from mailcast.domains import service as domains
+from mailcast.errors import MailcastError
+
+app = typer.Typer(no_args_is_help=True, help="mailcast: self-hosted email broadcast campaigns.")
+accounts_app = typer.Typer(no_args_is_help=True, help="Tenants and their plans.")
+keys_app = typer.Typer(no_args_is_help=True, help="API keys.")
+domains_app = typer.Typer(no_args_is_help=True, help="Sender domains.")
+contacts_app = typer.Typer(no_args_is_help=True, help="Contacts.")
+app.add_typer(accounts_app, name="accounts")
+app.add_typer(keys_app, name="api-keys")
+app.add_typer(domains_app, name="domains")
+app.add_typer(contacts_app, name="contacts")
+
+err = Console(stderr=True)
+T = TypeVar("T")
+IMPORT_CHUNK = 1000
+
+
+def _print_json(value: Any) -> None:
+    typer.echo(json.dumps(value, indent=2, default=str))
+
+
+def _in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
+    """Run `work` in one transaction on a migrated database; domain errors exit with status 1."""
+    settings = get_settings()
+
+    async def main() -> T:
+        engine = create_engine(settings.resolved_database_url())
+        try:
+            await upgrade(engine)
+            async with session_factory(engine)() as session:
+                result = await work(session, settings)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    try:
+        return asyncio.run(main())
+    except MailcastError as exc:
+        err.print(f"[red]error:[/red] {exc.message}" + (f" {json.dumps(exc.details, default=str)}" if exc.details else ""))
+        raise typer.Exit(1)
+
+
+def _key_json(key, raw: str) -> dict[str, Any]:
+    return {"id": key.id, "scope": key.scope, "key": raw, "key_prefix": key.prefix}
+
+
+@app.command()
+def migrate() -> None:
+    """Apply database migrations."""
+    _in_session(lambda session, settings: asyncio.sleep(0))
+    err.print("database is up to date")
+
+
+@app.command()
+def serve(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Migrate, create a first account on the very first start, then serve the API."""
+    import uvicorn
+
+    from mailcast.api.app import create_app
+
+    settings = get_settings()
+
+    async def first_start(session: AsyncSession, _settings: Settings):
+        if await accounts_repo.count_accounts(session):
+            return None
+        return await accounts.create_account(session, "Default", "business", system_clock())
+
+    created = _in_session(first_start)
+    if created:
+        account, key, raw = created
+        err.print("[bold green]First start:[/bold green] created account "
+                  f"[bold]{account.id}[/bold] (plan business) and a full_access API key. "
+                  "It is shown only this once; keep it:")
+        typer.echo(f"\n    {raw}\n")
+    host = host or settings.host
+    port = port or settings.port
+    err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs)")
+    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+
+
+@accounts_app.command("create")
+def accounts_create(
+    name: Annotated[str, typer.Option(help="Account name")],
+    plan: Annotated[str, typer.Option(help="|".join(PLANS))] = "free",
+) -> None:
+    """Create an account; prints its id and a new full_access key as JSON."""
+
+    async def work(session: AsyncSession, _settings: Settings):
+        account, key, raw = await accounts.create_account(session, name, plan, system_clock())
+        return {"account_id": account.id, "name": account.name, "plan": account.plan, "api_key": _key_json(key, raw)}
+
+    _print_json(_in_session(work))
+
+
+@keys_app.command("create")
+def api_keys_create(
+    account: Annotated[str, typer.Option(help="Account id")],
+    scope: Annotated[Scope, typer.Option(help="read_only|sending_access|full_access")] = Scope.FULL_ACCESS,
+    name: Annotated[str, typer.Option(help="A name to recognise the key by")] = "CLI key",
+) -> None:
+    """Create an API key for an account; prints it as JSON (shown only this once)."""
+
+    async def work(session: AsyncSession, _settings: Settings):
+        key, raw = await accounts.create_api_key(session, account, name, scope, system_clock())
+        return _key_json(key, raw)
+
+    _print_json(_in_session(work))
+
+
+@domains_app.command("add")
+def domains_add(
+    name: Annotated[str, typer.Argument(help="The sender domain, e.g. mail.example.com")],
+    account: Annotated[str, typer.Option(help="Account id")],
+    trusted: Annotated[bool, typer.Option(help="The operator vouches for the domain: verified without DNS")] = False,
+) -> None:
+    """Add a sender domain; prints it with the DNS records to publish."""
+
+    async def work(session: AsyncSession, settings: Settings):
+        if await accounts_repo.get_account(session, account) is None:
+            raise MailcastError(f"No such account: {account}")
+        domain = await domains.create_domain(session, account, name, system_clock(), settings, trusted=trusted)
+        return {"id": domain.id, "name": domain.name, "status": domain.status,
+                "dns_records": domains.dns_records(domain, settings)}
+
+    _print_json(_in_session(work))
+
+
+_KNOWN_COLUMNS = {"email", "first_name", "last_name", "unsubscribed"}
+
+
+def _csv_rows(path: Path) -> tuple[list[tuple[int, ImportRow]], list[dict[str, Any]]]:
+    """(line number, row) for each readable row, and the errors of unreadable ones."""
+    rows, errors = [], []
+    with path.open(newline="", encoding="utf-8-sig") as handle:
+        reader = csv.DictReader(handle)
+        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
+        if "email" not in fields:
+            raise MailcastError("The CSV needs a header row with an 'email' column")
+        for record in reader:
+            line = reader.line_num
+            values = {key.strip().lower(): (value or "").strip() for key, value in record.items() if key}
+            metadata = {k: v for k, v in values.items() if k not in _KNOWN_COLUMNS and v}
+            data: dict[str, Any] = {"email": values.get("email", "")}
+            for key in ("first_name", "last_name"):
+                if values.get(key):
+                    data[key] = values[key]
+            if values.get("unsubscribed"):
+                data["unsubscribed"] = values["unsubscribed"].lower() in ("1", "true", "yes", "y")
+            if metadata:
+                data["metadata"] = metadata
+            try:
+                rows.append((line, ImportRow(**data)))
+            except ValidationError as exc:
+                errors.append({"line": line, "email": data["email"], "message": exc.errors()[0]["msg"]})
+    return rows, errors
+
+
+@contacts_app.command("import")
+def contacts_import(
+    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with an email column")],
+    account: Annotated[str, typer.Option(help="Account id")],
+    audience: Annotated[str | None, typer.Option(help="Audience id to add every imported contact to")] = None,
+) -> None:
+    """Import contacts from CSV (email, first_name, last_name, unsubscribed; other columns become
+    metadata). Bad rows are reported with their line numbers; good rows are kept."""
+    settings = get_settings()
+    try:
+        rows, errors = _csv_rows(file)
+    except MailcastError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1)
+    totals = {"created": 0, "updated": 0}
+    unreadable = len(errors)
+
+    async def main() -> None:
+        engine = create_engine(settings.resolved_database_url())
+        try:
+            await upgrade(engine)
+            sessions = session_factory(engine)
+            async with sessions() as session:
+                if await accounts_repo.get_account(session, account) is None:
+                    raise MailcastError(f"No such account: {account}")
+            columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+            with Progress(*columns, console=err) as progress:
+                task = progress.add_task("import", total=len(rows))
+                for start in range(0, len(rows), IMPORT_CHUNK):
+                    chunk = rows[start : start + IMPORT_CHUNK]
+                    async with sessions() as session:
+                        result = await contacts.import_contacts(
+                            session, account, [row for _, row in chunk], audience, system_clock(),
+                            max_rows=IMPORT_CHUNK,
+                        )
+                        await session.commit()
+                    totals["created"] += result.created
+                    totals["updated"] += result.updated
+                    for problem in result.errors:
+                        line, row = chunk[problem.index]
+                        errors.append({"line": line, "email": row.email, "message": problem.message})
+                    progress.advance(task, len(chunk))
+        finally:
+            await engine.dispose()
+
+    try:
+        asyncio.run(main())
+    except MailcastError as exc:
+        err.print(f"[red]error:[/red] {exc.message}")
+        raise typer.Exit(1)
+    errors.sort(key=lambda e: e["line"])
+    for problem in errors:
+        err.print(f"line {problem['line']}: {problem['email']!r}: {problem['message']}")
+    _print_json({**totals, "invalid": len(errors), "total": len(rows) + unreadable,
+                 "errors": errors})
+
+
+if __name__ == "__main__":  # pragma: no cover
+    app()

@@ -1,0 +1,78 @@
+"""One settings object for the whole service; every field reads MAILCAST_<NAME>."""
+
+from __future__ import annotations
+
+import secrets
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+PLANS = ("free", "pro", "business", "enterprise")
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="MAILCAST_", extra="ignore")
+
+    data_dir: Path = Path("./var")
+    # Empty means the embedded default: SQLite at <data_dir>/mailcast.db.
+    database_url: str = ""
+    base_url: str = "http://127.0.0.1:8025"
+    host: str = "127.0.0.1"
+    port: int = 8025
+    # HMAC key for tracking tokens. Empty means: generated once and kept in <data_dir>/secret_key.
+    secret_key: SecretStr = SecretStr("")
+
+    # Campaigns that may exist at once per plan (spec); 0 means unlimited.
+    campaign_limit_free: int = 3
+    campaign_limit_pro: int = 25
+    campaign_limit_business: int = 0
+    campaign_limit_enterprise: int = 0
+    # marketingEmailsPerMonth per plan. The free plan allows none (spec).
+    monthly_quota_pro: int = Field(default=100_000, ge=0)
+    monthly_quota_business: int = Field(default=1_000_000, ge=0)
+    monthly_quota_enterprise: int = Field(default=10_000_000, ge=0)
+
+    # Request bodies larger than this get 413; the contacts import allows import_max_body_bytes.
+    max_body_bytes: int = 1_048_576
+    import_max_body_bytes: int = 8 * 1_048_576
+    import_max_rows: int = 10_000
+
+    # DNS used to verify sender domains: "host[:port]" entries, comma separated. Empty: system resolver.
+    dns_nameservers: str = ""
+    dns_timeout_seconds: float = 5.0
+    # What the SPF record we ask customers to publish includes (e.g. your relay's SPF domain).
+    spf_include: str = ""
+    dkim_selector: str = "mailcast"
+
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'mailcast.db').as_posix()}"
+
+    def campaign_limit(self, plan: str) -> int | None:
+        limit = getattr(self, f"campaign_limit_{plan}")
+        return limit or None
+
+    def monthly_quota(self, plan: str) -> int:
+        if plan == "free":
+            return 0
+        return getattr(self, f"monthly_quota_{plan}")
+
+    def secret(self) -> bytes:
+        """The secret key, creating and persisting one on first use when none is configured."""
+        value = self.secret_key.get_secret_value()
+        if value:
+            return value.encode()
+        path = self.data_dir / "secret_key"
+        if not path.exists():
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_text(secrets.token_urlsafe(32))
+            path.chmod(0o600)
+        return path.read_text().strip().encode()
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()

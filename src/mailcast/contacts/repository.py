@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import Iterable
+from typing import Any
+
+from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.api.pagination import paginate_query
+from mailcast.db.models import AudienceMember, Contact
+
+_CHUNK = 500
+
+
+async def get(session: AsyncSession, account_id: str, contact_id: str) -> Contact | None:
+    stmt = select(Contact).where(Contact.id == contact_id, Contact.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def by_email(session: AsyncSession, account_id: str, email: str) -> Contact | None:
+    stmt = select(Contact).where(Contact.account_id == account_id, Contact.email == email)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def by_emails(session: AsyncSession, account_id: str, emails: list[str]) -> dict[str, Contact]:
+    found: dict[str, Contact] = {}
+    for start in range(0, len(emails), _CHUNK):
+        chunk = emails[start : start + _CHUNK]
+        stmt = select(Contact).where(Contact.account_id == account_id, Contact.email.in_(chunk))
+        for contact in (await session.execute(stmt)).scalars():
+            found[contact.email] = contact
+    return found
+
+
+async def ids_owned(session: AsyncSession, account_id: str, contact_ids: Iterable[str]) -> set[str]:
+    ids = list(contact_ids)
+    owned: set[str] = set()
+    for start in range(0, len(ids), _CHUNK):
+        stmt = select(Contact.id).where(Contact.account_id == account_id, Contact.id.in_(ids[start : start + _CHUNK]))
+        owned.update((await session.execute(stmt)).scalars())
+    return owned
+
+
+async def list_page(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None,
+    email: str | None = None, audience_id: str | None = None,
+) -> list[Contact]:
+    stmt = select(Contact).where(Contact.account_id == account_id)
+    if email:
+        escaped = email.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+        stmt = stmt.where(Contact.email.like(f"%{escaped}%", escape="\\"))
+    if audience_id:
+        stmt = stmt.join(AudienceMember, AudienceMember.contact_id == Contact.id).where(
+            AudienceMember.audience_id == audience_id
+        )
+    return list((await session.execute(paginate_query(stmt, Contact.id, limit, cursor))).scalars())
+
+
+async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    for start in range(0, len(rows), _CHUNK):
+        await session.execute(insert(Contact), rows[start : start + _CHUNK])
+
+
+async def update_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
+    """ORM bulk UPDATE by primary key; each dict carries "id" and the columns to set."""
+    for start in range(0, len(rows), _CHUNK):
+        await session.execute(update(Contact), rows[start : start + _CHUNK])
+
+
+async def delete_one(session: AsyncSession, account_id: str, contact_id: str) -> bool:
+    result = await session.execute(delete(Contact).where(Contact.id == contact_id, Contact.account_id == account_id))
+    return result.rowcount > 0
+
+
+async def count(session: AsyncSession, account_id: str) -> int:
+    stmt = select(func.count()).select_from(Contact).where(Contact.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one()

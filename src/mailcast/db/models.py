@@ -1,0 +1,200 @@
+"""Database tables. API shapes live in each domain's schemas.py, never here."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import (
+    Boolean,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+)
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+from .types import BigIntPK, JSONType, UTCDateTime
+
+
+class Base(DeclarativeBase):
+    type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+class Account(Base):
+    __tablename__ = "accounts"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    name: Mapped[str] = mapped_column(String(200))
+    plan: Mapped[str] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+
+
+class ApiKey(Base):
+    __tablename__ = "api_keys"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    scope: Mapped[str] = mapped_column(String(20))
+    prefix: Mapped[str] = mapped_column(String(20))
+    key_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    created_at: Mapped[datetime]
+    last_used_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+
+
+class AccountUsage(Base):
+    """Marketing emails counted against the monthly quota, per calendar month (UTC)."""
+
+    __tablename__ = "account_usage"
+
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    period: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
+    marketing_emails: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class Domain(Base):
+    __tablename__ = "domains"
+    __table_args__ = (UniqueConstraint("account_id", "name"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(253))
+    status: Mapped[str] = mapped_column(String(20))
+    dkim_selector: Mapped[str] = mapped_column(String(63))
+    dkim_algorithm: Mapped[str] = mapped_column(String(10))
+    dkim_private_key: Mapped[str] = mapped_column(Text)
+    dkim_public_key: Mapped[str] = mapped_column(Text)  # base64 DER, as published in DNS
+    spf_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    dkim_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    dmarc_verified: Mapped[bool] = mapped_column(Boolean, default=False)
+    trusted: Mapped[bool] = mapped_column(Boolean, default=False)
+    verified_at: Mapped[datetime | None]
+    last_checked_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Contact(Base):
+    __tablename__ = "contacts"
+    __table_args__ = (UniqueConstraint("account_id", "email"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320))
+    first_name: Mapped[str | None] = mapped_column(String(200))
+    last_name: Mapped[str | None] = mapped_column(String(200))
+    # "metadata" is reserved on declarative classes, hence the attribute name.
+    attributes: Mapped[dict[str, Any] | None] = mapped_column("metadata")
+    unsubscribed: Mapped[bool] = mapped_column(Boolean, default=False)
+    unsubscribed_at: Mapped[datetime | None]
+    suppressed_reason: Mapped[str | None] = mapped_column(String(20))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Audience(Base):
+    __tablename__ = "audiences"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    description: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class AudienceMember(Base):
+    __tablename__ = "audience_members"
+
+    audience_id: Mapped[str] = mapped_column(ForeignKey("audiences.id", ondelete="CASCADE"), primary_key=True)
+    contact_id: Mapped[str] = mapped_column(
+        ForeignKey("contacts.id", ondelete="CASCADE"), primary_key=True, index=True
+    )
+    created_at: Mapped[datetime]
+
+
+class Template(Base):
+    __tablename__ = "templates"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str | None] = mapped_column(Text)
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    engine: Mapped[str] = mapped_column(String(20))
+    variables: Mapped[dict[str, Any] | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Campaign(Base):
+    __tablename__ = "campaigns"
+    __table_args__ = (
+        Index("ix_campaigns_account_status", "account_id", "status"),
+        Index("ix_campaigns_status_scheduled_at", "status", "scheduled_at"),
+    )
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"))
+    name: Mapped[str] = mapped_column(String(200))
+    subject: Mapped[str] = mapped_column(Text)
+    from_address: Mapped[str] = mapped_column(String(400))
+    reply_to: Mapped[str | None] = mapped_column(String(400))
+    preview_text: Mapped[str | None] = mapped_column(Text)
+    # No foreign keys: a sent campaign outlives the audience or template it used.
+    audience_id: Mapped[str] = mapped_column(String(40))
+    template_id: Mapped[str | None] = mapped_column(String(40))
+    html: Mapped[str | None] = mapped_column(Text)
+    text: Mapped[str | None] = mapped_column(Text)
+    unsubscribe_url: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(20))
+    scheduled_at: Mapped[datetime | None]
+    send_started_at: Mapped[datetime | None]
+    sent_at: Mapped[datetime | None]
+    cancelled_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class Delivery(Base):
+    """One row per (campaign, contact): the send queue and the audit trail at once."""
+
+    __tablename__ = "deliveries"
+    __table_args__ = (
+        UniqueConstraint("campaign_id", "contact_id"),
+        Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
+    )
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    email: Mapped[str] = mapped_column(String(320))
+    variant: Mapped[str] = mapped_column(String(10), default="a")
+    status: Mapped[str] = mapped_column(String(20), default="queued")
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime | None]
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    smtp_response: Mapped[str | None] = mapped_column(Text)
+    message_id: Mapped[str | None] = mapped_column(String(255))
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    sent_at: Mapped[datetime | None]
+
+
+class Event(Base):
+    __tablename__ = "events"
+    __table_args__ = (Index("ix_events_delivery_type", "delivery_id", "type"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    delivery_id: Mapped[int] = mapped_column(ForeignKey("deliveries.id", ondelete="CASCADE"))
+    type: Mapped[str] = mapped_column(String(20))  # open, click, bounce, complaint, unsubscribe
+    at: Mapped[datetime]
+    url: Mapped[str | None] = mapped_column(Text)
+    user_agent: Mapped[str | None] = mapped_column(Text)
+    machine: Mapped[bool] = mapped_column(Boolean, default=False)

@@ -1,0 +1,12 @@
+"""INSERT ... ON CONFLICT for the dialect the session is bound to (SQLite and PostgreSQL share the syntax)."""
+
+from __future__ import annotations
+
+from sqlalchemy.dialects import postgresql, sqlite
+from sqlalchemy.ext.asyncio import AsyncSession
+
+
+def insert_for(session: AsyncSession):
+    if session.bind.dialect.name == "postgresql":
+        return postgresql.insert
+    return sqlite.insert

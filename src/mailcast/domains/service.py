@@ -1,0 +1,148 @@
+"""Sender domains: the DNS records to publish, and verification against real DNS."""
+
+from __future__ import annotations
+
+import re
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.config import Settings
+from mailcast.db.models import Domain
+from mailcast.domains import repository as repo
+from mailcast.domains.dns import DnsError, TxtLookup
+from mailcast.domains.keys import generate_rsa_keypair
+from mailcast.errors import Conflict, NotFound, ValidationFailed
+from mailcast.ids import new_id
+
+_LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
+
+
+def normalise_domain_name(name: str) -> str:
+    value = name.strip().rstrip(".").lower()
+    try:
+        value = value.encode("idna").decode("ascii")
+    except UnicodeError:
+        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+    labels = value.split(".")
+    if len(value) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+    return value
+
+
+def dkim_host(domain: Domain) -> str:
+    return f"{domain.dkim_selector}._domainkey.{domain.name}"
+
+
+def spf_value(settings: Settings) -> str:
+    mechanism = f"include:{settings.spf_include}" if settings.spf_include else "a mx"
+    return f"v=spf1 {mechanism} ~all"
+
+
+def dns_records(domain: Domain, settings: Settings) -> list[dict]:
+    records = [
+        ("spf", domain.name, spf_value(settings), domain.spf_verified),
+        ("dkim", dkim_host(domain), f"v=DKIM1; k=rsa; p={domain.dkim_public_key}", domain.dkim_verified),
+        ("dmarc", f"_dmarc.{domain.name}", "v=DMARC1; p=none;", domain.dmarc_verified),
+    ]
+    return [
+        {"record": purpose, "type": "TXT", "host": host, "name": host, "value": value, "verified": ok}
+        for purpose, host, value, ok in records
+    ]
+
+
+async def create_domain(
+    session: AsyncSession, account_id: str, name: str, now: datetime, settings: Settings, trusted: bool = False
+) -> Domain:
+    name = normalise_domain_name(name)
+    if await repo.by_name(session, account_id, name) is not None:
+        raise Conflict(f"The domain {name} is already added", {"name": name})
+    private_pem, public_b64 = generate_rsa_keypair()
+    domain = Domain(
+        id=new_id("dom"),
+        account_id=account_id,
+        name=name,
+        status="verified" if trusted else "pending",
+        dkim_selector=settings.dkim_selector,
+        dkim_algorithm="rsa",
+        dkim_private_key=private_pem,
+        dkim_public_key=public_b64,
+        spf_verified=False,
+        dkim_verified=False,
+        dmarc_verified=False,
+        trusted=trusted,
+        verified_at=now if trusted else None,
+        created_at=now,
+        updated_at=now,
+    )
+    session.add(domain)
+    await session.flush()
+    return domain
+
+
+async def get_domain(session: AsyncSession, account_id: str, domain_id: str) -> Domain:
+    domain = await repo.get(session, account_id, domain_id)
+    if domain is None:
+        raise NotFound("No such domain")
+    return domain
+
+
+async def list_domains(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Domain]:
+    return await repo.list_page(session, account_id, limit, cursor)
+
+
+async def delete_domain(session: AsyncSession, account_id: str, domain_id: str) -> None:
+    if not await repo.delete_one(session, account_id, domain_id):
+        raise NotFound("No such domain")
+
+
+def _tags(record: str) -> dict[str, str]:
+    tags = {}
+    for part in record.split(";"):
+        key, _, value = part.partition("=")
+        if key.strip():
+            tags[key.strip().lower()] = "".join(value.split())
+    return tags
+
+
+async def _lookup(dns: TxtLookup, name: str, problems: list[str]) -> list[str]:
+    try:
+        return await dns.txt(name)
+    except DnsError as exc:
+        problems.append(str(exc))
+        return []
+
+
+async def verify_domain(
+    session: AsyncSession, dns: TxtLookup, settings: Settings, account_id: str, domain_id: str, now: datetime
+) -> tuple[Domain, list[str]]:
+    """Look the three records up; the domain is verified when SPF and DKIM match (DMARC is reported)."""
+    domain = await get_domain(session, account_id, domain_id)
+    problems: list[str] = []
+
+    spf = [r for r in await _lookup(dns, domain.name, problems) if r.lower().startswith("v=spf1")]
+    include = f"include:{settings.spf_include}".lower() if settings.spf_include else None
+    domain.spf_verified = bool(spf) and (include is None or any(include in r.lower().split() for r in spf))
+
+    dkim = [_tags(r) for r in await _lookup(dns, dkim_host(domain), problems)]
+    domain.dkim_verified = any(t.get("p") == domain.dkim_public_key for t in dkim)
+
+    dmarc = await _lookup(dns, f"_dmarc.{domain.name}", problems)
+    domain.dmarc_verified = any(r.replace(" ", "").upper().startswith("V=DMARC1") for r in dmarc)
+
+    if domain.trusted or (domain.spf_verified and domain.dkim_verified):
+        if domain.status != "verified":
+            domain.verified_at = now
+        domain.status = "verified"
+    else:
+        domain.status = "pending"
+        domain.verified_at = None
+    domain.last_checked_at = now
+    domain.updated_at = now
+    await session.flush()
+    return domain, problems
+
+
+async def is_verified(session: AsyncSession, account_id: str, name: str) -> bool:
+    domain = await repo.by_name(session, account_id, name.lower())
+    return domain is not None and domain.status == "verified"

@@ -1,0 +1,69 @@
+"""Domain errors. Each carries the HTTP status and machine code the API answers with;
+the core raises them, only the API layer turns them into responses."""
+
+from __future__ import annotations
+
+from typing import Any
+
+
+class MailcastError(Exception):
+    status: int = 400
+    code: str = "bad_request"
+    message: str = "Bad request"
+
+    def __init__(self, message: str | None = None, details: Any = None) -> None:
+        self.message = message or self.message
+        self.details = details
+        super().__init__(self.message)
+
+
+class Unauthorized(MailcastError):
+    status = 401
+    code = "unauthorized"
+    message = "Missing or invalid API key"
+
+
+class InsufficientScope(MailcastError):
+    status = 403
+    code = "insufficient_scope"
+    message = "This API key's scope does not allow this action"
+
+
+class PlanLimitReached(MailcastError):
+    status = 403
+    code = "plan_limit_reached"
+
+
+class QuotaExceeded(MailcastError):
+    status = 403
+    code = "quota_exceeded"
+
+
+class NotFound(MailcastError):
+    status = 404
+    code = "not_found"
+    message = "Not found"
+
+
+class Conflict(MailcastError):
+    status = 409
+    code = "conflict"
+
+
+class InvalidTransition(Conflict):
+    code = "invalid_transition"
+
+
+class PayloadTooLarge(MailcastError):
+    status = 413
+    code = "payload_too_large"
+
+
+class ValidationFailed(MailcastError):
+    status = 422
+    code = "validation_error"
+    message = "Invalid request"
+
+
+class DomainNotVerified(ValidationFailed):
+    code = "domain_not_verified"
