@@ -156,7 +156,7 @@ class Tenant:
         assert r.status_code == 201, r.text
         audience_id = r.json()["id"]
         if contacts:
-            rows = [{"email": f"user{i}@{self.account_id[-6:]}.example.org", "first_name": f"User{i}"}
+            rows = [{"email": f"user{i}@{audience_id[-8:]}.example.org", "first_name": f"User{i}"}
                     for i in range(contacts)]
             r = await self.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience_id})
             assert r.status_code == 200, r.text

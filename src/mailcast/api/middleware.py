@@ -37,28 +37,35 @@ class BodyLimit:
             return
 
         received = 0
-        started = False
+        exceeded = False
+        replaced = False
 
         async def limited_receive() -> Message:
-            nonlocal received
+            nonlocal received, exceeded
             message = await receive()
             if message["type"] == "http.request":
                 received += len(message.get("body", b""))
                 if received > limit:
+                    # Whatever the app makes of the cut-off body, the client gets the 413 below.
+                    exceeded = True
                     raise _TooLarge
             return message
 
-        async def tracking_send(message: Message) -> None:
-            nonlocal started
-            if message["type"] == "http.response.start":
-                started = True
+        async def guarded_send(message: Message) -> None:
+            nonlocal replaced
+            if exceeded:
+                if not replaced:
+                    replaced = True
+                    await error_response(too_large)(scope, receive, send)
+                return
             await send(message)
 
         try:
-            await self.app(scope, limited_receive, tracking_send)
+            await self.app(scope, limited_receive, guarded_send)
         except _TooLarge:
-            if not started:
-                await error_response(too_large)(scope, receive, send)
+            pass
+        if exceeded and not replaced:
+            await error_response(too_large)(scope, receive, send)
 
 
 class ApiKeyAuth:

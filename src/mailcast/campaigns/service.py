@@ -51,6 +51,10 @@ def _one_address(value: str, field: str) -> str:
 
 async def check_content(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
     """What any campaign must satisfy, on create, on update (the merged result) and before sending."""
+    if await audiences_repo.get(session, account_id, values["audience_id"]) is None:
+        raise NotFound("No such audience", {"audience_id": values["audience_id"]})
+    if values.get("template_id") and await templates_repo.get(session, account_id, values["template_id"]) is None:
+        raise NotFound("No such template", {"template_id": values["template_id"]})
     address = sender_address(values["from_address"])
     domain = address.rpartition("@")[2]
     if not await domains.is_verified(session, account_id, domain):
@@ -60,10 +64,6 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
         )
     if values.get("reply_to"):
         _one_address(values["reply_to"], "reply_to")
-    if await audiences_repo.get(session, account_id, values["audience_id"]) is None:
-        raise NotFound("No such audience", {"audience_id": values["audience_id"]})
-    if values.get("template_id") and await templates_repo.get(session, account_id, values["template_id"]) is None:
-        raise NotFound("No such template", {"template_id": values["template_id"]})
     if not (values.get("html") or values.get("text") or values.get("template_id")):
         raise _invalid("html", "at least one of html, text or template_id is required")
     check_fields(subject=values["subject"], html=values.get("html"), text=values.get("text"),
@@ -144,7 +144,8 @@ def _refuse(campaign: Campaign, what: str, allowed: frozenset[Status]) -> Invali
 async def _move(session: AsyncSession, campaign: Campaign, target: Status, values: dict[str, Any],
                 what: str, allowed: frozenset[Status]) -> None:
     source = Status(campaign.status)
-    if source not in allowed or not can(source, target):
+    # An edit that keeps the status is no transition, but it is still guarded on the status.
+    if source not in allowed or (source is not target and not can(source, target)):
         raise _refuse(campaign, what, allowed)
     values = {**values, "status": target.value}
     if not await repo.compare_and_set(session, campaign.id, source, values):
