@@ -125,7 +125,7 @@ async def test_from_must_be_on_a_verified_domain(ready):
     assert await _campaign_count(ready) == 0
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "%%%"},
+@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "x" * 65},
                                     {"status": "flying"}])
 async def test_bad_list_parameters(ready, params):
     _error(await ready.get("/v1/campaigns", params=params), 422)
@@ -146,3 +146,23 @@ async def test_contacts_import_keeps_good_rows_and_reports_bad_ones(ready):
     assert [e["index"] for e in result["errors"]] == [1, 3]
     emails = {c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]}
     assert {"good1@example.org", "good2@example.org"} <= emails and "not-an-email" not in emails
+
+
+async def test_nul_characters_and_non_finite_numbers_are_refused(ready):
+    _error(await ready.post("/v1/audiences", json={"name": "ok", "description": "nul\x00here"}), 422)
+    _error(await ready.post("/v1/contacts", json={"email": "a@example.org", "metadata": {"k\x00": 1}}), 422)
+    r = await ready.client.post("/v1/contacts", content=b'{"email": "b@example.org", "metadata": {"x": NaN}}',
+                                headers={**ready.headers, "Content-Type": "application/json"})
+    _error(r, 422)
+    _error(await ready.get("/v1/campaigns/camp_%00x"), 422)
+    _error(await ready.get("/v1/contacts", params={"email": "a\x00"}), 422)
+    emails = [c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]]
+    assert "a@example.org" not in emails and "b@example.org" not in emails
+
+
+async def test_racing_duplicate_creates_get_one_409(ready):
+    import asyncio
+
+    results = await asyncio.gather(*[ready.post("/v1/contacts", json={"email": "race@example.org"})
+                                     for _ in range(4)])
+    assert sorted(r.status_code for r in results) == [201, 409, 409, 409]

@@ -5,10 +5,11 @@ from fastapi import APIRouter
 from mailcast.accounts import service
 from mailcast.accounts.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep
+from mailcast.api.routing import ERROR_RESPONSES
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.schemas import Deleted
 
-router = APIRouter(prefix="/v1/api-keys", tags=["API keys"])
+router = APIRouter(prefix="/v1/api-keys", tags=["API keys"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from mailcast import __version__
 from mailcast.accounts.endpoints import router as api_keys_router
 from mailcast.api import errors
-from mailcast.api.middleware import ApiKeyAuth, BodyLimit
+from mailcast.api.middleware import ApiKeyAuth, BodyLimit, NoNulInUrl
 from mailcast.audiences.endpoints import router as audiences_router
 from mailcast.campaigns.endpoints import router as campaigns_router
 from mailcast.clock import Clock, system_clock
@@ -58,4 +58,5 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(ApiKeyAuth)
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
                        overrides={"/v1/contacts/import": settings.import_max_body_bytes})
+    app.add_middleware(NoNulInUrl)
     return app

@@ -65,7 +65,7 @@ class PageParams:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=100, description="Items per page (1-100)")] = 20,
-        cursor: Annotated[str | None, Query(description="next_cursor of the previous page")] = None,
+        cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
     ) -> None:
         self.limit = limit
         self.cursor = cursor

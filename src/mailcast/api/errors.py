@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from mailcast.errors import MailcastError
@@ -68,6 +69,13 @@ async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONRes
     return JSONResponse(error_body(code, message, None), status_code=exc.status_code, headers=exc.headers)
 
 
+async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+    # A uniqueness race that the service's own check could not see (two requests at once).
+    log.info("integrity error answered as 409: %s", exc.orig)
+    return JSONResponse(error_body("conflict", "The request conflicts with the current state; retry it", None),
+                        status_code=409)
+
+
 async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
     return JSONResponse(error_body("internal_error", "An unexpected error occurred", None), status_code=500)
@@ -77,4 +85,5 @@ def install(app: FastAPI) -> None:
     app.add_exception_handler(MailcastError, _mailcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)
+    app.add_exception_handler(IntegrityError, _integrity_error)
     app.add_exception_handler(Exception, _unexpected)

@@ -10,13 +10,26 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailcast.accounts import service as accounts
 from mailcast.api.errors import error_response
-from mailcast.errors import MailcastError, PayloadTooLarge
+from mailcast.errors import MailcastError, PayloadTooLarge, ValidationFailed
 
 API_PREFIXES = ("/v1/", "/api/v1/")
 
 
 class _TooLarge(Exception):
     pass
+
+
+class NoNulInUrl:
+    """A NUL in a path or query parameter can only be an attack or a bug; no database stores it."""
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
+            await error_response(ValidationFailed("URLs must not contain NUL characters"))(scope, receive, send)
+            return
+        await self.app(scope, receive, send)
 
 
 class BodyLimit:

@@ -2,15 +2,12 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 from sqlalchemy import Select
 
-from mailcast.errors import ValidationFailed
 
 T = TypeVar("T")
 
@@ -21,24 +18,11 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def encode_cursor(key: str) -> str:
-    return base64.urlsafe_b64encode(key.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        padded = cursor + "=" * (-len(cursor) % 4)
-        key = base64.urlsafe_b64decode(padded.encode()).decode()
-    except (binascii.Error, UnicodeDecodeError, ValueError):
-        raise ValidationFailed("cursor: not a cursor this API returned", [{"field": "cursor", "message": "invalid cursor"}])
-    if not key or len(key) > 64:
-        raise ValidationFailed("cursor: not a cursor this API returned", [{"field": "cursor", "message": "invalid cursor"}])
-    return key
-
-
 def paginate_query(stmt: Select, id_column: Any, limit: int, cursor: str | None) -> Select:
+    # The cursor is the last id of the previous page: any string is a well-defined position
+    # ("everything older than this"), so there is no malformed cursor to refuse.
     if cursor:
-        stmt = stmt.where(id_column < decode_cursor(cursor))
+        stmt = stmt.where(id_column < cursor)
     return stmt.order_by(id_column.desc()).limit(limit + 1)
 
 
@@ -46,4 +30,4 @@ def page_of(rows: Sequence[Any], limit: int, key=lambda row: row.id) -> tuple[li
     """Split a limit+1 fetch into (items, has_more, next_cursor)."""
     items = list(rows[:limit])
     has_more = len(rows) > limit
-    return items, has_more, encode_cursor(key(items[-1])) if has_more and items else None
+    return items, has_more, key(items[-1]) if has_more and items else None

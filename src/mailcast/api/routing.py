@@ -4,6 +4,21 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
+from mailcast.api.schemas import ErrorOut
+
+# Documented on every /v1 operation, so clients (and contract tests) know the error shape.
+ERROR_RESPONSES = {
+    status: {"model": ErrorOut, "description": description}
+    for status, description in {
+        401: "Missing, malformed, unknown or revoked API key",
+        403: "The key's scope is too weak, or a plan limit or the monthly quota says no",
+        404: "No such resource in this account",
+        409: "The resource's state does not allow this",
+        413: "The request body is too large",
+        422: "The request is invalid",
+    }.items()
+}
+
 
 def put_and_patch(router: APIRouter, path: str, endpoint: Callable, **kwargs) -> None:
     """Register an update under both PUT (what the sendry SDK sends) and PATCH (the spec), each

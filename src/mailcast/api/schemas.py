@@ -6,9 +6,13 @@ import re
 from datetime import UTC, datetime
 from typing import Annotated
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, PlainSerializer
+import json
+from typing import Any
 
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u0085]")
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
+
+_CONTROL_CLASS = r"\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u0085"
+_CONTROL = re.compile(f"[{_CONTROL_CLASS}]")
 
 
 def _single_line(value: str) -> str:
@@ -17,7 +21,8 @@ def _single_line(value: str) -> str:
     return value
 
 
-SingleLine = Annotated[str, AfterValidator(_single_line)]
+# The pattern documents the rule in the OpenAPI schema; the validator gives the readable message.
+SingleLine = Annotated[str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": f"^[^{_CONTROL_CLASS}]*$"})]
 
 
 def _iso(value: datetime) -> str:
@@ -27,10 +32,39 @@ def _iso(value: datetime) -> str:
 Timestamp = Annotated[datetime, PlainSerializer(_iso, return_type=str)]
 
 
+def _finite_json(value: dict[str, Any]) -> dict[str, Any]:
+    try:
+        json.dumps(value, allow_nan=False)
+    except ValueError:
+        raise ValueError("must be JSON without NaN or Infinity") from None
+    return value
+
+
+JsonObject = Annotated[dict[str, Any], AfterValidator(_finite_json)]
+
+
+def _has_nul(value: Any) -> bool:
+    if isinstance(value, str):
+        return "\x00" in value
+    if isinstance(value, dict):
+        return any(_has_nul(k) or _has_nul(v) for k, v in value.items())
+    if isinstance(value, list):
+        return any(_has_nul(v) for v in value)
+    return False
+
+
 class Input(BaseModel):
-    """Request bodies: unknown fields are an error, not silently dropped."""
+    """Request bodies: unknown fields are an error, not silently dropped; no string anywhere in
+    them may hold a NUL character (no database stores one in text)."""
 
     model_config = ConfigDict(extra="forbid")
+
+    @model_validator(mode="before")
+    @classmethod
+    def _no_nul(cls, data: Any) -> Any:
+        if _has_nul(data):
+            raise ValueError("strings must not contain NUL characters")
+        return data
 
 
 class Output(BaseModel):
@@ -41,3 +75,15 @@ class Deleted(BaseModel):
     id: str
     object: str
     deleted: bool = True
+
+
+class ErrorDetail(BaseModel):
+    code: str
+    message: str
+    details: Any = None
+
+
+class ErrorOut(BaseModel):
+    """Every error response."""
+
+    error: ErrorDetail

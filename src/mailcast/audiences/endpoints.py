@@ -4,13 +4,13 @@ from fastapi import APIRouter
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep
 from mailcast.api.pagination import Page, page_of
-from mailcast.api.routing import put_and_patch
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.audiences import service
 from mailcast.audiences.schemas import AddContacts, AddContactsResult, AudienceCreate, AudienceOut, AudienceUpdate
 from mailcast.contacts.schemas import ContactOut
 
-router = APIRouter(prefix="/v1/audiences", tags=["Audiences"])
+router = APIRouter(prefix="/v1/audiences", tags=["Audiences"], responses=ERROR_RESPONSES)
 
 
 def _out(audience, count: int) -> AudienceOut:

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SendKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
-from mailcast.api.routing import put_and_patch
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.campaigns import service
 from mailcast.campaigns.lifecycle import Status
@@ -20,7 +20,7 @@ from mailcast.campaigns.schemas import (
     StatsOut,
 )
 
-router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"])
+router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"], responses=ERROR_RESPONSES)
 
 
 def _out(c, s: Stats) -> CampaignOut:

@@ -6,12 +6,12 @@ from fastapi import APIRouter, Query
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
-from mailcast.api.routing import put_and_patch
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.contacts import service
 from mailcast.contacts.schemas import ContactCreate, ContactOut, ContactUpdate, ImportRequest, ImportResult
 
-router = APIRouter(prefix="/v1/contacts", tags=["Contacts"])
+router = APIRouter(prefix="/v1/contacts", tags=["Contacts"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=ContactOut)

@@ -4,7 +4,7 @@ from typing import Any
 
 from pydantic import BaseModel, Field
 
-from mailcast.api.schemas import Input, Output, SingleLine, Timestamp
+from mailcast.api.schemas import Input, JsonObject, Output, SingleLine, Timestamp
 
 Name = SingleLine
 
@@ -13,7 +13,7 @@ class ContactCreate(Input):
     email: str = Field(max_length=320)
     first_name: Name | None = Field(default=None, max_length=200)
     last_name: Name | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     unsubscribed: bool = False
     audience_id: str | None = Field(default=None, description="Also add the new contact to this audience")
 
@@ -22,7 +22,7 @@ class ContactUpdate(Input):
     email: str | None = Field(default=None, max_length=320)
     first_name: Name | None = Field(default=None, max_length=200)
     last_name: Name | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     unsubscribed: bool | None = None
 
 
@@ -31,7 +31,7 @@ class ContactOut(Output):
     email: str
     first_name: str | None
     last_name: str | None
-    metadata: dict[str, Any] | None
+    metadata: JsonObject | None
     unsubscribed: bool
     suppressed: bool
     created_at: Timestamp
@@ -49,7 +49,7 @@ class ImportRow(Input):
     email: str = Field(max_length=1000)
     first_name: Name | None = Field(default=None, max_length=200)
     last_name: Name | None = Field(default=None, max_length=200)
-    metadata: dict[str, Any] | None = None
+    metadata: JsonObject | None = None
     unsubscribed: bool | None = None
 
 

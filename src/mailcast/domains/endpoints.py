@@ -3,13 +3,14 @@ from __future__ import annotations
 from fastapi import APIRouter, Request
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
+from mailcast.api.routing import ERROR_RESPONSES
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.schemas import Deleted
 from mailcast.config import Settings
 from mailcast.domains import service
 from mailcast.domains.schemas import DomainCreate, DomainOut, DomainVerifyOut
 
-router = APIRouter(prefix="/v1/domains", tags=["Domains"])
+router = APIRouter(prefix="/v1/domains", tags=["Domains"], responses=ERROR_RESPONSES)
 
 
 def _out(domain, settings: Settings, cls=DomainOut, **extra):

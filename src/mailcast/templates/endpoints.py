@@ -4,12 +4,12 @@ from fastapi import APIRouter
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep
 from mailcast.api.pagination import Page, page_of
-from mailcast.api.routing import put_and_patch
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.templates import service
 from mailcast.templates.schemas import TemplateCreate, TemplateOut, TemplateUpdate
 
-router = APIRouter(prefix="/v1/templates", tags=["Templates"])
+router = APIRouter(prefix="/v1/templates", tags=["Templates"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=TemplateOut)

@@ -4,7 +4,7 @@ from typing import Any, Literal
 
 from pydantic import Field
 
-from mailcast.api.schemas import Input, Output, SingleLine, Timestamp
+from mailcast.api.schemas import Input, JsonObject, Output, SingleLine, Timestamp
 
 Engine = Literal["liquid", "html"]
 
@@ -15,7 +15,7 @@ class TemplateCreate(Input):
     html: str | None = Field(default=None, max_length=512_000)
     text: str | None = Field(default=None, max_length=512_000)
     engine: Engine = Field(default="liquid", description='"html" is accepted as a synonym: both use Liquid merge tags')
-    variables: dict[str, Any] | None = None
+    variables: JsonObject | None = None
 
 
 class TemplateUpdate(Input):
@@ -24,7 +24,7 @@ class TemplateUpdate(Input):
     html: str | None = Field(default=None, max_length=512_000)
     text: str | None = Field(default=None, max_length=512_000)
     engine: Engine | None = None
-    variables: dict[str, Any] | None = None
+    variables: JsonObject | None = None
 
 
 class TemplateOut(Output):
@@ -34,6 +34,6 @@ class TemplateOut(Output):
     html: str | None
     text: str | None
     engine: str
-    variables: dict[str, Any] | None
+    variables: JsonObject | None
     created_at: Timestamp
     updated_at: Timestamp

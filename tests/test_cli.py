@@ -1,0 +1,127 @@
+"""The command line, run as a real process against the test database."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+
+import httpx
+import pytest
+
+from tests.conftest import _free_tcp_port
+
+
+@pytest.fixture
+def cli(settings):
+    env = {**os.environ, "MAILCAST_DATABASE_URL": settings.database_url, "MAILCAST_DATA_DIR": str(settings.data_dir),
+           "MAILCAST_SECRET_KEY": "cli-test-secret-0123456789abcdef"}
+
+    def run(*args: str, check: bool = True) -> subprocess.CompletedProcess:
+        result = subprocess.run([sys.executable, "-m", "mailcast.cli", *args], env=env, capture_output=True,
+                                text=True, timeout=120)
+        if check:
+            assert result.returncode == 0, result.stderr
+        return result
+
+    return run
+
+
+async def test_accounts_create_prints_a_working_key(cli, client):
+    out = json.loads(cli("accounts", "create", "--name", "Acme", "--plan", "pro").stdout)
+    assert out["plan"] == "pro" and out["account_id"].startswith("acc_")
+    assert out["api_key"]["scope"] == "full_access"
+    r = await client.get("/v1/campaigns", headers={"Authorization": f"Bearer {out['api_key']['key']}"})
+    assert r.status_code == 200
+    bad = cli("accounts", "create", "--name", "X", "--plan", "platinum", check=False)
+    assert bad.returncode == 1 and "plan must be one of" in bad.stderr
+
+
+async def test_api_keys_create_with_scope(cli, client):
+    account = json.loads(cli("accounts", "create", "--name", "Acme").stdout)["account_id"]
+    key = json.loads(cli("api-keys", "create", "--account", account, "--scope", "read_only").stdout)
+    headers = {"Authorization": f"Bearer {key['key']}"}
+    assert (await client.get("/v1/audiences", headers=headers)).status_code == 200
+    assert (await client.post("/v1/audiences", json={"name": "x"}, headers=headers)).status_code == 403
+    assert cli("api-keys", "create", "--account", "acc_missing", check=False).returncode == 1
+
+
+async def test_domains_add_trusted_is_verified(cli, client):
+    created = json.loads(cli("accounts", "create", "--name", "Acme", "--plan", "business").stdout)
+    domain = json.loads(cli("domains", "add", "--account", created["account_id"], "--trusted", "mail.acme.test").stdout)
+    assert domain["status"] == "verified"
+    assert {r["record"] for r in domain["dns_records"]} == {"spf", "dkim", "dmarc"}
+    untrusted = json.loads(cli("domains", "add", "--account", created["account_id"], "other.acme.test").stdout)
+    assert untrusted["status"] == "pending"
+
+
+async def test_contacts_import_reports_bad_lines_and_keeps_good_rows(cli, client, tmp_path):
+    created = json.loads(cli("accounts", "create", "--name", "Acme").stdout)
+    headers = {"Authorization": f"Bearer {created['api_key']['key']}"}
+    audience = (await client.post("/v1/audiences", json={"name": "CSV"}, headers=headers)).json()["id"]
+    csv_file = tmp_path / "contacts.csv"
+    csv_file.write_text(
+        "email,first_name,last_name,city\n"
+        "ada@example.org,Ada,Lovelace,London\n"
+        "not-an-email,Bad,Row,Nowhere\n"
+        "grace@example.org,Grace,,Arlington\n"
+        "\"x@@example.org\",Also,Bad,\n"
+    )
+    result = cli("contacts", "import", "--account", created["account_id"], "--audience", audience, str(csv_file))
+    summary = json.loads(result.stdout)
+    assert (summary["created"], summary["invalid"], summary["total"]) == (2, 2, 4)
+    assert [e["line"] for e in summary["errors"]] == [3, 5]
+    assert "line 3" in result.stderr and "line 5" in result.stderr
+    members = (await client.get(f"/v1/audiences/{audience}/contacts", headers=headers)).json()["data"]
+    by_email = {c["email"]: c for c in members}
+    assert set(by_email) == {"ada@example.org", "grace@example.org"}
+    assert by_email["ada@example.org"]["metadata"] == {"city": "London"}
+    missing = cli("contacts", "import", "--account", created["account_id"], "--audience", "aud_nope", str(csv_file),
+                  check=False)
+    assert missing.returncode == 1 and "No such audience" in missing.stderr
+
+
+def test_serve_first_start_prints_a_key_once(tmp_path):
+    """What `make run` does: a fresh data dir, SQLite, the first account's key printed once."""
+    port = _free_tcp_port()
+    env = {**os.environ, "MAILCAST_DATA_DIR": str(tmp_path / "var")}
+    env.pop("MAILCAST_DATABASE_URL", None)
+
+    def start() -> tuple[subprocess.Popen, str]:
+        proc = subprocess.Popen([sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port)], env=env,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/healthz", timeout=1).status_code == 200:
+                    return proc, ""
+            except httpx.HTTPError:
+                time.sleep(0.1)
+        proc.kill()
+        raise AssertionError(proc.stderr.read())
+
+    def stop(proc: subprocess.Popen) -> str:
+        proc.send_signal(signal.SIGINT)
+        out, _ = proc.communicate(timeout=30)
+        return out
+
+    proc, _ = start()
+    try:
+        time.sleep(0.2)
+    finally:
+        first_out = stop(proc)
+    keys = [line.strip() for line in first_out.splitlines() if line.strip().startswith("mc_live_")]
+    assert len(keys) == 1
+    assert (tmp_path / "var" / "mailcast.db").exists()
+
+    proc, _ = start()
+    try:
+        r = httpx.get(f"http://127.0.0.1:{port}/v1/campaigns", headers={"Authorization": f"Bearer {keys[0]}"})
+        assert r.status_code == 200 and r.json()["data"] == []
+        assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+    finally:
+        second_out = stop(proc)
+    assert "mc_live_" not in second_out  # shown only on the very first start
