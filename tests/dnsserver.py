@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import socket
+import time
 
 from dnslib import QTYPE, RCODE, RR, TXT
 from dnslib.server import BaseResolver, DNSServer
@@ -18,10 +19,13 @@ class ZoneResolver(BaseResolver):
     def __init__(self) -> None:
         self.txt: dict[str, list[str]] = {}
         self.servfail: set[str] = set()
+        self.delay: dict[str, float] = {}
 
     def resolve(self, request, handler):
         reply = request.reply()
         name = str(request.q.qname).rstrip(".").lower()
+        if name in self.delay:
+            time.sleep(self.delay[name])
         if name in self.servfail:
             reply.header.rcode = RCODE.SERVFAIL
             return reply
@@ -57,6 +61,7 @@ class LoopbackDns:
     def clear(self) -> None:
         self.zone.txt.clear()
         self.zone.servfail.clear()
+        self.zone.delay.clear()
 
 
 class _Quiet:

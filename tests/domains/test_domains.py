@@ -101,3 +101,17 @@ async def test_list_get_delete(tenant):
     assert [d["id"] for d in page["data"]] == ids[::-1][:2] and page["has_more"]
     assert (await tenant.request("DELETE", f"/v1/domains/{ids[0]}")).json()["deleted"] is True
     assert (await tenant.get(f"/v1/domains/{ids[0]}")).status_code == 404
+
+
+async def test_slow_dns_does_not_hold_up_other_requests(tenant, dns):
+    """On SQLite an open transaction holds the write lock: verify must not keep one open while it waits."""
+    import asyncio
+
+    domain = (await tenant.post("/v1/domains", json={"name": "slow.example.com"})).json()
+    dns.zone.delay["slow.example.com"] = 1.0
+    verify = asyncio.create_task(tenant.post(f"/v1/domains/{domain['id']}/verify"))
+    await asyncio.sleep(0.2)
+    created = await tenant.post("/v1/audiences", json={"name": "While DNS is slow"})
+    assert created.status_code == 201
+    assert not verify.done()  # the write above did not wait for the lookup
+    assert (await verify).status_code == 200

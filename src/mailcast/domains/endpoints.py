@@ -44,11 +44,11 @@ async def get_domain(domain_id: str, principal: ReadKey, session: SessionDep, se
 
 
 @router.post("/{domain_id}/verify", response_model=DomainVerifyOut)
-async def verify_domain(domain_id: str, principal: FullKey, session: SessionDep, clock: ClockDep,
-                        settings: SettingsDep, request: Request):
+async def verify_domain(domain_id: str, principal: FullKey, clock: ClockDep, settings: SettingsDep,
+                        request: Request):
     """Look the records up in DNS now. Verified when SPF and DKIM match; DMARC is reported."""
     domain, problems = await service.verify_domain(
-        session, request.app.state.dns, settings, principal.account_id, domain_id, clock()
+        request.app.state.sessions, request.app.state.dns, settings, principal.account_id, domain_id, clock
     )
     return _out(domain, settings, DomainVerifyOut, problems=problems)
 

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 import re
 from datetime import datetime
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo
@@ -113,33 +115,50 @@ async def _lookup(dns: TxtLookup, name: str, problems: list[str]) -> list[str]:
         return []
 
 
-async def verify_domain(
-    session: AsyncSession, dns: TxtLookup, settings: Settings, account_id: str, domain_id: str, now: datetime
-) -> tuple[Domain, list[str]]:
-    """Look the three records up; the domain is verified when SPF and DKIM match (DMARC is reported)."""
-    domain = await get_domain(session, account_id, domain_id)
+async def check_records(dns: TxtLookup, settings: Settings, domain: Domain) -> tuple[dict[str, bool], list[str]]:
+    """Look the three records up (concurrently); no database work here."""
     problems: list[str] = []
-
-    spf = [r for r in await _lookup(dns, domain.name, problems) if r.lower().startswith("v=spf1")]
+    spf_txt, dkim_txt, dmarc_txt = await asyncio.gather(
+        _lookup(dns, domain.name, problems),
+        _lookup(dns, dkim_host(domain), problems),
+        _lookup(dns, f"_dmarc.{domain.name}", problems),
+    )
+    spf = [r for r in spf_txt if r.lower().startswith("v=spf1")]
     include = f"include:{settings.spf_include}".lower() if settings.spf_include else None
-    domain.spf_verified = bool(spf) and (include is None or any(include in r.lower().split() for r in spf))
+    return {
+        "spf_verified": bool(spf) and (include is None or any(include in r.lower().split() for r in spf)),
+        "dkim_verified": any(_tags(r).get("p") == domain.dkim_public_key for r in dkim_txt),
+        "dmarc_verified": any(r.replace(" ", "").upper().startswith("V=DMARC1") for r in dmarc_txt),
+    }, problems
 
-    dkim = [_tags(r) for r in await _lookup(dns, dkim_host(domain), problems)]
-    domain.dkim_verified = any(t.get("p") == domain.dkim_public_key for t in dkim)
 
-    dmarc = await _lookup(dns, f"_dmarc.{domain.name}", problems)
-    domain.dmarc_verified = any(r.replace(" ", "").upper().startswith("V=DMARC1") for r in dmarc)
+async def verify_domain(
+    sessions: async_sessionmaker[AsyncSession], dns: TxtLookup, settings: Settings, account_id: str,
+    domain_id: str, clock: Clock,
+) -> tuple[Domain, list[str]]:
+    """Look the records up and store the outcome. The domain is verified when SPF and DKIM match
+    (DMARC is reported).
 
-    if domain.trusted or (domain.spf_verified and domain.dkim_verified):
-        if domain.status != "verified":
-            domain.verified_at = now
-        domain.status = "verified"
-    else:
-        domain.status = "pending"
-        domain.verified_at = None
-    domain.last_checked_at = now
-    domain.updated_at = now
-    await session.flush()
+    DNS can take seconds, so this is its own unit of work: it reads, looks up with no transaction
+    open (on SQLite an open transaction holds the database's write lock), then writes and commits."""
+    async with sessions() as session:
+        domain = await get_domain(session, account_id, domain_id)
+    results, problems = await check_records(dns, settings, domain)
+    async with sessions() as session:
+        domain = await get_domain(session, account_id, domain_id)
+        now = clock()
+        for key, value in results.items():
+            setattr(domain, key, value)
+        if domain.trusted or (domain.spf_verified and domain.dkim_verified):
+            if domain.status != "verified":
+                domain.verified_at = now
+            domain.status = "verified"
+        else:
+            domain.status = "pending"
+            domain.verified_at = None
+        domain.last_checked_at = now
+        domain.updated_at = now
+        await session.commit()
     return domain, problems
 
 
