@@ -5,7 +5,7 @@ from datetime import datetime
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.api.pagination import paginate_query
+from mailcast.db.owned import paginate_query
 from mailcast.db.models import Account, AccountUsage, ApiKey
 from mailcast.db.upsert import insert_for
 

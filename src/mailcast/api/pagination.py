@@ -6,7 +6,6 @@ from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
-from sqlalchemy import Select
 
 
 T = TypeVar("T")
@@ -16,14 +15,6 @@ class Page(BaseModel, Generic[T]):
     data: list[T]
     has_more: bool
     next_cursor: str | None
-
-
-def paginate_query(stmt: Select, id_column: Any, limit: int, cursor: str | None) -> Select:
-    # The cursor is the last id of the previous page: any string is a well-defined position
-    # ("everything older than this"), so there is no malformed cursor to refuse.
-    if cursor:
-        stmt = stmt.where(id_column < cursor)
-    return stmt.order_by(id_column.desc()).limit(limit + 1)
 
 
 def page_of(rows: Sequence[Any], limit: int, key=lambda row: row.id) -> tuple[list[Any], bool, str | None]:

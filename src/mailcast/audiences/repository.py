@@ -6,7 +6,7 @@ from datetime import datetime
 from sqlalchemy import and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.api.pagination import paginate_query
+from mailcast.db import owned
 from mailcast.db.models import Audience, AudienceMember, Contact
 from mailcast.db.upsert import insert_for
 
@@ -14,13 +14,11 @@ _CHUNK = 500
 
 
 async def get(session: AsyncSession, account_id: str, audience_id: str) -> Audience | None:
-    stmt = select(Audience).where(Audience.id == audience_id, Audience.account_id == account_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await owned.get(session, Audience, account_id, audience_id)
 
 
 async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Audience]:
-    stmt = select(Audience).where(Audience.account_id == account_id)
-    return list((await session.execute(paginate_query(stmt, Audience.id, limit, cursor))).scalars())
+    return await owned.page(session, Audience, account_id, limit, cursor)
 
 
 async def member_counts(session: AsyncSession, audience_ids: Sequence[str]) -> dict[str, int]:
@@ -75,5 +73,4 @@ async def remove_member(session: AsyncSession, audience_id: str, contact_id: str
 
 
 async def delete_one(session: AsyncSession, account_id: str, audience_id: str) -> bool:
-    stmt = delete(Audience).where(Audience.id == audience_id, Audience.account_id == account_id)
-    return (await session.execute(stmt)).rowcount > 0
+    return await owned.delete_one(session, Audience, account_id, audience_id)

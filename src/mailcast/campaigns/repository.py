@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import and_, delete, distinct, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.api.pagination import paginate_query
+from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.models import AudienceMember, Campaign, Contact, Delivery, Event
 from mailcast.db.types import UTCDateTime
@@ -29,8 +29,7 @@ class Stats:
 
 
 async def get(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign | None:
-    stmt = select(Campaign).where(Campaign.id == campaign_id, Campaign.account_id == account_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await owned.get(session, Campaign, account_id, campaign_id)
 
 
 async def count(session: AsyncSession, account_id: str) -> int:
@@ -40,10 +39,8 @@ async def count(session: AsyncSession, account_id: str) -> int:
 
 async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None,
                     status: Status | None) -> list[Campaign]:
-    stmt = select(Campaign).where(Campaign.account_id == account_id)
-    if status is not None:
-        stmt = stmt.where(Campaign.status == status.value)
-    return list((await session.execute(paginate_query(stmt, Campaign.id, limit, cursor))).scalars())
+    where = [Campaign.status == status.value] if status is not None else []
+    return await owned.page(session, Campaign, account_id, limit, cursor, *where)
 
 
 async def compare_and_set(session: AsyncSession, campaign_id: str, expected: Status, values: dict[str, Any]) -> bool:

@@ -3,18 +3,18 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, update
+from sqlalchemy import func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.api.pagination import paginate_query
+from mailcast.db import owned
+from mailcast.db.owned import paginate_query
 from mailcast.db.models import AudienceMember, Contact
 
 _CHUNK = 500
 
 
 async def get(session: AsyncSession, account_id: str, contact_id: str) -> Contact | None:
-    stmt = select(Contact).where(Contact.id == contact_id, Contact.account_id == account_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await owned.get(session, Contact, account_id, contact_id)
 
 
 async def by_email(session: AsyncSession, account_id: str, email: str) -> Contact | None:
@@ -68,8 +68,7 @@ async def update_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
 
 
 async def delete_one(session: AsyncSession, account_id: str, contact_id: str) -> bool:
-    result = await session.execute(delete(Contact).where(Contact.id == contact_id, Contact.account_id == account_id))
-    return result.rowcount > 0
+    return await owned.delete_one(session, Contact, account_id, contact_id)
 
 
 async def count(session: AsyncSession, account_id: str) -> int:

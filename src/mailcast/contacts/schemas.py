@@ -1,7 +1,5 @@
 from __future__ import annotations
 
-from typing import Any
-
 from pydantic import BaseModel, Field
 
 from mailcast.api.schemas import Input, JsonObject, Output, SingleLine, Timestamp

@@ -1,15 +1,14 @@
 from __future__ import annotations
 
-from sqlalchemy import delete, select
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.api.pagination import paginate_query
+from mailcast.db import owned
 from mailcast.db.models import Domain
 
 
 async def get(session: AsyncSession, account_id: str, domain_id: str) -> Domain | None:
-    stmt = select(Domain).where(Domain.id == domain_id, Domain.account_id == account_id)
-    return (await session.execute(stmt)).scalar_one_or_none()
+    return await owned.get(session, Domain, account_id, domain_id)
 
 
 async def by_name(session: AsyncSession, account_id: str, name: str) -> Domain | None:
@@ -18,10 +17,8 @@ async def by_name(session: AsyncSession, account_id: str, name: str) -> Domain |
 
 
 async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Domain]:
-    stmt = select(Domain).where(Domain.account_id == account_id)
-    return list((await session.execute(paginate_query(stmt, Domain.id, limit, cursor))).scalars())
+    return await owned.page(session, Domain, account_id, limit, cursor)
 
 
 async def delete_one(session: AsyncSession, account_id: str, domain_id: str) -> bool:
-    result = await session.execute(delete(Domain).where(Domain.id == domain_id, Domain.account_id == account_id))
-    return result.rowcount > 0
+    return await owned.delete_one(session, Domain, account_id, domain_id)
