@@ -5,6 +5,8 @@ from __future__ import annotations
 import asyncio
 import csv
 import json
+import logging
+import signal
 from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -24,6 +26,7 @@ from mailcast.contacts import service as contacts
 from mailcast.contacts.schemas import ImportRow
 from mailcast.db.engine import create_engine, session_factory
 from mailcast.db.migrate import upgrade
+from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
 from mailcast.errors import MailcastError
 
@@ -105,8 +108,77 @@ def serve(
         typer.echo(f"\n    {raw}\n")
     host = host or settings.host
     port = port or settings.port
+    _, where = build_transport(settings)
     err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs)")
-    uvicorn.run(create_app(settings), host=host, port=port, log_level="info", proxy_headers=True)
+    if settings.embedded_worker:
+        err.print(f"[bold]Sending:[/bold] {where}")
+    uvicorn.run(create_app(settings, run_worker=settings.embedded_worker), host=host, port=port, log_level="info",
+                proxy_headers=True)
+
+
+def _serve_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
+    async def runner() -> None:
+        stop = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, stop.set)
+        await main(stop)
+
+    asyncio.run(runner())
+
+
+@app.command()
+def worker() -> None:
+    """Run only the scheduler and sender loops (any number of these can share one PostgreSQL)."""
+    from mailcast.worker.runner import Worker
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main(stop: asyncio.Event) -> None:
+        engine = create_engine(settings.resolved_database_url())
+        await upgrade(engine)
+        transport, where = build_transport(settings)
+        err.print(f"[bold]Sending:[/bold] {where}")
+        try:
+            await Worker(session_factory(engine), settings, transport, system_clock).run(stop)
+        finally:
+            await transport.close()
+            await engine.dispose()
+
+    _serve_until_signal(main)
+
+
+@app.command()
+def bounces(
+    host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
+    port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+) -> None:
+    """Listen for bounces, feedback-loop reports and mailto unsubscribes on the VERP addresses."""
+    from aiosmtpd.smtp import SMTP as SMTPServer
+
+    from mailcast.delivery.tokens import TokenCodec
+    from mailcast.tracking.bounces import BounceHandler
+
+    settings = get_settings()
+    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+
+    async def main(stop: asyncio.Event) -> None:
+        engine = create_engine(settings.resolved_database_url())
+        await upgrade(engine)
+        handler = BounceHandler(session_factory(engine), TokenCodec(settings.secret()), system_clock)
+        server = await asyncio.get_running_loop().create_server(
+            lambda: SMTPServer(handler, hostname="mailcast-bounces"), host or settings.bounce_host,
+            port or settings.bounce_port)
+        err.print(f"bounce listener on {host or settings.bounce_host}:{port or settings.bounce_port}")
+        try:
+            await stop.wait()
+        finally:
+            server.close()
+            await server.wait_closed()
+            await engine.dispose()
+
+    _serve_until_signal(main)
 
 
 @accounts_app.command("create")

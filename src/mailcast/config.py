@@ -46,10 +46,42 @@ class Settings(BaseSettings):
     spf_include: str = ""
     dkim_selector: str = "mailcast"
 
+    # Sending. No SMTP URL: messages go to the file outbox (<data_dir>/outbox) and never leave the machine.
+    smtp_url: str = ""
+    # Relays by sender domain: "example.com=smtp://relay-a:25, other.org=smtps://u:p@relay-b:465".
+    smtp_routes: str = ""
+    smtp_pool_size: int = Field(default=4, ge=1, le=200)
+    smtp_rate_per_second: float = Field(default=0.0, ge=0.0, description="Per relay and process; 0 = unlimited")
+    smtp_timeout_seconds: float = 60.0
+    outbox_dir: Path | None = None
+    # VERP bounce addresses are bounces+<token>@<bounce_domain> (default: the sender's domain).
+    bounce_domain: str = ""
+    bounce_host: str = "127.0.0.1"
+    bounce_port: int = 2525
+    # The worker loops.
+    embedded_worker: bool = True
+    worker_batch_size: int = Field(default=200, ge=1, le=10_000)
+    # Messages marked `sending` and handed to the relay pool together. A worker killed mid-chunk
+    # leaves at most this many deliveries `unknown`.
+    worker_concurrency: int = Field(default=50, ge=1, le=10_000)
+    worker_lease_seconds: int = Field(default=300, ge=10)
+    worker_poll_seconds: float = 0.5
+    retry_base_seconds: int = 60
+    retry_max_seconds: int = 3600
+    retry_lifetime_hours: float = 72.0
+    # Opens within this many seconds of the send are flagged as machine opens (scanners, proxies).
+    machine_open_window_seconds: int = 2
+
     def resolved_database_url(self) -> str:
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'mailcast.db').as_posix()}"
+
+    def resolved_outbox_dir(self) -> Path:
+        return self.outbox_dir or self.data_dir / "outbox"
+
+    def public_url(self, path: str) -> str:
+        return self.base_url.rstrip("/") + path
 
     def campaign_limit(self, plan: str) -> int | None:
         limit = getattr(self, f"campaign_limit_{plan}")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI
@@ -19,7 +21,13 @@ from mailcast.contacts.endpoints import router as contacts_router
 from mailcast.db.engine import create_engine, session_factory
 from mailcast.domains.dns import Resolver, TxtLookup
 from mailcast.domains.endpoints import router as domains_router
+from mailcast.delivery.tokens import TokenCodec
+from mailcast.delivery.transports import build_transport
 from mailcast.templates.endpoints import router as templates_router
+from mailcast.tracking.endpoints import router as tracking_router
+from mailcast.worker.runner import Worker
+
+log = logging.getLogger("mailcast")
 
 DESCRIPTION = """Self-hosted email broadcast campaigns, speaking the Sendry `/v1` API.
 
@@ -28,15 +36,30 @@ Authenticate with `Authorization: Bearer mc_live_...`. Scopes: `read_only` < `se
 
 
 def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clock = system_clock,
-               dns: TxtLookup | None = None) -> FastAPI:
+               dns: TxtLookup | None = None, run_worker: bool = False) -> FastAPI:
+    """`run_worker`: also run the scheduler and sender in this process (what `mailcast serve` does
+    on the embedded default)."""
     owns_engine = engine is None
     engine = engine or create_engine(settings.resolved_database_url())
 
     @asynccontextmanager
-    async def lifespan(_app: FastAPI):
-        yield
-        if owns_engine:
-            await engine.dispose()
+    async def lifespan(app: FastAPI):
+        stop = asyncio.Event()
+        task = transport = None
+        if run_worker:
+            transport, where = build_transport(settings)
+            log.warning(where)
+            task = asyncio.create_task(Worker(app.state.sessions, settings, transport, clock).run(stop))
+        try:
+            yield
+        finally:
+            stop.set()
+            if task is not None:
+                await task
+            if transport is not None:
+                await transport.close()
+            if owns_engine:
+                await engine.dispose()
 
     app = FastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
@@ -44,10 +67,11 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.sessions = session_factory(engine)
     app.state.clock = clock
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
+    app.state.codec = TokenCodec(settings.secret())
 
     errors.install(app)
     for router in (api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-                   campaigns_router):
+                   campaigns_router, tracking_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

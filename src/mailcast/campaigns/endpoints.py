@@ -28,7 +28,7 @@ def _out(c, s: Stats) -> CampaignOut:
         id=c.id, name=c.name, subject=c.subject, from_=c.from_address, reply_to=c.reply_to,
         preview_text=c.preview_text, audience_id=c.audience_id, template_id=c.template_id, html=c.html, text=c.text,
         unsubscribe_url=c.unsubscribe_url, status=c.status, scheduled_at=c.scheduled_at,
-        send_started_at=c.send_started_at, sent_at=c.sent_at, cancelled_at=c.cancelled_at,
+        send_started_at=c.send_started_at, sent_at=c.sent_at, cancelled_at=c.cancelled_at, last_error=c.last_error,
         stats=CampaignStatsOut(
             total_recipients=s.total, sent_count=s.sent, delivered_count=s.delivered, opened_count=s.opened,
             clicked_count=s.clicked, bounced_count=s.bounced, complained_count=s.complained,

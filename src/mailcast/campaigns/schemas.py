@@ -106,6 +106,7 @@ class CampaignOut(BaseModel):
     send_started_at: Timestamp | None
     sent_at: Timestamp | None
     cancelled_at: Timestamp | None
+    last_error: str | None = None
     stats: CampaignStatsOut
     created_at: Timestamp
     updated_at: Timestamp

@@ -112,6 +112,13 @@ async def _begin_sending(session: AsyncSession, settings: Settings, account, cam
     """Queue the recipients and count them against the month's quota, in the transaction that
     moved the campaign to sending: either all of it happens or none of it."""
     campaign.send_started_at = now
+    campaign.last_error = None
+    if campaign.template_id:
+        # Freeze the content as sent: a later template edit does not change a campaign in flight.
+        template = await templates_repo.get(session, campaign.account_id, campaign.template_id)
+        if template is not None:
+            campaign.html = campaign.html or template.html
+            campaign.text = campaign.text or template.text
     queued = await repo.snapshot_recipients(session, campaign, now)
     await accounts.consume_quota(session, settings, account, queued, now)
     await session.flush()
@@ -247,6 +254,20 @@ async def cancel_campaign(session: AsyncSession, account_id: str, campaign_id: s
         dropped = await repo.drop_unsent(session, campaign.id)
         await accounts.release_quota(session, account_id, dropped, campaign.send_started_at or now)
     return campaign
+
+
+async def start_due(session: AsyncSession, settings: Settings, campaign_id: str, account_id: str,
+                    now: datetime) -> Campaign:
+    """A scheduled campaign whose time has come starts sending (the scheduler's job)."""
+    account = await accounts.lock_account(session, account_id)
+    return await start_sending(session, settings, account, await get_campaign(session, account_id, campaign_id), now)
+
+
+async def return_to_draft(session: AsyncSession, campaign_id: str, reason: str, now: datetime) -> bool:
+    """A scheduled campaign that could not start (quota, domain no longer verified, audience gone)
+    goes back to draft with the reason, instead of being retried forever."""
+    return await repo.compare_and_set(session, campaign_id, Status.SCHEDULED,
+                                      {"status": Status.DRAFT.value, "last_error": reason[:2000], "updated_at": now})
 
 
 async def delete_campaign(session: AsyncSession, account_id: str, campaign_id: str) -> None:

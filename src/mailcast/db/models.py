@@ -157,6 +157,8 @@ class Campaign(Base):
     send_started_at: Mapped[datetime | None]
     sent_at: Mapped[datetime | None]
     cancelled_at: Mapped[datetime | None]
+    # Why a scheduled campaign could not start (it went back to draft), for the user to see.
+    last_error: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -168,6 +170,7 @@ class Delivery(Base):
     __table_args__ = (
         UniqueConstraint("campaign_id", "contact_id"),
         Index("ix_deliveries_status_next_attempt", "status", "next_attempt_at"),
+        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)

@@ -1,0 +1,173 @@
+"""The sender: claim a batch of due deliveries, render each message, hand it to the transport and
+record every answer as soon as it comes. It is a job: it commits at its own boundaries.
+
+Crash safety rests on three writes per chunk of messages in flight: claim (a lease, nothing
+sent yet), `sending` (just before the relay sees them), the outcome (just after). A worker that
+dies leaves leased rows (claimable again once the lease runs out: nobody got them) and `sending`
+rows (they may have reached the relay: they become `unknown`, never re-sent)."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import socket
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from email.headerregistry import Address
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailcast.clock import Clock
+from mailcast.config import Settings
+from mailcast.db.models import Campaign
+from mailcast.delivery import message as mime
+from mailcast.delivery import repository as repo
+from mailcast.delivery.render import CompiledVariant, RenderError, compile_variant, recipient_context, render
+from mailcast.delivery.tokens import Purpose, TokenCodec
+from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
+
+log = logging.getLogger("mailcast.sender")
+
+
+@dataclass
+class CampaignPlan:
+    """What every message of one campaign variant shares, prepared once."""
+
+    campaign_id: str
+    compiled: CompiledVariant
+    sender: Address
+    sender_domain: str
+    reply_to: str | None
+    bounce_domain: str
+    dkim: tuple[str, str] | None  # (selector, private key PEM) when the domain's key is published
+
+
+def backoff(attempt: int, base: int, cap: int) -> timedelta:
+    return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))
+
+
+class Sender:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, transport: Transport,
+                 clock: Clock, codec: TokenCodec, worker_id: str | None = None) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.transport = transport
+        self.clock = clock
+        self.codec = codec
+        self.worker_id = worker_id or f"{socket.gethostname()}:{uuid.uuid4().hex[:8]}"
+        self.lease = timedelta(seconds=settings.worker_lease_seconds)
+        self.concurrency = settings.worker_concurrency
+        self._plans: dict[tuple[str, str], CampaignPlan] = {}
+
+    async def send_batch(self) -> int:
+        """One batch; returns how many deliveries it claimed (0: nothing is due)."""
+        async with self.sessions() as session:
+            claimed = await repo.claim(session, self.worker_id, self.clock(), self.settings.worker_batch_size,
+                                       self.lease)
+            await session.commit()
+        if not claimed:
+            return 0
+        plans = await self._plans_for(claimed)
+        for start in range(0, len(claimed), self.concurrency):
+            await self._send_chunk(claimed[start : start + self.concurrency], plans)
+        async with self.sessions() as session:
+            finished = await repo.finish_done_campaigns(session, self.clock(), {c.campaign_id for c in claimed})
+            await session.commit()
+        for campaign_id in finished:
+            log.info("campaign %s sent", campaign_id)
+        return len(claimed)
+
+    async def _plans_for(self, claimed: list[repo.Claimed]) -> dict[tuple[str, str], CampaignPlan]:
+        wanted = {(c.campaign_id, c.variant) for c in claimed} - set(self._plans)
+        if wanted:
+            async with self.sessions() as session:
+                campaigns = await repo.campaigns_for(session, list({cid for cid, _ in wanted}))
+                for campaign_id, variant in wanted:
+                    self._plans[(campaign_id, variant)] = await self._plan(session, campaigns[campaign_id], variant)
+        return self._plans
+
+    async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
+        sender = mime.parse_from(campaign.from_address)
+        domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
+        dkim = (domain.dkim_selector, domain.dkim_private_key) if domain is not None and domain.dkim_verified else None
+        compiled = compile_variant(campaign.subject, campaign.html, campaign.text, campaign.preview_text)
+        return CampaignPlan(
+            campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
+            reply_to=campaign.reply_to, bounce_domain=self.settings.bounce_domain or sender.domain.lower(), dkim=dkim,
+        )
+
+    async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
+        async with self.sessions() as session:
+            ours = await repo.mark_sending(session, self.worker_id, [c.id for c in chunk], self.clock(), self.lease)
+            await session.commit()
+        work = [c for c in chunk if c.id in ours]
+        outcomes = await asyncio.gather(*(self._deliver(c, plans[(c.campaign_id, c.variant)]) for c in work))
+        now = self.clock()
+        rows, bounced_contacts = [], []
+        for delivery, (result, message_id) in zip(work, outcomes):
+            rows.append(self._outcome_row(delivery, result, message_id, now))
+            if result.outcome is Outcome.BOUNCED and delivery.contact_id:
+                bounced_contacts.append(delivery.contact_id)
+        async with self.sessions() as session:
+            await repo.record(session, self.worker_id, rows)
+            await repo.suppress_contacts(session, bounced_contacts, "bounce", now)
+            await session.commit()
+
+    def _outcome_row(self, delivery: repo.Claimed, result: Result, message_id: str | None, now: datetime
+                     ) -> dict[str, Any]:
+        response = f"{result.code} {result.message}" if result.code else result.message
+        row: dict[str, Any] = {"id": delivery.id, "status": result.outcome.value, "smtp_response": response[:2000],
+                               "updated_at": now, "message_id": message_id}
+        if result.outcome is Outcome.SENT:
+            row["sent_at"] = now
+        elif result.outcome is Outcome.DEFERRED:
+            attempt = delivery.attempts + 1
+            retry_at = now + backoff(attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
+            expires = delivery.created_at + timedelta(hours=self.settings.retry_lifetime_hours)
+            if retry_at > expires:
+                row["status"] = "failed"
+                row["smtp_response"] = f"gave up after {attempt} attempts: {response}"[:2000]
+            else:
+                row["next_attempt_at"] = retry_at
+        elif result.outcome is Outcome.BOUNCED:
+            row["sent_at"] = now
+        return row
+
+    async def _deliver(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[Result, str | None]:
+        if not delivery.reachable:
+            return _failed("unsubscribed or suppressed before sending"), None
+        try:
+            data, message_id = self.build(delivery, plan)
+        except RenderError as exc:
+            return _failed(str(exc)), None
+        envelope = Envelope(sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
+                            recipient=delivery.email, data=data, sender_domain=plan.sender_domain)
+        return await self.transport.send(envelope), message_id
+
+    def build(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[bytes, str]:
+        url = self.settings.public_url
+        unsubscribe = url(f"/u/{self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)}")
+        context = recipient_context(delivery.email, delivery.first_name, delivery.last_name, delivery.metadata,
+                                    unsubscribe)
+        clicks = [url(f"/t/c/{self.codec.encode(delivery.id, Purpose.CLICK, i)}")
+                  for i in range(len(plan.compiled.links))]
+        pixel = url(f"/t/o/{self.codec.encode(delivery.id, Purpose.OPEN)}.gif")
+        rendered = render(plan.compiled, context, clicks, pixel)
+        message_id = mime.new_message_id(plan.sender_domain)
+        name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
+        mailto = f"mailto:unsubscribe+{self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)}@{plan.bounce_domain}" \
+                 "?subject=unsubscribe"
+        message = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
+                             subject=rendered.subject, html=rendered.html, text=rendered.text, message_id=message_id,
+                             date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
+                             reply_to=plan.reply_to)
+        data = message.as_bytes()
+        if plan.dkim:
+            data = mime.sign(data, plan.sender_domain, plan.dkim[0], plan.dkim[1])
+        return data, message_id
+
+
+def _failed(reason: str) -> Result:
+    return Result(Outcome.FAILED, None, reason)

@@ -1,0 +1,259 @@
+"""Transports: where rendered messages go. SMTP relays (aiosmtplib, pooled, rate-limited, routed
+by sender domain) or a file outbox when no relay is configured."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import ssl
+import time
+import uuid
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Protocol
+from urllib.parse import parse_qs, unquote, urlsplit
+
+import aiosmtplib
+from aiosmtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+log = logging.getLogger("mailcast.delivery")
+
+
+class Outcome(StrEnum):
+    SENT = "sent"  # the relay accepted it (2xx after the final dot)
+    DEFERRED = "deferred"  # 4xx, or the connection failed before the message was complete: retry later
+    BOUNCED = "bounced"  # 5xx: the relay rejected it
+    UNKNOWN = "unknown"  # the message was complete but no reply came: never re-sent silently
+    FAILED = "failed"  # never handed to a relay (it could not be rendered, or the contact left)
+
+
+@dataclass(frozen=True)
+class Envelope:
+    sender: str  # MAIL FROM (the VERP bounce address)
+    recipient: str
+    data: bytes
+    sender_domain: str
+
+
+@dataclass(frozen=True)
+class Result:
+    outcome: Outcome
+    code: int | None
+    message: str
+
+
+class Transport(Protocol):
+    async def send(self, envelope: Envelope) -> Result: ...
+
+    async def close(self) -> None: ...
+
+
+class FileOutbox:
+    """One .eml per message; the embedded default. Nothing leaves the machine."""
+
+    def __init__(self, directory: Path) -> None:
+        self.directory = directory
+        directory.mkdir(parents=True, exist_ok=True)
+
+    async def send(self, envelope: Envelope) -> Result:
+        name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex}.eml"
+        tmp = self.directory / f".{name}.tmp"
+        header = f"X-Envelope-From: <{envelope.sender}>\r\nX-Envelope-To: <{envelope.recipient}>\r\n".encode()
+        await asyncio.to_thread(_write_atomically, tmp, self.directory / name, header + envelope.data)
+        return Result(Outcome.SENT, 250, f"written to {name}")
+
+    async def close(self) -> None:
+        return None
+
+
+def _write_atomically(tmp: Path, final: Path, data: bytes) -> None:
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, final)
+
+
+@dataclass(frozen=True)
+class RelayConfig:
+    host: str
+    port: int
+    username: str | None = None
+    password: str | None = None
+    use_tls: bool = False  # implicit TLS (smtps://)
+    start_tls: bool | None = None  # None: whatever the server offers
+    verify_tls: bool = True
+
+    @classmethod
+    def from_url(cls, url: str) -> "RelayConfig":
+        """smtp://user:pass@host:587?starttls=true, smtps://host:465, ?verify=false for self-signed test relays."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
+            raise ValueError(f"not an SMTP URL: {url!r} (smtp://[user:pass@]host[:port] or smtps://...)")
+        query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
+        implicit = parts.scheme == "smtps"
+        starttls = query.get("starttls")
+        return cls(
+            host=parts.hostname,
+            port=parts.port or (465 if implicit else 25),
+            username=unquote(parts.username) if parts.username else None,
+            password=unquote(parts.password) if parts.password else None,
+            use_tls=implicit,
+            start_tls=None if starttls is None else starttls in ("1", "true", "yes"),
+            verify_tls=query.get("verify", "true") not in ("0", "false", "no"),
+        )
+
+
+class RateLimiter:
+    """At most `rate` acquisitions per second, evenly spaced (no bursts that a relay would throttle)."""
+
+    def __init__(self, rate: float | None) -> None:
+        self.interval = 1.0 / rate if rate else 0.0
+        self._next = 0.0
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        if not self.interval:
+            return
+        async with self._lock:
+            now = time.monotonic()
+            wait = self._next - now
+            self._next = max(now, self._next) + self.interval
+        if wait > 0:
+            await asyncio.sleep(wait)
+
+
+class _Phase(StrEnum):
+    ENVELOPE = "envelope"
+    BODY = "body"
+
+
+class SmtpRelay:
+    """A pool of reused SMTP connections to one relay."""
+
+    def __init__(self, config: RelayConfig, pool_size: int = 4, rate_per_second: float | None = None,
+                 timeout: float = 60.0, local_hostname: str | None = None) -> None:
+        self.config = config
+        self.timeout = timeout
+        self.local_hostname = local_hostname
+        self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self._slots = asyncio.Semaphore(pool_size)
+        self._limiter = RateLimiter(rate_per_second)
+        self._all: set[aiosmtplib.SMTP] = set()
+
+    async def _connect(self) -> aiosmtplib.SMTP:
+        tls_context = None
+        if not self.config.verify_tls:
+            tls_context = ssl.create_default_context()
+            tls_context.check_hostname = False
+            tls_context.verify_mode = ssl.CERT_NONE
+        client = aiosmtplib.SMTP(
+            hostname=self.config.host, port=self.config.port, use_tls=self.config.use_tls,
+            start_tls=self.config.start_tls, validate_certs=self.config.verify_tls, tls_context=tls_context,
+            username=self.config.username, password=self.config.password, timeout=self.timeout,
+            local_hostname=self.local_hostname,
+        )
+        await client.connect()
+        self._all.add(client)
+        return client
+
+    async def send(self, envelope: Envelope) -> Result:
+        await self._limiter.acquire()
+        async with self._slots:
+            client = None
+            while not self._idle.empty():
+                candidate = self._idle.get_nowait()
+                if candidate.is_connected:
+                    client = candidate
+                    break
+                self._all.discard(candidate)
+            phase = _Phase.ENVELOPE
+            try:
+                if client is None:
+                    client = await self._connect()
+                result, phase = await self._transaction(client, envelope)
+            except SMTPRecipientsRefused as exc:
+                code, message = next(iter(exc.recipients)).code, next(iter(exc.recipients)).message
+                result = _classify(code, message)
+            except SMTPResponseException as exc:
+                result = _classify(exc.code, exc.message)
+            except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+                self._discard(client)
+                client = None
+                if phase is _Phase.BODY:
+                    # The whole message was written; whether the relay took it we cannot know.
+                    result = Result(Outcome.UNKNOWN, None, f"connection lost after the message was sent: {exc}")
+                else:
+                    result = Result(Outcome.DEFERRED, None, f"connection failed before the message was complete: {exc}")
+            if client is not None:
+                if result.outcome is not Outcome.SENT and client.is_connected:
+                    try:
+                        await client.rset()
+                    except (SMTPException, OSError, asyncio.TimeoutError):
+                        self._discard(client)
+                        client = None
+                if client is not None and client.is_connected:
+                    self._idle.put_nowait(client)
+            return result
+
+    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Result, _Phase]:
+        await client.mail(envelope.sender)
+        await client.rcpt(envelope.recipient)
+        start = await client.execute_command(b"DATA")
+        if start.code != 354:
+            return _classify(start.code, start.message), _Phase.ENVELOPE
+        response = await _send_body(client, envelope.data, self.timeout)
+        return _classify(response.code, response.message), _Phase.BODY
+
+    def _discard(self, client: aiosmtplib.SMTP | None) -> None:
+        if client is not None:
+            self._all.discard(client)
+            client.close()
+
+    async def close(self) -> None:
+        for client in list(self._all):
+            try:
+                if client.is_connected:
+                    await client.quit()
+            except (SMTPException, OSError, asyncio.TimeoutError):
+                client.close()
+        self._all.clear()
+
+
+async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float):
+    """The message and the final dot after a 354. Split from DATA so a lost connection here is
+    told apart from one before the relay agreed to take a message. (The write and the reply read
+    mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""
+    protocol = client.protocol
+    if protocol is None:
+        raise SMTPServerDisconnected("Connection lost")
+    payload = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    protocol._response_pending = True
+    protocol.write(payload)
+    return await protocol.read_response(timeout=timeout)
+
+
+def _classify(code: int, message: str) -> Result:
+    if 200 <= code < 300:
+        return Result(Outcome.SENT, code, message)
+    if 400 <= code < 500:
+        return Result(Outcome.DEFERRED, code, message)
+    return Result(Outcome.BOUNCED, code, message)
+
+
+class Router:
+    """Chooses the relay by the sender's domain; everything else goes to the default."""
+
+    def __init__(self, default: Transport, routes: dict[str, Transport] | None = None) -> None:
+        self.default = default
+        self.routes = {domain.lower(): transport for domain, transport in (routes or {}).items()}
+
+    async def send(self, envelope: Envelope) -> Result:
+        return await self.routes.get(envelope.sender_domain.lower(), self.default).send(envelope)
+
+    async def close(self) -> None:
+        for transport in {id(t): t for t in [self.default, *self.routes.values()]}.values():
+            await transport.close()

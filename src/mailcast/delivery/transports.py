@@ -1,0 +1,42 @@
+"""Builds the transport the settings describe."""
+
+from __future__ import annotations
+
+import logging
+
+from mailcast.config import Settings
+from mailcast.delivery.transport import FileOutbox, RelayConfig, Router, SmtpRelay, Transport
+
+log = logging.getLogger("mailcast.delivery")
+
+
+def _relay(url: str, settings: Settings) -> SmtpRelay:
+    return SmtpRelay(RelayConfig.from_url(url), pool_size=settings.smtp_pool_size,
+                     rate_per_second=settings.smtp_rate_per_second or None, timeout=settings.smtp_timeout_seconds)
+
+
+def parse_routes(spec: str) -> dict[str, str]:
+    routes = {}
+    for entry in filter(None, (e.strip() for e in spec.split(","))):
+        domain, sep, url = entry.partition("=")
+        if not sep or not domain.strip() or not url.strip():
+            raise ValueError(f"MAILCAST_SMTP_ROUTES entry {entry!r} is not domain=smtp://...")
+        routes[domain.strip().lower()] = url.strip()
+    return routes
+
+
+def build_transport(settings: Settings) -> tuple[Transport, str]:
+    """(transport, one line saying where mail goes)."""
+    routes = parse_routes(settings.smtp_routes)
+    if settings.smtp_url:
+        default: Transport = _relay(settings.smtp_url, settings)
+        where = f"mail goes to the SMTP relay {RelayConfig.from_url(settings.smtp_url).host}"
+    else:
+        default = FileOutbox(settings.resolved_outbox_dir())
+        where = (f"NO SMTP RELAY CONFIGURED: mail is not leaving this machine; every message is written to "
+                 f"{settings.resolved_outbox_dir()} (set MAILCAST_SMTP_URL to send)")
+    if routes:
+        relays = {domain: _relay(url, settings) for domain, url in routes.items()}
+        where += f"; senders on {', '.join(sorted(relays))} use their own relays"
+        return Router(default, relays), where
+    return default, where

@@ -1,0 +1,54 @@
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy import insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.db.models import Campaign, Contact, Delivery, Event
+
+
+async def delivery_with_campaign(session: AsyncSession, delivery_id: int) -> tuple[Delivery, Campaign] | None:
+    stmt = (select(Delivery, Campaign).join(Campaign, Campaign.id == Delivery.campaign_id)
+            .where(Delivery.id == delivery_id))
+    row = (await session.execute(stmt)).first()
+    return (row[0], row[1]) if row else None
+
+
+async def contact(session: AsyncSession, contact_id: str | None) -> Contact | None:
+    return await session.get(Contact, contact_id) if contact_id else None
+
+
+async def has_event(session: AsyncSession, delivery_id: int, kind: str) -> bool:
+    stmt = select(Event.id).where(Event.delivery_id == delivery_id, Event.type == kind).limit(1)
+    return (await session.execute(stmt)).first() is not None
+
+
+async def add_event(session: AsyncSession, delivery_id: int, kind: str, at: datetime, url: str | None = None,
+                    user_agent: str | None = None, machine: bool = False) -> None:
+    await session.execute(insert(Event).values(delivery_id=delivery_id, type=kind, at=at, url=url,
+                                               user_agent=(user_agent or "")[:1000] or None, machine=machine))
+
+
+async def unsubscribe_contact(session: AsyncSession, contact_id: str, at: datetime) -> bool:
+    result = await session.execute(
+        update(Contact).where(Contact.id == contact_id, Contact.unsubscribed.is_(False))
+        .values(unsubscribed=True, unsubscribed_at=at, updated_at=at).execution_options(synchronize_session=False)
+    )
+    return result.rowcount > 0
+
+
+async def mark_bounced(session: AsyncSession, delivery_id: int, response: str, at: datetime) -> None:
+    """A bounce reported after the relay accepted the message: it counts as sent and bounced."""
+    await session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, Delivery.status.in_(("sent", "unknown")))
+        .values(status="bounced", smtp_response=response[:2000], updated_at=at)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def suppress(session: AsyncSession, contact_id: str, reason: str, at: datetime) -> None:
+    await session.execute(
+        update(Contact).where(Contact.id == contact_id, Contact.suppressed_reason.is_(None))
+        .values(suppressed_reason=reason, updated_at=at).execution_options(synchronize_session=False)
+    )

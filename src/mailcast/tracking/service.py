@@ -1,0 +1,142 @@
+"""Opens, clicks, unsubscribes, bounces and complaints, as recorded from the public endpoints,
+the bounce listener and relay webhooks."""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from functools import lru_cache
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.delivery.render import TEXT_ENV, compile_variant, recipient_context
+from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
+from mailcast.errors import NotFound
+from mailcast.tracking import repository as repo
+
+# Mail privacy proxies and link scanners fetch pixels and links without a person reading.
+_MACHINE_AGENTS = re.compile(
+    r"googleimageproxy|yahoomailproxy|ymailproxy|proofpoint|mimecast|barracuda|symantec|messagelabs|"
+    r"forcepoint|trendmicro|sophos|fireeye|ironport|safelinks|bot\b|crawler|spider|scanner|preview|"
+    r"python-requests|python-httpx|curl/|wget/|go-http-client|java/|okhttp|headless",
+    re.IGNORECASE,
+)
+
+
+def is_machine(user_agent: str | None, sent_at: datetime | None, now: datetime, window_seconds: int) -> bool:
+    agent = (user_agent or "").strip()
+    # Apple Mail Privacy Protection fetches with a bare "Mozilla/5.0".
+    if not agent or agent == "Mozilla/5.0" or _MACHINE_AGENTS.search(agent):
+        return True
+    return sent_at is not None and now - sent_at < timedelta(seconds=window_seconds)
+
+
+def _claim(codec: TokenCodec, token: str, purpose: Purpose) -> Claim:
+    try:
+        return codec.decode(token, purpose)
+    except InvalidToken:
+        raise NotFound("This link is not valid") from None
+
+
+async def record_open(session: AsyncSession, codec: TokenCodec, token: str, user_agent: str | None, now: datetime,
+                      machine_window: int) -> bool:
+    """Every open is an event (the count); stats count each delivery once."""
+    found = await repo.delivery_with_campaign(session, _claim(codec, token, Purpose.OPEN).delivery_id)
+    if found is None:
+        return False
+    delivery, _campaign = found
+    await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent,
+                         machine=is_machine(user_agent, delivery.sent_at, now, machine_window))
+    return True
+
+
+@lru_cache(maxsize=512)
+def _links(campaign_id: str, updated_at: datetime, subject: str, html: str | None, text: str | None) -> list[str]:
+    # Content is frozen once a campaign sends, so the link list of (id, updated_at) never changes.
+    return compile_variant(subject, html, text, None).links
+
+
+async def resolve_click(session: AsyncSession, codec: TokenCodec, token: str, user_agent: str | None,
+                        now: datetime, machine_window: int) -> str:
+    """The stored target of a tracked link (never a URL from the request). Records the click,
+    and an open if none was recorded yet (images may be blocked)."""
+    claim = _claim(codec, token, Purpose.CLICK)
+    found = await repo.delivery_with_campaign(session, claim.delivery_id)
+    if found is None:
+        raise NotFound("This link is not valid")
+    delivery, campaign = found
+    links = _links(campaign.id, campaign.updated_at, campaign.subject, campaign.html, campaign.text)
+    if claim.link >= len(links):
+        raise NotFound("This link is not valid")
+    target = links[claim.link]
+    if "{{" in target or "{%" in target:
+        contact = await repo.contact(session, delivery.contact_id)
+        context = recipient_context(delivery.email, contact.first_name if contact else None,
+                                    contact.last_name if contact else None, contact.attributes if contact else None,
+                                    campaign.unsubscribe_url)
+        target = TEXT_ENV.from_string(target).render(**context).strip()
+    machine = is_machine(user_agent, delivery.sent_at, now, machine_window)
+    if not await repo.has_event(session, delivery.id, "open"):
+        await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent, machine=machine)
+    await repo.add_event(session, delivery.id, "click", now, url=target[:2000], user_agent=user_agent, machine=machine)
+    return target
+
+
+@dataclass
+class UnsubscribeTarget:
+    email: str
+    campaign_name: str
+    unsubscribe_url: str
+    already: bool
+
+
+async def unsubscribe_info(session: AsyncSession, codec: TokenCodec, token: str) -> UnsubscribeTarget:
+    found = await repo.delivery_with_campaign(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id)
+    if found is None:
+        raise NotFound("This link is not valid")
+    delivery, campaign = found
+    contact = await repo.contact(session, delivery.contact_id)
+    return UnsubscribeTarget(delivery.email, campaign.name, campaign.unsubscribe_url,
+                             already=bool(contact and contact.unsubscribed))
+
+
+async def unsubscribe(session: AsyncSession, codec: TokenCodec, token: str, now: datetime) -> UnsubscribeTarget:
+    """Idempotent. Takes effect for every campaign's next batch (the sender checks at claim time)."""
+    claim = _claim(codec, token, Purpose.UNSUBSCRIBE)
+    info = await unsubscribe_info(session, codec, token)
+    found = await repo.delivery_with_campaign(session, claim.delivery_id)
+    delivery = found[0]
+    if delivery.contact_id:
+        await repo.unsubscribe_contact(session, delivery.contact_id, now)
+    if not await repo.has_event(session, delivery.id, "unsubscribe"):
+        await repo.add_event(session, delivery.id, "unsubscribe", now)
+    return info
+
+
+async def record_bounce(session: AsyncSession, delivery_id: int, hard: bool, diagnostic: str, now: datetime) -> bool:
+    found = await repo.delivery_with_campaign(session, delivery_id)
+    if found is None:
+        return False
+    delivery, _ = found
+    if not hard:
+        return True  # a delay notice: the relay keeps trying; nothing to change
+    await repo.mark_bounced(session, delivery.id, diagnostic, now)
+    if not await repo.has_event(session, delivery.id, "bounce"):
+        await repo.add_event(session, delivery.id, "bounce", now)
+    if delivery.contact_id:
+        await repo.suppress(session, delivery.contact_id, "bounce", now)
+    return True
+
+
+async def record_complaint(session: AsyncSession, delivery_id: int, now: datetime) -> bool:
+    found = await repo.delivery_with_campaign(session, delivery_id)
+    if found is None:
+        return False
+    delivery, _ = found
+    if not await repo.has_event(session, delivery.id, "complaint"):
+        await repo.add_event(session, delivery.id, "complaint", now)
+    if delivery.contact_id:
+        await repo.suppress(session, delivery.contact_id, "complaint", now)
+        await repo.unsubscribe_contact(session, delivery.contact_id, now)
+    return True

@@ -1,0 +1,95 @@
+"""The worker loops: the scheduler (due campaigns start, dead workers' leases are settled,
+finished campaigns close) and the sender. `mailcast serve` runs them in-process; `mailcast
+worker` runs only them, and any number of worker processes can share one PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailcast.campaigns import service as campaigns
+from mailcast.clock import Clock
+from mailcast.config import Settings
+from mailcast.delivery import repository as delivery_repo
+from mailcast.delivery.service import Sender
+from mailcast.delivery.tokens import TokenCodec
+from mailcast.delivery.transport import Transport
+from mailcast.errors import MailcastError
+
+log = logging.getLogger("mailcast.worker")
+
+
+class Worker:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, transport: Transport,
+                 clock: Clock, worker_id: str | None = None) -> None:
+        self.sessions = sessions
+        self.settings = settings
+        self.clock = clock
+        self.sender = Sender(sessions, settings, transport, clock, TokenCodec(settings.secret()), worker_id)
+
+    async def schedule_once(self) -> None:
+        now = self.clock()
+        async with self.sessions() as session:
+            due = await delivery_repo.due_scheduled(session, now)
+        for campaign_id, account_id in due:
+            try:
+                async with self.sessions() as session:
+                    await campaigns.start_due(session, self.settings, campaign_id, account_id, now)
+                    await session.commit()
+                log.info("campaign %s started sending", campaign_id)
+            except MailcastError as exc:
+                async with self.sessions() as session:
+                    if await campaigns.return_to_draft(session, campaign_id, exc.message, now):
+                        log.warning("campaign %s could not start and is a draft again: %s", campaign_id, exc.message)
+                    await session.commit()
+        async with self.sessions() as session:
+            recovered = await delivery_repo.recover_expired(session, now)
+            finished = await delivery_repo.finish_done_campaigns(session, now)
+            await session.commit()
+        if recovered:
+            log.warning("%d deliveries were in flight when a worker stopped; marked unknown", recovered)
+        for campaign_id in finished:
+            log.info("campaign %s sent", campaign_id)
+
+    async def run_until_idle(self, max_batches: int = 100_000) -> int:
+        """Schedule, then send until nothing is due. For tests and one-shot runs."""
+        await self.schedule_once()
+        total = 0
+        for _ in range(max_batches):
+            claimed = await self.sender.send_batch()
+            total += claimed
+            if not claimed:
+                break
+        await self.schedule_once()
+        return total
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Until `stop` is set: the scheduler every second, the sender whenever something is due."""
+        async def scheduler() -> None:
+            while not stop.is_set():
+                try:
+                    await self.schedule_once()
+                except Exception:  # a bad tick must not stop the loop; the next one retries
+                    log.exception("scheduler tick failed")
+                await _wait(stop, 1.0)
+
+        async def sender() -> None:
+            while not stop.is_set():
+                try:
+                    claimed = await self.sender.send_batch()
+                except Exception:
+                    log.exception("send batch failed")
+                    claimed = 0
+                if not claimed:
+                    await _wait(stop, self.settings.worker_poll_seconds)
+
+        await asyncio.gather(scheduler(), sender())
+
+
+async def _wait(stop: asyncio.Event, seconds: float) -> None:
+    try:
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    except asyncio.TimeoutError:
+        pass

@@ -1,0 +1,71 @@
+"""A real SMTP relay on loopback (aiosmtpd) that records what it receives and can refuse,
+defer or drop on cue."""
+
+from __future__ import annotations
+
+import asyncio
+import email
+from collections import Counter
+from dataclasses import dataclass, field
+from email.message import Message
+from email.policy import default
+
+from aiosmtpd.smtp import SMTP as SMTPServer
+
+
+@dataclass
+class Received:
+    mail_from: str
+    rcpt_to: str
+    data: bytes
+
+    @property
+    def message(self) -> Message:
+        return email.message_from_bytes(self.data, policy=default)
+
+
+@dataclass
+class RecordingHandler:
+    messages: list[Received] = field(default_factory=list)
+    reject: set[str] = field(default_factory=set)  # 550 at RCPT
+    defer_once: set[str] = field(default_factory=set)  # 451 at RCPT the first time
+    _deferred: set[str] = field(default_factory=set)
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if address in self.reject:
+            return "550 5.1.1 <%s>: user unknown" % address
+        if address in self.defer_once and address not in self._deferred:
+            self._deferred.add(address)
+            return "451 4.7.1 try again later"
+        envelope.rcpt_tos.append(address)
+        return "250 OK"
+
+    async def handle_DATA(self, server, session, envelope):
+        for rcpt in envelope.rcpt_tos:
+            self.messages.append(Received(envelope.mail_from, rcpt, envelope.original_content or envelope.content))
+        return "250 2.0.0 queued"
+
+    def counts(self) -> Counter:
+        return Counter(m.rcpt_to for m in self.messages)
+
+
+class LoopbackRelay:
+    def __init__(self, handler: RecordingHandler | None = None) -> None:
+        self.handler = handler or RecordingHandler()
+        self.server: asyncio.AbstractServer | None = None
+        self.port = 0
+
+    async def start(self) -> "LoopbackRelay":
+        self.server = await asyncio.get_running_loop().create_server(
+            lambda: SMTPServer(self.handler, hostname="relay.test", data_size_limit=None), "127.0.0.1", 0)
+        self.port = self.server.sockets[0].getsockname()[1]
+        return self
+
+    @property
+    def url(self) -> str:
+        return f"smtp://127.0.0.1:{self.port}"
+
+    async def stop(self) -> None:
+        if self.server is not None:
+            self.server.close()
+            await self.server.wait_closed()
