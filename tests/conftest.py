@@ -28,6 +28,9 @@ from mailcast.db.models import Base
 from mailcast.domains import service as domains
 from mailcast.domains.dns import Resolver
 from tests.dnsserver import LoopbackDns
+from tests.smtpserver import LoopbackRelay
+from mailcast.delivery.transports import build_transport
+from mailcast.worker.runner import Worker
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -238,3 +241,19 @@ class LiveServer:
 def live_server(settings, clock, engine):
     with LiveServer(settings, clock) as server:
         yield server
+
+
+
+@pytest.fixture
+async def relay():
+    server = await LoopbackRelay().start()
+    yield server
+    await server.stop()
+
+
+@pytest.fixture
+async def worker(sessions, settings, clock, relay):
+    settings.smtp_url = relay.url
+    transport, _ = build_transport(settings)
+    yield Worker(sessions, settings, transport, clock, worker_id="test-worker")
+    await transport.close()

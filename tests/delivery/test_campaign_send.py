@@ -4,7 +4,6 @@ exactly one message, personalised, with the right headers; the stats follow what
 from __future__ import annotations
 
 import re
-from datetime import timedelta
 from email.utils import parseaddr
 
 import pytest

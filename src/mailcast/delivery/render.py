@@ -125,7 +125,7 @@ def _decorate_html(html: str, preview: str | None, pixel_url: str | None) -> str
 
 
 class _TextExtractor(HTMLParser):
-    _BLOCK = {"p", "div", "br", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "li", "table", "section", "article"}
+    _BLOCK = {"p", "div", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "section", "article"}
     _SKIP = {"style", "script", "head", "title"}
 
     def __init__(self) -> None:
@@ -137,18 +137,18 @@ class _TextExtractor(HTMLParser):
     def handle_starttag(self, tag, attrs):
         if tag in self._SKIP:
             self._skip += 1
-        elif tag in self._BLOCK:
+        elif tag in self._BLOCK or tag == "br":
             self.parts.append("\n")
+        elif tag == "li":
+            self.parts.append("\n- ")
         elif tag == "a":
             self._href = dict(attrs).get("href")
-        if tag == "li":
-            self.parts.append("- ")
 
     def handle_endtag(self, tag):
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in self._BLOCK:
-            self.parts.append("\n")
+            self.parts.append("\n\n")
         elif tag == "a" and self._href:
             self.parts.append(f" ({self._href})")
             self._href = None

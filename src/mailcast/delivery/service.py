@@ -164,6 +164,10 @@ class Sender:
                              date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
                              reply_to=plan.reply_to)
         data = message.as_bytes()
+        try:
+            mime.check_headers(data)
+        except mime.UnsafeHeaders as exc:
+            raise RenderError(str(exc)) from exc
         if plan.dkim:
             data = mime.sign(data, plan.sender_domain, plan.dkim[0], plan.dkim[1])
         return data, message_id

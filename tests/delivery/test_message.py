@@ -1,0 +1,99 @@
+"""Message construction: header safety (Hypothesis), DKIM signatures that verify, plain text
+derived from HTML, and tokens that cannot be forged."""
+
+from __future__ import annotations
+
+import email
+from datetime import UTC, datetime
+from email.policy import default
+
+import dkim
+import pytest
+from hypothesis import given, settings, strategies as st
+
+from mailcast.delivery import message as mime
+from mailcast.domains.keys import generate_rsa_keypair as keypair
+from mailcast.delivery.render import compile_variant, html_to_text, recipient_context, render
+from mailcast.delivery.tokens import InvalidToken, Purpose, TokenCodec
+
+EXPECTED_HEADERS = {"From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
+                    "MIME-Version", "Content-Type"}
+
+_pieces = st.sampled_from(list("ab cXé:\r\n\t\x0b\x0c\x85\u2028\u2029=?<>@\"\\,;")) | st.sampled_from(
+    ["=?utf-8?q?X-Evil:_1?=", "\r\nBcc: victim@example.org", "%0d%0aBcc: x@y.z", "\nSubject: replaced",
+     "=0D=0ABcc: a@b.c", "=?utf-8?b?DQpCY2M6IGFAYi5j?="])
+nasty_text = st.lists(_pieces, max_size=12).map("".join) | st.text(max_size=30)
+
+
+def _build(subject_template: str, first_name: str, last_name: str, city: str) -> bytes:
+    compiled = compile_variant(subject_template, "<p>{{ first_name }}</p>", None, None)
+    context = recipient_context("reader@example.org", first_name, last_name, {"city": city}, "https://u.example/x")
+    rendered = render(compiled, context, [], None)
+    sender = mime.parse_from("Newsletter <news@news.example.com>")
+    msg = mime.build(sender=sender, recipient="reader@example.org", recipient_name=f"{first_name} {last_name}",
+                     subject=rendered.subject, html=rendered.html, text=rendered.text,
+                     message_id="<id@news.example.com>", date=datetime(2026, 3, 2, tzinfo=UTC),
+                     unsubscribe_url="https://mail.example/u/token", unsubscribe_mailto="mailto:u@example.com",
+                     reply_to=None)
+    data = msg.as_bytes()
+    mime.check_headers(data)  # what the sender runs before every message leaves
+    return data
+
+
+@settings(max_examples=300, deadline=None)
+@given(first=nasty_text, last=nasty_text, city=nasty_text,
+       subject=st.sampled_from(["Hi {{ first_name }}", "{{ metadata.city }} news", "Plain", "{{ last_name }}!"]))
+def test_no_value_adds_or_changes_a_header(first, last, city, subject):
+    data = _build(subject, first, last, city)
+    parsed = email.message_from_bytes(data, policy=default)
+    assert set(parsed.keys()) == EXPECTED_HEADERS
+    assert all(len(parsed.get_all(name)) == 1 for name in EXPECTED_HEADERS)
+    assert parsed["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
+    assert parsed["List-Unsubscribe"] == "<https://mail.example/u/token>, <mailto:u@example.com>"
+    assert parsed["To"].addresses[0].addr_spec == "reader@example.org"
+    assert len(parsed["To"].addresses) == 1
+    assert parsed["From"].addresses[0].addr_spec == "news@news.example.com"
+    for value in parsed.values():
+        assert "\r" not in str(value) and "\n" not in str(value)
+    # The header block ends at the first blank line and nothing in it came from the body.
+    head = data.split(b"\r\n\r\n", 1)[0]
+    assert all(line[:1] in (b" ", b"\t") or b":" in line for line in head.split(b"\r\n"))
+
+
+def test_dkim_signature_verifies_and_covers_list_unsubscribe():
+    private_pem, public_b64 = keypair()
+    data = _build("Hello {{ first_name }}", "Ada", "Lovelace", "London")
+    signed = mime.sign(data, "news.example.com", "mailcast", private_pem)
+    record = f"v=DKIM1; k=rsa; p={public_b64}".encode()
+    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record if name == b"mailcast._domainkey.news.example.com." else None)
+    header = email.message_from_bytes(signed)["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+    signed_headers = dict(part.split("=", 1) for part in header.split(";") if "=" in part)["h"].lower().split(":")
+    assert "list-unsubscribe" in signed_headers and "list-unsubscribe-post" in signed_headers
+    tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
+                              b"List-Unsubscribe-Post: List-Unsubscribe=Nope")
+    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)
+
+
+def test_text_part_from_html():
+    text = html_to_text("<html><head><style>p{color:red}</style></head><body><h1>Title</h1><p>One &amp; two</p>"
+                        "<ul><li>a</li><li>b</li></ul><a href='https://x.example/1'>Go</a></body></html>")
+    assert text == "Title\n\nOne & two\n\n- a\n- b\n\nGo (https://x.example/1)\n"
+
+
+def test_tokens_round_trip_and_refuse_forgery():
+    codec = TokenCodec(b"k" * 32)
+    token = codec.encode(42, Purpose.CLICK, 3)
+    claim = codec.decode(token, Purpose.CLICK)
+    assert (claim.delivery_id, claim.link) == (42, 3)
+    assert "42" not in token
+    with pytest.raises(InvalidToken):
+        codec.decode(token, Purpose.OPEN)  # a click token is not an open token
+    with pytest.raises(InvalidToken):
+        TokenCodec(b"j" * 32).decode(token)  # another secret
+    for i in range(len(token)):
+        flipped = token[:i] + ("A" if token[i] != "A" else "B") + token[i + 1:]
+        with pytest.raises(InvalidToken):
+            codec.decode(flipped)
+    assert codec.encode(43, Purpose.CLICK, 3) != token
+    with pytest.raises(ValueError):
+        TokenCodec(b"short")

@@ -1,0 +1,152 @@
+"""Open pixel, click redirect, unsubscribe pages, and the bounce/feedback listener over real SMTP."""
+
+from __future__ import annotations
+
+import asyncio
+import re
+from email.message import EmailMessage
+
+import aiosmtplib
+import pytest
+from aiosmtpd.smtp import SMTP as SMTPServer
+from sqlalchemy import select
+
+from mailcast.db.models import Event
+from mailcast.delivery.tokens import TokenCodec
+from mailcast.tracking.bounces import BounceHandler, classify
+
+BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
+
+
+@pytest.fixture
+async def sent(tenant, worker, relay, clock):
+    await tenant.verified_domain()
+    audience = (await tenant.post("/v1/audiences", json={"name": "T"})).json()["id"]
+    rows = [{"email": f"t{i}@example.org", "first_name": f"T{i}"} for i in range(3)]
+    await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})
+    html = ('<p><a href="https://example.com/deal?id={{ email }}">Deal</a> '
+            '<a href="{{ unsubscribe_url }}">Leave</a></p>')
+    campaign = await tenant.campaign(audience, draft=None, html=html)
+    await worker.run_until_idle()
+    clock.advance(minutes=5)
+    links = {}
+    for m in relay.handler.messages:
+        body = m.message.get_body(("html",)).get_content()
+        links[m.rcpt_to] = {
+            "pixel": re.search(r'src="http://127.0.0.1:8025(/t/o/[^"]+)"', body).group(1),
+            "click": re.search(r'href="http://127.0.0.1:8025(/t/c/[^"]+)"', body).group(1),
+            "unsub": re.search(r'href="http://127.0.0.1:8025(/u/[^"]+)"', body).group(1),
+            "bounce_to": m.mail_from,
+            "mailto": re.findall(r"<mailto:([^?>]+)", m.message["List-Unsubscribe"])[0],
+        }
+    return campaign, links
+
+
+async def _events(sessions) -> list[tuple[str, bool]]:
+    async with sessions() as session:
+        return [(e.type, e.machine) for e in (await session.execute(select(Event).order_by(Event.id))).scalars()]
+
+
+async def test_pixel_always_answers_the_image(tenant, sent, sessions):
+    _, links = sent
+    good = links["t0@example.org"]["pixel"]
+    for path in (good, "/t/o/garbage.gif", good[:-8] + "AAAA.gif"):
+        r = await tenant.client.get(path, headers=BROWSER)
+        assert r.status_code == 200 and r.headers["content-type"] == "image/gif" and r.content.startswith(b"GIF89a")
+        assert "no-store" in r.headers["cache-control"]
+    assert await _events(sessions) == [("open", False)]  # only the valid token counted
+
+
+async def test_machine_opens_are_flagged(tenant, sent, sessions):
+    _, links = sent
+    await tenant.client.get(links["t0@example.org"]["pixel"],
+                            headers={"User-Agent": "Mozilla/5.0 (via ggpht.com GoogleImageProxy)"})
+    await tenant.client.get(links["t1@example.org"]["pixel"], headers={"User-Agent": "Mozilla/5.0"})
+    await tenant.client.get(links["t2@example.org"]["pixel"], headers=BROWSER)
+    assert await _events(sessions) == [("open", True), ("open", True), ("open", False)]
+
+
+async def test_click_redirects_to_the_stored_target(tenant, sent, sessions):
+    _, links = sent
+    r = await tenant.client.get(links["t1@example.org"]["click"] + "?url=https://evil.example", headers=BROWSER)
+    assert r.status_code == 302 and r.headers["location"] == "https://example.com/deal?id=t1@example.org"
+    assert await _events(sessions) == [("open", False), ("click", False)]  # a click implies an open
+    token = links["t1@example.org"]["click"]
+    for bad in (token[:-1] + ("A" if token[-1] != "A" else "B"), "/t/c/nope", links["t1@example.org"]["pixel"][:-4].replace("/t/o/", "/t/c/")):
+        r = await tenant.client.get(bad, headers=BROWSER)
+        assert r.status_code == 404 and "not valid" in r.text
+    assert len(await _events(sessions)) == 2  # nothing recorded for tampered or wrong-purpose tokens
+
+
+async def test_unsubscribe_get_confirms_post_unsubscribes(tenant, sent, sessions):
+    campaign, links = sent
+    path = links["t2@example.org"]["unsub"]
+    page = await tenant.client.get(path)
+    assert page.status_code == 200 and 'method="post"' in page.text and "t2@example.org" in page.text
+    contact = (await tenant.get("/v1/contacts", params={"email": "t2@"})).json()["data"][0]
+    assert contact["unsubscribed"] is False  # a GET (a link scanner) changes nothing
+    for _ in range(2):  # one-click, twice: idempotent
+        r = await tenant.client.post(path, content=b"List-Unsubscribe=One-Click",
+                                     headers={"Content-Type": "application/x-www-form-urlencoded"})
+        assert r.status_code == 200 and "https://acme.example/unsubscribe" in r.text
+    contact = (await tenant.get("/v1/contacts", params={"email": "t2@"})).json()["data"][0]
+    assert contact["unsubscribed"] is True
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert stats["unsubscribed"] == 1
+    assert (await tenant.client.post("/u/forged-token")).status_code == 404
+
+
+def _dsn(rcpt: str, action: str, status: str) -> bytes:
+    return (f"From: MAILER-DAEMON@relay.example\r\nTo: {rcpt}\r\nSubject: Undelivered Mail\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/report; report-type=delivery-status; boundary=\"B\"\r\n\r\n"
+            "--B\r\nContent-Type: text/plain\r\n\r\nSorry.\r\n"
+            "--B\r\nContent-Type: message/delivery-status\r\n\r\n"
+            "Reporting-MTA: dns; relay.example\r\n\r\n"
+            f"Final-Recipient: rfc822; t0@example.org\r\nAction: {action}\r\nStatus: {status}\r\n"
+            f"Diagnostic-Code: smtp; {status[0]}50 mailbox unavailable\r\n\r\n--B--\r\n").encode()
+
+
+def _arf(rcpt: str) -> bytes:
+    return (f"From: fbl@isp.example\r\nTo: {rcpt}\r\nSubject: complaint\r\nMIME-Version: 1.0\r\n"
+            "Content-Type: multipart/report; report-type=feedback-report; boundary=\"F\"\r\n\r\n"
+            "--F\r\nContent-Type: text/plain\r\n\r\nA complaint.\r\n"
+            "--F\r\nContent-Type: message/feedback-report\r\n\r\nFeedback-Type: abuse\r\nUser-Agent: fbl/1\r\n"
+            "Version: 1\r\n\r\n--F--\r\n").encode()
+
+
+async def test_bounce_listener_over_smtp(tenant, sent, sessions, settings, clock):
+    campaign, links = sent
+    handler = BounceHandler(sessions, TokenCodec(settings.secret()), clock)
+    server = await asyncio.get_running_loop().create_server(lambda: SMTPServer(handler), "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    try:
+        async def deliver(rcpt: str, raw: bytes) -> None:
+            await aiosmtplib.send(raw, sender="mailer-daemon@relay.example", recipients=[rcpt], hostname="127.0.0.1",
+                                  port=port)
+
+        await deliver(links["t0@example.org"]["bounce_to"], _dsn(links["t0@example.org"]["bounce_to"], "failed", "5.1.1"))
+        await deliver(links["t1@example.org"]["bounce_to"], _dsn(links["t1@example.org"]["bounce_to"], "delayed", "4.4.1"))
+        await deliver(links["t1@example.org"]["bounce_to"], _arf(links["t1@example.org"]["bounce_to"]))
+        await deliver(links["t2@example.org"]["mailto"], b"Subject: unsubscribe\r\n\r\nplease\r\n")
+        with pytest.raises(aiosmtplib.SMTPRecipientsRefused):
+            await deliver("bounces+forged@news.example.com", _dsn("x", "failed", "5.1.1"))
+    finally:
+        server.close()
+        await server.wait_closed()
+
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert (stats["sent"], stats["bounced"], stats["delivered"], stats["complained"], stats["unsubscribed"]) == \
+        (3, 1, 2, 1, 1)
+    contacts = {c["email"]: c for c in (await tenant.get("/v1/contacts")).json()["data"]}
+    assert contacts["t0@example.org"]["suppressed"] and not contacts["t0@example.org"]["unsubscribed"]
+    assert contacts["t1@example.org"]["suppressed"]  # the complaint, not the delay
+    assert contacts["t2@example.org"]["unsubscribed"] and not contacts["t2@example.org"]["suppressed"]
+
+
+def test_classify_reports():
+    assert classify(_dsn("a", "failed", "5.1.1")).kind == "bounce"
+    assert classify(_dsn("a", "delayed", "4.4.1")).kind == "delay"
+    assert classify(_arf("a")).kind == "complaint"
+    plain = EmailMessage()
+    plain.set_content("out of office")
+    assert classify(plain.as_bytes()).kind == "other"
