@@ -150,3 +150,18 @@ def test_classify_reports():
     plain = EmailMessage()
     plain.set_content("out of office")
     assert classify(plain.as_bytes()).kind == "other"
+
+
+async def test_reloads_count_but_do_not_grow_events_and_machines_do_not_count(tenant, sent, sessions):
+    campaign, links = sent
+    for _ in range(5):
+        await tenant.client.get(links["t0@example.org"]["pixel"], headers=BROWSER)
+    await tenant.client.get(links["t1@example.org"]["pixel"], headers={"User-Agent": "Mozilla/5.0"})
+    await tenant.client.get(links["t1@example.org"]["click"], headers={"User-Agent": "Proofpoint URL Defense"})
+    assert await _events(sessions) == [("open", False), ("open", True), ("click", True)]
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert (stats["opened"], stats["clicked"]) == (1, 0)
+    from mailcast.db.models import Delivery
+    async with sessions() as session:
+        counts = dict((await session.execute(select(Delivery.email, Delivery.open_count))).all())
+    assert counts["t0@example.org"] == 5 and counts["t1@example.org"] == 1

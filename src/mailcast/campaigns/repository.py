@@ -116,7 +116,9 @@ async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str,
     by_event = (
         select(Delivery.campaign_id, Event.type, func.count(distinct(Event.delivery_id)))
         .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(Delivery.campaign_id.in_(ids), Event.type.in_(("open", "click", "complaint", "unsubscribe")))
+        .where(Delivery.campaign_id.in_(ids), Event.type.in_(("open", "click", "complaint", "unsubscribe")),
+               # Mail privacy proxies and link scanners are not readers: their opens and clicks do not count.
+               ~(Event.type.in_(("open", "click")) & Event.machine.is_(True)))
         .group_by(Delivery.campaign_id, Event.type)
     )
     field = {"open": "opened", "click": "clicked", "complaint": "complained", "unsubscribe": "unsubscribed"}

@@ -185,6 +185,8 @@ class Delivery(Base):
     lease_expires_at: Mapped[datetime | None]
     smtp_response: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
+    # Every pixel load counts here; only the first (human and machine) open becomes an event row.
+    open_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

@@ -108,27 +108,29 @@ class RelayConfig:
 
 
 class RateLimiter:
-    """At most `rate` acquisitions per second, evenly spaced (no bursts that a relay would throttle)."""
+    """At most `rate` acquisitions per second, evenly spaced (no bursts that a relay would throttle).
+    Slots are handed out in order, so the long-run rate holds however many senders wait."""
 
-    def __init__(self, rate: float | None) -> None:
+    def __init__(self, rate: float | None, monotonic=time.monotonic, sleep=asyncio.sleep) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
-        self._lock = asyncio.Lock()
+        self._monotonic = monotonic
+        self._sleep = sleep
 
     async def acquire(self) -> None:
         if not self.interval:
             return
-        async with self._lock:
-            now = time.monotonic()
-            wait = self._next - now
-            self._next = max(now, self._next) + self.interval
-        if wait > 0:
-            await asyncio.sleep(wait)
+        now = self._monotonic()
+        slot = max(now, self._next)
+        self._next = slot + self.interval
+        if slot > now:
+            await self._sleep(slot - now)
 
 
 class _Phase(StrEnum):
-    ENVELOPE = "envelope"
-    BODY = "body"
+    SESSION = "session"  # connect, TLS, AUTH, MAIL FROM: nothing here is about the recipient
+    RECIPIENT = "recipient"  # RCPT TO and the DATA command
+    BODY = "body"  # the message and the final dot have been written
 
 
 class SmtpRelay:
@@ -170,20 +172,27 @@ class SmtpRelay:
                     client = candidate
                     break
                 self._all.discard(candidate)
-            phase = _Phase.ENVELOPE
+            phase = [_Phase.SESSION]
             try:
                 if client is None:
                     client = await self._connect()
-                result, phase = await self._transaction(client, envelope)
+                result = await self._transaction(client, envelope, phase)
             except SMTPRecipientsRefused as exc:
-                code, message = next(iter(exc.recipients)).code, next(iter(exc.recipients)).message
-                result = _classify(code, message)
+                refused = next(iter(exc.recipients))
+                result = _classify(refused.code, refused.message)
             except SMTPResponseException as exc:
-                result = _classify(exc.code, exc.message)
+                if phase[-1] is _Phase.SESSION:
+                    # The relay refused us (login, TLS, our sender), not this recipient: a bounce here
+                    # would suppress every contact of the campaign. Retry later instead.
+                    self._discard(client)
+                    client = None
+                    result = Result(Outcome.DEFERRED, exc.code, f"relay refused the session: {exc.message}")
+                else:
+                    result = _classify(exc.code, exc.message)
             except (SMTPException, OSError, asyncio.TimeoutError) as exc:
                 self._discard(client)
                 client = None
-                if phase is _Phase.BODY:
+                if phase[-1] is _Phase.BODY:
                     # The whole message was written; whether the relay took it we cannot know.
                     result = Result(Outcome.UNKNOWN, None, f"connection lost after the message was sent: {exc}")
                 else:
@@ -199,14 +208,16 @@ class SmtpRelay:
                     self._idle.put_nowait(client)
             return result
 
-    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope) -> tuple[Result, _Phase]:
+    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase]) -> Result:
         await client.mail(envelope.sender)
+        phase.append(_Phase.RECIPIENT)
         await client.rcpt(envelope.recipient)
         start = await client.execute_command(b"DATA")
         if start.code != 354:
-            return _classify(start.code, start.message), _Phase.ENVELOPE
+            return _classify(start.code, start.message)
+        phase.append(_Phase.BODY)
         response = await _send_body(client, envelope.data, self.timeout)
-        return _classify(response.code, response.message), _Phase.BODY
+        return _classify(response.code, response.message)
 
     def _discard(self, client: aiosmtplib.SMTP | None) -> None:
         if client is not None:

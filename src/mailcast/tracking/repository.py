@@ -19,9 +19,16 @@ async def contact(session: AsyncSession, contact_id: str | None) -> Contact | No
     return await session.get(Contact, contact_id) if contact_id else None
 
 
-async def has_event(session: AsyncSession, delivery_id: int, kind: str) -> bool:
-    stmt = select(Event.id).where(Event.delivery_id == delivery_id, Event.type == kind).limit(1)
-    return (await session.execute(stmt)).first() is not None
+async def has_event(session: AsyncSession, delivery_id: int, kind: str, machine: bool | None = None) -> bool:
+    stmt = select(Event.id).where(Event.delivery_id == delivery_id, Event.type == kind)
+    if machine is not None:
+        stmt = stmt.where(Event.machine.is_(machine))
+    return (await session.execute(stmt.limit(1))).first() is not None
+
+
+async def count_open(session: AsyncSession, delivery_id: int) -> None:
+    await session.execute(update(Delivery).where(Delivery.id == delivery_id)
+                          .values(open_count=Delivery.open_count + 1).execution_options(synchronize_session=False))
 
 
 async def add_event(session: AsyncSession, delivery_id: int, kind: str, at: datetime, url: str | None = None,

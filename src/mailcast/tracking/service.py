@@ -41,13 +41,16 @@ def _claim(codec: TokenCodec, token: str, purpose: Purpose) -> Claim:
 
 async def record_open(session: AsyncSession, codec: TokenCodec, token: str, user_agent: str | None, now: datetime,
                       machine_window: int) -> bool:
-    """Every open is an event (the count); stats count each delivery once."""
+    """The open is recorded once per delivery (once as a machine open, once as a person's), and
+    every load is counted, so reloading an image cannot grow the events table."""
     found = await repo.delivery_with_campaign(session, _claim(codec, token, Purpose.OPEN).delivery_id)
     if found is None:
         return False
     delivery, _campaign = found
-    await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent,
-                         machine=is_machine(user_agent, delivery.sent_at, now, machine_window))
+    machine = is_machine(user_agent, delivery.sent_at, now, machine_window)
+    if not await repo.has_event(session, delivery.id, "open", machine=machine):
+        await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent, machine=machine)
+    await repo.count_open(session, delivery.id)
     return True
 
 
@@ -77,7 +80,7 @@ async def resolve_click(session: AsyncSession, codec: TokenCodec, token: str, us
                                     campaign.unsubscribe_url)
         target = TEXT_ENV.from_string(target).render(**context).strip()
     machine = is_machine(user_agent, delivery.sent_at, now, machine_window)
-    if not await repo.has_event(session, delivery.id, "open"):
+    if not await repo.has_event(session, delivery.id, "open", machine=machine):
         await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent, machine=machine)
     await repo.add_event(session, delivery.id, "click", now, url=target[:2000], user_agent=user_agent, machine=machine)
     return target

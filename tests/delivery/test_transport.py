@@ -1,0 +1,176 @@
+"""The SMTP transport against real aiosmtpd relays on loopback: TLS, AUTH, connection reuse,
+routing, and what each kind of failure means for the recipient."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import AuthResult, LoginPassword
+
+from mailcast.delivery.transport import Envelope, FileOutbox, Outcome, RateLimiter, RelayConfig, Router, SmtpRelay
+from tests.smtpserver import RecordingHandler, self_signed_context
+
+MESSAGE = b"From: a@news.example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n.leading dot\r\n"
+
+
+def envelope(rcpt: str = "b@example.org", domain: str = "news.example.com") -> Envelope:
+    return Envelope(sender=f"bounces+x@{domain}", recipient=rcpt, data=MESSAGE, sender_domain=domain)
+
+
+async def _serve(handler, **server_kwargs) -> tuple[asyncio.AbstractServer, int, list]:
+    sessions = []
+    ssl_context = server_kwargs.pop("ssl", None)
+
+    def factory():
+        server = SMTPServer(handler, hostname="relay.test", **server_kwargs)
+        sessions.append(server)
+        return server
+
+    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0, ssl=ssl_context)
+    return server, server.sockets[0].getsockname()[1], sessions
+
+
+def _auth(server, session, envelope, mechanism, auth_data):
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"mailer", b"s3cret")
+    return AuthResult(success=ok, handled=False)
+
+
+async def test_starttls_and_auth():
+    handler = RecordingHandler()
+    server, port, _ = await _serve(handler, tls_context=self_signed_context(), require_starttls=True,
+                                   authenticator=_auth, auth_require_tls=True)
+    try:
+        good = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=true&verify=false"))
+        assert (await good.send(envelope())).outcome is Outcome.SENT
+        await good.close()
+        assert handler.messages[0].data.endswith(b".leading dot\r\n")  # dot-stuffing undone by the server
+        bad = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:wrong@127.0.0.1:{port}?starttls=true&verify=false"),
+                        timeout=10)
+        result = await bad.send(envelope())
+        await bad.close()
+        # A refused login is the relay refusing us, not the recipient: retry, never bounce.
+        assert result.outcome is Outcome.DEFERRED and result.code == 535
+    finally:
+        server.close()
+
+
+async def test_implicit_tls():
+    handler = RecordingHandler()
+    server, port, _ = await _serve(handler, ssl=self_signed_context())
+    try:
+        relay = SmtpRelay(RelayConfig.from_url(f"smtps://127.0.0.1:{port}?verify=false"))
+        assert (await relay.send(envelope())).outcome is Outcome.SENT
+        await relay.close()
+    finally:
+        server.close()
+    assert len(handler.messages) == 1
+
+
+class Misbehaving(RecordingHandler):
+    def __init__(self, mode: str) -> None:
+        super().__init__()
+        self.mode = mode
+
+    async def handle_MAIL(self, server, session, envelope, address, mail_options):
+        if self.mode == "refuse-sender":
+            return "550 5.7.1 sender not allowed"
+        envelope.mail_from = address
+        return "250 OK"
+
+    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+        if self.mode == "drop-at-rcpt":
+            server.transport.close()
+            return "250 OK"
+        return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
+
+    async def handle_DATA(self, server, session, envelope):
+        if self.mode == "drop-after-dot":
+            await super().handle_DATA(server, session, envelope)
+            server.transport.close()  # the message arrived; the reply never does
+            return "250 OK"
+        if self.mode == "reject-body":
+            return "554 5.7.1 content rejected"
+        return await super().handle_DATA(server, session, envelope)
+
+
+@pytest.mark.parametrize("mode,outcome", [
+    ("drop-at-rcpt", Outcome.DEFERRED),  # before the message was complete: safe to retry
+    ("drop-after-dot", Outcome.UNKNOWN),  # after: it may have been taken; never re-sent silently
+    ("refuse-sender", Outcome.DEFERRED),  # our sender refused: not the recipient's fault
+    ("reject-body", Outcome.BOUNCED),
+])
+async def test_failures_by_phase(mode, outcome):
+    server, port, _ = await _serve(Misbehaving(mode))
+    try:
+        relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), timeout=5)
+        result = await relay.send(envelope())
+        await relay.close()
+    finally:
+        server.close()
+    assert result.outcome is outcome, result
+
+
+async def test_connections_are_pooled_and_reused():
+    handler = RecordingHandler()
+    handler.reject = {"r3@example.org"}
+    server, port, sessions = await _serve(handler)
+    try:
+        relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), pool_size=2)
+        results = await asyncio.gather(*(relay.send(envelope(f"r{i}@example.org")) for i in range(60)))
+        await relay.close()
+    finally:
+        server.close()
+    assert [r.outcome for r in results].count(Outcome.BOUNCED) == 1
+    assert len(handler.messages) == 59
+    assert len(sessions) <= 2  # two connections carried all sixty (a refusal does not cost one)
+
+
+async def test_router_picks_the_relay_by_sender_domain(tmp_path):
+    a, b = RecordingHandler(), RecordingHandler()
+    server_a, port_a, _ = await _serve(a)
+    server_b, port_b, _ = await _serve(b)
+    try:
+        router = Router(SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_a}")),
+                        {"Brand.example": SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_b}"))})
+        await router.send(envelope(domain="news.example.com"))
+        await router.send(envelope(domain="brand.example"))
+        await router.close()
+    finally:
+        server_a.close()
+        server_b.close()
+    assert len(a.messages) == 1 and len(b.messages) == 1
+    assert b.messages[0].mail_from == "bounces+x@brand.example"
+
+
+async def test_rate_limit_holds_over_a_minute():
+    virtual = [0.0]
+
+    async def sleep(seconds: float) -> None:
+        virtual[0] += seconds
+
+    limiter = RateLimiter(50, monotonic=lambda: virtual[0], sleep=sleep)
+    for _ in range(3000):  # one minute's worth at 50/s
+        await limiter.acquire()
+    assert 59.0 <= virtual[0] <= 60.0
+    # Waiting senders do not get a burst afterwards: the next slot is one interval later.
+    before = virtual[0]
+    await limiter.acquire()
+    assert virtual[0] - before == pytest.approx(0.02)
+
+
+def test_relay_urls():
+    c = RelayConfig.from_url("smtp://us%40er:p%3Ass@mail.example.com:587?starttls=true")
+    assert (c.host, c.port, c.username, c.password, c.start_tls, c.use_tls) == (
+        "mail.example.com", 587, "us@er", "p:ss", True, False)
+    assert RelayConfig.from_url("smtps://relay.example").port == 465
+    with pytest.raises(ValueError):
+        RelayConfig.from_url("http://relay.example")
+
+
+async def test_file_outbox_writes_complete_files(tmp_path):
+    outbox = FileOutbox(tmp_path / "out")
+    assert (await outbox.send(envelope())).outcome is Outcome.SENT
+    files = list((tmp_path / "out").iterdir())
+    assert len(files) == 1 and files[0].suffix == ".eml" and files[0].read_bytes().endswith(MESSAGE)
