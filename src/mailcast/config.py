@@ -69,6 +69,9 @@ class Settings(BaseSettings):
     retry_base_seconds: int = 60
     retry_max_seconds: int = 3600
     retry_lifetime_hours: float = 72.0
+    ab_evaluate_interval_seconds: float = 300.0
+    # Resend to non-openers becomes available this long after a campaign finished sending.
+    resend_delay_hours: float = Field(default=6.0, ge=0.0)
     # Opens within this many seconds of the send are flagged as machine opens (scanners, proxies).
     machine_open_window_seconds: int = 2
 

@@ -10,6 +10,7 @@ import uuid
 import pytest
 
 from mailcast.accounts.scopes import Scope
+from mailcast.delivery import repository as delivery_repo
 
 
 async def build_world(tenant) -> dict[str, str]:
@@ -27,10 +28,18 @@ async def build_world(tenant) -> dict[str, str]:
     sending = (await tenant.campaign(audience, draft=False))["id"]
     paused = (await tenant.campaign(audience, draft=False))["id"]
     assert (await tenant.post(f"/v1/campaigns/{paused}/pause")).status_code == 200
+    ab_test = {"enabled": True, "sample_percent": 50, "winner_metric": "open_rate", "variant_b": {"subject": "B"}}
+    ab_campaign = (await tenant.campaign(audience, draft=False, ab_test=ab_test))["id"]
+    sent = (await tenant.campaign(await tenant.audience(name="Empty"), draft=False))["id"]
+    async with tenant.sessions() as session:  # nobody to send to: the worker's next tick would close it
+        await delivery_repo.finish_done_campaigns(session, tenant.clock(), [sent])
+        await session.commit()
+    tenant.clock.advance(hours=7)  # resend to non-openers is open from 6 hours after sending
     r = await tenant.post("/v1/api-keys", json={"name": "spare"})
     domains = (await tenant.get("/v1/domains")).json()["data"]
     return {"audience": audience, "spare_audience": spare_audience, "contact": contact, "template": template,
-            "draft": draft, "sending": sending, "paused": paused, "key": r.json()["id"], "domain": domains[0]["id"]}
+            "draft": draft, "sending": sending, "paused": paused, "key": r.json()["id"], "domain": domains[0]["id"],
+            "ab": ab_campaign, "sent": sent}
 
 
 @dataclass
@@ -96,15 +105,19 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/campaigns/{paused}/resume", S),
     Endpoint("POST", "/v1/campaigns/{draft}/cancel", F),
     Endpoint("GET", "/v1/campaigns/{draft}/stats", R),
+    Endpoint("GET", "/v1/campaigns/{ab}/ab-test/results", R),
+    Endpoint("POST", "/v1/campaigns/{ab}/ab-test/pick-winner", S, 200, lambda w: {"variant": "b"}),
+    Endpoint("POST", "/v1/campaigns/{sent}/resend-to-non-openers", F),
+    Endpoint("POST", "/api/v1/campaigns/{sent}/resend-to-non-openers", F),
 ]
 
 
 def test_matrix_covers_every_route(app):
     """A new route without a row here fails this test."""
     paths = app.openapi()["paths"]
-    routes = {(m.upper(), p) for p, ops in paths.items() for m in ops if p.startswith("/v1/")}
+    routes = {(m.upper(), p) for p, ops in paths.items() for m in ops if p.startswith(("/v1/", "/api/v1/"))}
     listed = {(e.method, e.path.replace("{spare_audience}", "{audience}")) for e in ENDPOINTS}
-    normalise = lambda p: __import__("re").sub(r"\{[a-z_]+\}", "{}", p)  # noqa: E731
+    normalise = lambda p: __import__("re").sub(r"\{[A-Za-z_]+\}", "{}", p)  # noqa: E731
     assert {(m, normalise(p)) for m, p in routes} == {(m, normalise(p)) for m, p in listed}
 
 

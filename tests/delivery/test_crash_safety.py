@@ -42,6 +42,13 @@ async def _wait_for(predicate, timeout: float, what: str):
     raise AssertionError(f"timed out waiting for {what}")
 
 
+async def _wait_until_sent(tenant, campaign: dict) -> None:
+    async def done():
+        c = (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()
+        return c if c["status"] == "sent" else None
+    await _wait_for(done, 180, "the campaign to finish")
+
+
 async def _campaign(tenant, n: int) -> dict:
     await tenant.verified_domain()
     audience = (await tenant.post("/v1/audiences", json={"name": "Crash"})).json()["id"]
@@ -64,10 +71,7 @@ async def test_kill_minus_nine_mid_campaign_loses_nobody(tenant, sessions, setti
 
     second = _spawn_worker(settings, relay)
     try:
-        async def done():
-            c = (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()
-            return c if c["status"] == "sent" else None
-        await _wait_for(done, 180, "the campaign to finish")
+        await _wait_until_sent(tenant, campaign)
     finally:
         second.send_signal(signal.SIGTERM)
         await asyncio.to_thread(second.wait, 30)
@@ -101,10 +105,7 @@ async def test_several_workers_share_one_campaign(tenant, sessions, settings, re
     campaign = await _campaign(tenant, n)
     workers = [_spawn_worker(settings, relay, {"MAILCAST_WORKER_BATCH_SIZE": "100"}) for _ in range(3)]
     try:
-        async def done():
-            c = (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()
-            return c if c["status"] == "sent" else None
-        await _wait_for(done, 180, "the campaign to finish")
+        await _wait_until_sent(tenant, campaign)
     finally:
         for w in workers:
             w.send_signal(signal.SIGTERM)

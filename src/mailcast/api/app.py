@@ -15,6 +15,7 @@ from mailcast.api import errors
 from mailcast.api.middleware import ApiKeyAuth, BodyLimit, NoNulInUrl
 from mailcast.audiences.endpoints import router as audiences_router
 from mailcast.campaigns.endpoints import router as campaigns_router
+from mailcast.campaigns.endpoints import sequenzy_router
 from mailcast.clock import Clock, system_clock
 from mailcast.config import Settings
 from mailcast.contacts.endpoints import router as contacts_router
@@ -71,7 +72,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
 
     errors.install(app)
     for router in (api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-                   campaigns_router, tracking_router):
+                   campaigns_router, sequenzy_router, tracking_router):
         app.include_router(router)
 
     @app.get("/healthz", include_in_schema=False)

@@ -8,15 +8,20 @@ from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SendKey, Sess
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
-from mailcast.campaigns import service
+from mailcast.campaigns import ab, resend, service
 from mailcast.campaigns.lifecycle import Status
 from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import (
+    AbResults,
     CampaignCreate,
     CampaignOut,
     CampaignStatsOut,
     CampaignUpdate,
+    PickWinner,
+    ResendCampaign,
+    ResendOut,
     ScheduleRequest,
+    SequenzyResendOut,
     StatsOut,
 )
 
@@ -29,6 +34,7 @@ def _out(c, s: Stats) -> CampaignOut:
         preview_text=c.preview_text, audience_id=c.audience_id, template_id=c.template_id, html=c.html, text=c.text,
         unsubscribe_url=c.unsubscribe_url, status=c.status, scheduled_at=c.scheduled_at,
         send_started_at=c.send_started_at, sent_at=c.sent_at, cancelled_at=c.cancelled_at, last_error=c.last_error,
+        ab_test=c.ab_test, audience_rules=c.audience_rules or [], resent_from_id=c.resent_from_id, email_id=c.email_id,
         stats=CampaignStatsOut(
             total_recipients=s.total, sent_count=s.sent, delivered_count=s.delivered, opened_count=s.opened,
             clicked_count=s.clicked, bounced_count=s.bounced, complained_count=s.complained,
@@ -118,6 +124,33 @@ async def cancel_campaign(campaign_id: str, principal: FullKey, session: Session
     return await _one(session, await service.cancel_campaign(session, principal.account_id, campaign_id, clock()))
 
 
+@router.get("/{campaign_id}/ab-test/results", response_model=AbResults)
+async def ab_test_results(campaign_id: str, principal: ReadKey, session: SessionDep):
+    """Per-variant sent, opened, clicked and rates (unique opens/clicks by people per sent delivery)."""
+    campaign = await service.get_campaign(session, principal.account_id, campaign_id)
+    return await ab.results(session, campaign)
+
+
+@router.post("/{campaign_id}/ab-test/pick-winner", response_model=AbResults)
+async def ab_test_pick_winner(campaign_id: str, body: PickWinner, principal: SendKey, session: SessionDep,
+                              clock: ClockDep):
+    """Set the winner by hand; the holdback then receives the winning variant. A second pick: 409."""
+    campaign = await service.get_campaign(session, principal.account_id, campaign_id)
+    await ab.pick_winner(session, campaign, body.variant, clock())
+    return await ab.results(session, campaign)
+
+
+@router.post("/{campaign_id}/resend-to-non-openers", response_model=ResendOut, response_model_by_alias=False)
+async def resend_to_non_openers(campaign_id: str, principal: FullKey, session: SessionDep, clock: ClockDep,
+                                settings: SettingsDep):
+    """Create a draft that resends a sent campaign to audience members who did not open it (from 6 hours
+    after it finished sending). The same operation as `POST /api/v1/campaigns/{id}/resend-to-non-openers`,
+    in snake_case."""
+    draft, estimate = await resend.resend_to_non_openers(session, settings, principal.account_id, campaign_id,
+                                                         clock())
+    return ResendOut(success=True, campaign=ResendCampaign.of(draft, settings), estimated_non_opener_count=estimate)
+
+
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
 async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionDep):
     """Delivery statistics: sent counts accepted and rejected messages, delivered = sent - bounced."""
@@ -125,3 +158,20 @@ async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionD
     s = (await service.stats(session, [campaign]))[campaign.id]
     return StatsOut(campaign_id=campaign.id, total=s.total, sent=s.sent, delivered=s.delivered, opened=s.opened,
                     clicked=s.clicked, bounced=s.bounced, complained=s.complained, unsubscribed=s.unsubscribed)
+
+
+# The Sequenzy dialect of resend-to-non-openers: the same operation, its request and response as
+# that API documents them (camelCase), so the sequenzy SDK pointed at http://HOST/api/v1 parses it.
+sequenzy_router = APIRouter(prefix="/api/v1/campaigns", tags=["Campaigns (Sequenzy dialect)"],
+                            responses=ERROR_RESPONSES)
+
+
+@sequenzy_router.post("/{campaignId}/resend-to-non-openers", response_model=SequenzyResendOut,
+                      response_model_by_alias=True)
+async def sequenzy_resend_to_non_openers(campaignId: str, principal: FullKey, session: SessionDep,  # noqa: N803
+                                         clock: ClockDep, settings: SettingsDep):
+    """Create a draft that resends a sent campaign to everyone in the same audience who didn't open it."""
+    draft, estimate = await resend.resend_to_non_openers(session, settings, principal.account_id, campaignId,
+                                                         clock())
+    return SequenzyResendOut(success=True, campaign=ResendCampaign.of(draft, settings),
+                             estimated_non_opener_count=estimate)

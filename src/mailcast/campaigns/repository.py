@@ -60,8 +60,36 @@ async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -
     return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount == 1
 
 
+def _engaged(kind: str, campaign_id: str):
+    """A person (not a machine) opened / clicked campaign `campaign_id`: the contact of the outer query."""
+    return (
+        select(Event.id)
+        .join(Delivery, Delivery.id == Event.delivery_id)
+        .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id, Event.type == kind,
+               Event.machine.is_(False))
+        .exists()
+    )
+
+
+def rule_condition(rule: dict[str, Any]):
+    """One audience rule as a condition on the contacts table."""
+    kind = rule["type"]
+    if kind in ("opened", "not_opened"):
+        condition = _engaged("open", rule["campaign_id"])
+        return condition if kind == "opened" else ~condition
+    if kind in ("clicked", "not_clicked"):
+        condition = _engaged("click", rule["campaign_id"])
+        return condition if kind == "clicked" else ~condition
+    value = Contact.attributes[rule["key"]].as_string()
+    if rule["op"] == "equals":
+        return value == rule["value"]
+    # Case-insensitive on both backends (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
+    return value.icontains(rule["value"], autoescape=True)
+
+
 async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: datetime) -> int:
-    """Queue one delivery per eligible audience member in a single INSERT ... SELECT.
+    """Queue one delivery per eligible audience member in a single INSERT ... SELECT: members,
+    minus unsubscribed and suppressed contacts, minus those the campaign's rules exclude.
     Idempotent: a (campaign, contact) pair that is already queued is left alone."""
     ts = literal(now, UTCDateTime())
     eligible = (
@@ -78,6 +106,7 @@ async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: da
             ~select(Delivery.id)
             .where(Delivery.campaign_id == campaign.id, Delivery.contact_id == Contact.id)
             .exists(),
+            *[rule_condition(rule) for rule in campaign.audience_rules or []],
         )
     )
     stmt = insert(Delivery).from_select(
@@ -90,7 +119,8 @@ async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: da
 
 async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     """Remove deliveries that were never handed to a relay (a cancelled remainder)."""
-    stmt = delete(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status.in_(("queued", "deferred")))
+    stmt = delete(Delivery).where(Delivery.campaign_id == campaign_id,
+                                  Delivery.status.in_(("queued", "deferred", "held")))
     return (await session.execute(stmt)).rowcount
 
 
@@ -144,3 +174,78 @@ async def active_using_template(session: AsyncSession, account_id: str, template
     return await _unfinished_using(session, account_id, Campaign.template_id, template_id)
 
 
+
+
+async def recipients_for_assignment(session: AsyncSession, campaign_id: str) -> list[tuple[int, str | None]]:
+    stmt = select(Delivery.id, Delivery.contact_id).where(Delivery.campaign_id == campaign_id)
+    return [(r[0], r[1]) for r in await session.execute(stmt)]
+
+
+async def set_groups(session: AsyncSession, ids: list[int], group: str, variant: str, status: str | None) -> None:
+    values: dict[str, Any] = {"ab_group": group, "variant": variant}
+    if status:
+        values["status"] = status
+    for start in range(0, len(ids), 1000):
+        await session.execute(update(Delivery).where(Delivery.id.in_(ids[start : start + 1000])).values(**values)
+                              .execution_options(synchronize_session=False))
+
+
+async def release_holdback(session: AsyncSession, campaign_id: str, variant: str, now: datetime) -> int:
+    stmt = (update(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "held")
+            .values(status="queued", variant=variant, next_attempt_at=now, updated_at=now)
+            .execution_options(synchronize_session=False))
+    return (await session.execute(stmt)).rowcount
+
+
+async def set_winner(session: AsyncSession, campaign_id: str, variant: str, now: datetime) -> bool:
+    """Guarded: only the first pick wins."""
+    stmt = (update(Campaign).where(Campaign.id == campaign_id, Campaign.ab_winner.is_(None))
+            .values(ab_winner=variant, ab_winner_evaluated_at=now, updated_at=now)
+            .execution_options(synchronize_session=False))
+    return (await session.execute(stmt)).rowcount == 1
+
+
+async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, dict[str, int]]:
+    """Per A/B group: deliveries sent (accepted or rejected), and deliveries a person opened / clicked."""
+    out = {g: {"sent": 0, "opened": 0, "clicked": 0, "total": 0} for g in ("a", "b", "holdback")}
+    rows = await session.execute(
+        select(Delivery.ab_group, Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.ab_group, Delivery.status))
+    for group, status, n in rows:
+        out[group]["total"] += n
+        if status in ("sent", "bounced"):
+            out[group]["sent"] += n
+    rows = await session.execute(
+        select(Delivery.ab_group, Event.type, func.count(distinct(Event.delivery_id)))
+        .join(Delivery, Delivery.id == Event.delivery_id)
+        .where(Delivery.campaign_id == campaign_id, Event.type.in_(("open", "click")), Event.machine.is_(False),
+               Delivery.status.in_(("sent", "bounced")))
+        .group_by(Delivery.ab_group, Event.type))
+    for group, kind, n in rows:
+        out[group]["opened" if kind == "open" else "clicked"] = n
+    return out
+
+
+async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campaign]:
+    """A/B campaigns still without a winner, sending or paused (evaluate_after is checked by the caller)."""
+    stmt = select(Campaign).where(Campaign.status.in_(("sending", "paused")), Campaign.ab_test.is_not(None),
+                                  Campaign.ab_winner.is_(None), Campaign.send_started_at <= now)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def non_opener_count(session: AsyncSession, campaign_id: str) -> int:
+    """Recipients the campaign was delivered to who have not opened it and can still be mailed:
+    one set query (NOT EXISTS)."""
+    opened = (select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open",
+                                     Event.machine.is_(False)).exists())
+    stmt = (select(func.count()).select_from(Delivery).join(Contact, Contact.id == Delivery.contact_id)
+            .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", ~opened,
+                   Contact.unsubscribed.is_(False), Contact.suppressed_reason.is_(None)))
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def ids_owned(session: AsyncSession, account_id: str, campaign_ids: Sequence[str]) -> set[str]:
+    if not campaign_ids:
+        return set()
+    stmt = select(Campaign.id).where(Campaign.account_id == account_id, Campaign.id.in_(list(campaign_ids)))
+    return set((await session.execute(stmt)).scalars())

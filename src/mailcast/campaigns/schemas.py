@@ -3,8 +3,8 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field
-from typing import Annotated
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from typing import Annotated, Literal
 
 from mailcast.api.schemas import Input, SingleLine, Timestamp
 from mailcast.campaigns.lifecycle import Status
@@ -19,6 +19,55 @@ def _http_url(value: str) -> str:
 
 HttpUrlStr = Annotated[SingleLine, AfterValidator(_http_url)]
 Body = Annotated[str, Field(max_length=900_000)]
+
+
+class VariantB(Input):
+    """Overrides for variant B; every field left out falls back to variant A's."""
+
+    subject: SingleLine | None = Field(default=None, min_length=1, max_length=998)
+    preview_text: SingleLine | None = Field(default=None, max_length=500)
+    html: Body | None = None
+    text_content: Body | None = None
+    template_id: str | None = Field(default=None, max_length=40)
+
+    def overrides(self) -> dict:
+        return {k: v for k, v in self.model_dump().items() if v is not None}
+
+
+class AbTest(Input):
+    enabled: StrictBool
+    split_percent: int = Field(default=50, ge=1, le=99, description="% of the test sample receiving variant B")
+    sample_percent: int = Field(default=100, ge=1, le=100,
+                                description="% of the audience in the test; the rest is the holdback")
+    winner_metric: Literal["open_rate", "click_rate"] | None = Field(
+        default=None, description="Required when sample_percent < 100")
+    evaluate_after_minutes: int = Field(default=60, ge=5, le=10080)
+    variant_b: VariantB | None = None
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "AbTest":
+        if self.enabled and not (self.variant_b and self.variant_b.overrides()):
+            raise ValueError("variant_b: at least one override (subject, preview_text, html, text_content or "
+                             "template_id) is required when enabled is true")
+        if self.enabled and self.sample_percent < 100 and self.winner_metric is None:
+            raise ValueError("winner_metric: required when sample_percent is below 100 (it picks the winner "
+                             "the holdback receives)")
+        return self
+
+
+class OpenedRule(Input):
+    type: Literal["opened", "not_opened", "clicked", "not_clicked"]
+    campaign_id: str = Field(min_length=1, max_length=40)
+
+
+class MetadataRule(Input):
+    type: Literal["metadata"]
+    key: str = Field(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9_.-]+$")
+    op: Literal["equals", "contains"]
+    value: SingleLine = Field(max_length=1000)
+
+
+AudienceRule = Annotated[OpenedRule | MetadataRule, Field(discriminator="type")]
 
 
 class CampaignCreate(Input):
@@ -36,6 +85,10 @@ class CampaignCreate(Input):
     reply_to: SingleLine | None = Field(default=None, max_length=400)
     preview_text: SingleLine | None = Field(default=None, max_length=500)
     draft: bool = Field(default=False, description="Keep the campaign a draft instead of sending or scheduling it")
+    ab_test: AbTest | None = None
+    audience_rules: list[AudienceRule] | None = Field(default=None, max_length=50, description=(
+        "Evaluated when sending starts: opened / not_opened / clicked / not_clicked a campaign, or metadata "
+        "KEY equals / contains VALUE. All must hold."))
 
 
 class CampaignUpdate(Input):
@@ -52,6 +105,8 @@ class CampaignUpdate(Input):
     scheduled_at: datetime | None = Field(default=None, description="A new time; null turns a scheduled campaign back into a draft")
     reply_to: SingleLine | None = Field(default=None, max_length=400)
     preview_text: SingleLine | None = Field(default=None, max_length=500)
+    ab_test: AbTest | None = None
+    audience_rules: list[AudienceRule] | None = Field(default=None, max_length=50)
 
 
 class ScheduleRequest(Input):
@@ -107,6 +162,76 @@ class CampaignOut(BaseModel):
     sent_at: Timestamp | None
     cancelled_at: Timestamp | None
     last_error: str | None = None
+    ab_test: dict | None = None
+    audience_rules: list[dict] = []
+    resent_from_id: str | None = None
+    email_id: str | None = None
     stats: CampaignStatsOut
     created_at: Timestamp
     updated_at: Timestamp
+
+
+class VariantResult(BaseModel):
+    sent: int
+    opened: int
+    clicked: int
+    open_rate: float
+    click_rate: float
+
+
+class AbResults(BaseModel):
+    """GET /v1/campaigns/{id}/ab-test/results, the spec's shape."""
+
+    enabled: StrictBool
+    variant_a: VariantResult
+    variant_b: VariantResult
+    winner_variant: Literal["a", "b"] | None
+    winner_evaluated_at: Timestamp | None
+    winner_metric: str | None
+    holdback_total: int
+    sample_percent: int
+    split_percent: int
+    evaluate_after_minutes: int
+
+
+class PickWinner(Input):
+    variant: Literal["a", "b"]
+
+
+class ResendCampaign(BaseModel):
+    """The new draft, in the shape the Sequenzy API documents (camelCase by alias)."""
+
+    model_config = ConfigDict(populate_by_name=True)
+
+    id: str
+    name: str
+    subject: str
+    status: Status
+    labels: list[str] = []
+    email_id: str = Field(serialization_alias="emailId")
+    scheduled_at: Timestamp | None = Field(serialization_alias="scheduledAt")
+    sent_at: Timestamp | None = Field(serialization_alias="sentAt")
+    created_at: Timestamp = Field(serialization_alias="createdAt")
+    url: str
+    preview_url: str = Field(serialization_alias="previewUrl")
+
+    @classmethod
+    def of(cls, campaign, settings) -> "ResendCampaign":
+        url = settings.public_url(f"/dashboard/company/{campaign.account_id}/campaign/{campaign.id}")
+        return cls(id=campaign.id, name=campaign.name, subject=campaign.subject, status=campaign.status,
+                   email_id=campaign.email_id, scheduled_at=campaign.scheduled_at, sent_at=campaign.sent_at,
+                   created_at=campaign.created_at, url=url, preview_url=f"{url}?step=review")
+
+
+class ResendOut(BaseModel):
+    """snake_case (the /v1 dialect; served without aliases)."""
+
+    success: bool
+    campaign: ResendCampaign
+    estimated_non_opener_count: int
+
+
+class SequenzyResendOut(BaseModel):
+    success: bool
+    campaign: ResendCampaign
+    estimated_non_opener_count: int = Field(serialization_alias="estimatedNonOpenerCount")

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import service as accounts
 from mailcast.audiences import repository as audiences_repo
+from mailcast.campaigns import ab
 from mailcast.campaigns import repository as repo
 from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, Status, can
 from mailcast.campaigns.repository import Stats
@@ -27,7 +28,7 @@ from mailcast.templates import repository as templates_repo
 from mailcast.templates.syntax import check_fields
 
 CONTENT_FIELDS = ("name", "subject", "from_address", "reply_to", "preview_text", "audience_id", "template_id",
-                  "html", "text", "unsubscribe_url")
+                  "html", "text", "unsubscribe_url", "ab_test", "audience_rules")
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -68,6 +69,15 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
         raise _invalid("html", "at least one of html, text or template_id is required")
     check_fields(subject=values["subject"], html=values.get("html"), text=values.get("text"),
                  preview_text=values.get("preview_text"))
+    await ab.check(session, account_id, values.get("ab_test"))
+    rule_campaigns = {r["campaign_id"] for r in values.get("audience_rules") or [] if "campaign_id" in r}
+    missing = rule_campaigns - await repo.ids_owned(session, account_id, list(rule_campaigns))
+    if missing:
+        raise NotFound("No such campaign", {"campaign_ids": sorted(missing)})
+
+
+def _rules(rules) -> list[dict[str, Any]] | None:
+    return [rule.model_dump() for rule in rules] if rules else None
 
 
 def _future(scheduled_at: datetime, now: datetime) -> datetime:
@@ -87,6 +97,7 @@ async def create_campaign(session: AsyncSession, settings: Settings, account_id:
         "name": body.name, "subject": body.subject, "from_address": body.from_.strip(), "reply_to": body.reply_to,
         "preview_text": body.preview_text, "audience_id": body.audience_id, "template_id": body.template_id,
         "html": body.html, "text": body.text, "unsubscribe_url": body.unsubscribe_url,
+        "ab_test": ab.stored(body.ab_test), "audience_rules": _rules(body.audience_rules),
     }
     await check_content(session, account_id, values)
     scheduled_at = _future(body.scheduled_at, now) if body.scheduled_at else None
@@ -99,7 +110,7 @@ async def create_campaign(session: AsyncSession, settings: Settings, account_id:
     else:
         status = Status.SENDING
     campaign = Campaign(id=new_id("camp"), account_id=account_id, status=status.value, scheduled_at=scheduled_at,
-                        created_at=now, updated_at=now, **values)
+                        email_id=new_id("email"), created_at=now, updated_at=now, **values)
     session.add(campaign)
     await session.flush()
     if status is Status.SENDING:
@@ -119,7 +130,10 @@ async def _begin_sending(session: AsyncSession, settings: Settings, account, cam
         if template is not None:
             campaign.html = campaign.html or template.html
             campaign.text = campaign.text or template.text
+    await ab.freeze(session, campaign)
+    await session.flush()
     queued = await repo.snapshot_recipients(session, campaign, now)
+    await ab.assign(session, campaign)
     await accounts.consume_quota(session, settings, account, queued, now)
     await session.flush()
     return queued
@@ -174,6 +188,10 @@ async def update_campaign(session: AsyncSession, settings: Settings, account_id:
     changes: dict[str, Any] = {}
     for field in fields & set(CONTENT_FIELDS):
         value = getattr(body, "from_" if field == "from_address" else field)
+        if field == "ab_test":
+            value = ab.stored(value)
+        elif field == "audience_rules":
+            value = _rules(value)
         if value is None and field in ("name", "subject", "from_address", "audience_id", "unsubscribe_url"):
             raise _invalid("from" if field == "from_address" else field, "cannot be null")
         changes[field] = value.strip() if field == "from_address" else value

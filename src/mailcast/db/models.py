@@ -159,6 +159,14 @@ class Campaign(Base):
     cancelled_at: Mapped[datetime | None]
     # Why a scheduled campaign could not start (it went back to draft), for the user to see.
     last_error: Mapped[str | None] = mapped_column(Text)
+    # The content as one "email" (the Sequenzy dialect names it); a resend gets a new one.
+    email_id: Mapped[str | None] = mapped_column(String(40))
+    # Audience rules evaluated when sending starts: [{"type": "not_opened", "campaign_id": ...}, ...]
+    audience_rules: Mapped[list | None] = mapped_column(JSONType)
+    ab_test: Mapped[dict[str, Any] | None]
+    ab_winner: Mapped[str | None] = mapped_column(String(1))
+    ab_winner_evaluated_at: Mapped[datetime | None]
+    resent_from_id: Mapped[str | None] = mapped_column(String(40))
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 
@@ -177,7 +185,9 @@ class Delivery(Base):
     campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
     contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
     email: Mapped[str] = mapped_column(String(320))
-    variant: Mapped[str] = mapped_column(String(10), default="a")
+    variant: Mapped[str] = mapped_column(String(10), default="a")  # the content it gets: a or b
+    # The A/B assignment, never changed: a, b or holdback (holdback rows wait as "held" for the winner).
+    ab_group: Mapped[str] = mapped_column(String(10), default="a", server_default="a")
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]

@@ -132,8 +132,9 @@ async def signing_domain(session: AsyncSession, account_id: str, name: str) -> D
 async def finish_done_campaigns(session: AsyncSession, now: datetime, campaign_ids: Sequence[str] | None = None
                                 ) -> list[str]:
     """sending -> sent for campaigns with nothing left to send (guarded, so it happens once)."""
+    # "held": an A/B holdback waiting for the winner; the campaign is sent only after it went out.
     unfinished = exists().where(
-        Delivery.campaign_id == Campaign.id, Delivery.status.in_(("queued", "deferred", "sending"))
+        Delivery.campaign_id == Campaign.id, Delivery.status.in_(("queued", "deferred", "sending", "held"))
     )
     where = [Campaign.status == "sending", ~unfinished]
     if campaign_ids is not None:

@@ -19,6 +19,7 @@ from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailcast.campaigns import ab
 from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
@@ -92,7 +93,8 @@ class Sender:
         sender = mime.parse_from(campaign.from_address)
         domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
         dkim = (domain.dkim_selector, domain.dkim_private_key) if domain is not None and domain.dkim_verified else None
-        compiled = compile_variant(campaign.subject, campaign.html, campaign.text, campaign.preview_text)
+        parts = ab.content(campaign, variant)
+        compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"])
         return CampaignPlan(
             campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
             reply_to=campaign.reply_to, bounce_domain=self.settings.bounce_domain or sender.domain.lower(), dkim=dkim,

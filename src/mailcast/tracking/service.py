@@ -10,6 +10,7 @@ from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailcast.campaigns import ab
 from mailcast.delivery.render import TEXT_ENV, compile_variant, recipient_context
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
@@ -55,8 +56,9 @@ async def record_open(session: AsyncSession, codec: TokenCodec, token: str, user
 
 
 @lru_cache(maxsize=512)
-def _links(campaign_id: str, updated_at: datetime, subject: str, html: str | None, text: str | None) -> list[str]:
-    # Content is frozen once a campaign sends, so the link list of (id, updated_at) never changes.
+def _links(campaign_id: str, variant: str, updated_at: datetime, subject: str, html: str | None,
+           text: str | None) -> list[str]:
+    # Content is frozen once a campaign sends, so the link list of a variant never changes.
     return compile_variant(subject, html, text, None).links
 
 
@@ -69,7 +71,8 @@ async def resolve_click(session: AsyncSession, codec: TokenCodec, token: str, us
     if found is None:
         raise NotFound("This link is not valid")
     delivery, campaign = found
-    links = _links(campaign.id, campaign.updated_at, campaign.subject, campaign.html, campaign.text)
+    parts = ab.content(campaign, delivery.variant)
+    links = _links(campaign.id, delivery.variant, campaign.updated_at, parts["subject"], parts["html"], parts["text"])
     if claim.link >= len(links):
         raise NotFound("This link is not valid")
     target = links[claim.link]

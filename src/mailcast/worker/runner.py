@@ -9,6 +9,8 @@ import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from mailcast.campaigns import ab
+from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns import service as campaigns
 from mailcast.clock import Clock
 from mailcast.config import Settings
@@ -53,6 +55,27 @@ class Worker:
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
 
+    async def evaluate_once(self) -> list[tuple[str, str]]:
+        """Pick the winner of every A/B test whose evaluation time has come: (campaign, winner)."""
+        now = self.clock()
+        picked = []
+        async with self.sessions() as session:
+            due = [c for c in await campaigns_repo.due_for_evaluation(session, now) if ab.evaluation_due(c, now)]
+        for candidate in due:
+            try:
+                async with self.sessions() as session:
+                    campaign = await campaigns_repo.get(session, candidate.account_id, candidate.id)
+                    result = await ab.results(session, campaign)
+                    winner = ab.decide(result, campaign.ab_test["winner_metric"])
+                    released = await ab.pick_winner(session, campaign, winner, now)
+                    await session.commit()
+                picked.append((candidate.id, winner))
+                log.info("campaign %s: variant %s wins; %d holdback recipients released", candidate.id, winner,
+                         released)
+            except MailcastError as exc:  # picked by hand meanwhile, or cancelled
+                log.info("campaign %s: no automatic pick (%s)", candidate.id, exc.message)
+        return picked
+
     async def run_until_idle(self, max_batches: int = 100_000) -> int:
         """Schedule, then send until nothing is due. For tests and one-shot runs."""
         await self.schedule_once()
@@ -85,7 +108,15 @@ class Worker:
                 if not claimed:
                     await _wait(stop, self.settings.worker_poll_seconds)
 
-        await asyncio.gather(scheduler(), sender())
+        async def evaluator() -> None:
+            while not stop.is_set():
+                try:
+                    await self.evaluate_once()
+                except Exception:
+                    log.exception("A/B evaluation failed")
+                await _wait(stop, self.settings.ab_evaluate_interval_seconds)
+
+        await asyncio.gather(scheduler(), sender(), evaluator())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:

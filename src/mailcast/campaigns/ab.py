@@ -1,0 +1,142 @@
+"""A/B tests: deterministic, exactly sized assignment; results; the winner (picked by hand or by
+the evaluator) and the release of the holdback with the winning content."""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from mailcast.campaigns import repository as repo
+from mailcast.campaigns.lifecycle import Status
+from mailcast.campaigns.schemas import AbResults, AbTest, VariantResult
+from mailcast.db.models import Campaign
+from mailcast.errors import Conflict, InvalidTransition, NotFound
+from mailcast.templates import repository as templates_repo
+from mailcast.templates.syntax import check_fields
+
+
+def enabled(campaign: Campaign) -> bool:
+    return bool(campaign.ab_test and campaign.ab_test.get("enabled"))
+
+
+def stored(ab: AbTest | None) -> dict[str, Any] | None:
+    return ab.model_dump() if ab is not None else None
+
+
+async def check(session: AsyncSession, account_id: str, ab: dict[str, Any] | None) -> None:
+    if not ab or not ab.get("variant_b"):
+        return
+    b = ab["variant_b"]
+    if b.get("template_id") and await templates_repo.get(session, account_id, b["template_id"]) is None:
+        raise NotFound("No such template", {"template_id": b["template_id"]})
+    check_fields(**{f"ab_test.variant_b.{k}": b.get(k) for k in ("subject", "html", "text_content", "preview_text")})
+
+
+async def freeze(session: AsyncSession, campaign: Campaign) -> None:
+    """At send start, variant B's template content is copied in, like variant A's."""
+    if not enabled(campaign):
+        return
+    ab = dict(campaign.ab_test)
+    b = dict(ab.get("variant_b") or {})
+    if b.get("template_id") and not (b.get("html") or b.get("text_content")):
+        template = await templates_repo.get(session, campaign.account_id, b["template_id"])
+        if template is not None:
+            b["html"], b["text_content"] = template.html, template.text
+    ab["variant_b"] = b
+    campaign.ab_test = ab
+
+
+def content(campaign: Campaign, variant: str) -> dict[str, str | None]:
+    """subject, html, text, preview_text of a variant; B falls back to A field by field."""
+    a = {"subject": campaign.subject, "html": campaign.html, "text": campaign.text,
+         "preview_text": campaign.preview_text}
+    if variant != "b" or not enabled(campaign):
+        return a
+    b = campaign.ab_test.get("variant_b") or {}
+    body_override = b.get("html") is not None or b.get("text_content") is not None
+    return {
+        "subject": b.get("subject") or a["subject"],
+        # A new body replaces both parts of A's, so B never carries A's text under B's HTML.
+        "html": b.get("html") if body_override else a["html"],
+        "text": b.get("text_content") if body_override else a["text"],
+        "preview_text": b.get("preview_text") or a["preview_text"],
+    }
+
+
+def _half_up(x: float) -> int:
+    return math.floor(x + 0.5)
+
+
+def sizes(total: int, sample_percent: int, split_percent: int) -> tuple[int, int, int]:
+    """(variant A, variant B, holdback): the sample is round(total x sample%), B is round(sample x split%)."""
+    sample = total if sample_percent >= 100 else _half_up(total * sample_percent / 100)
+    b = _half_up(sample * split_percent / 100)
+    return sample - b, b, total - sample
+
+
+def _rank(campaign_id: str, contact_id: str | None, delivery_id: int) -> bytes:
+    return hashlib.sha256(f"{campaign_id}:{contact_id or delivery_id}".encode()).digest()
+
+
+async def assign(session: AsyncSession, campaign: Campaign) -> None:
+    """Deterministic by a hash of (campaign, contact), exact in size."""
+    if not enabled(campaign):
+        return
+    rows = await repo.recipients_for_assignment(session, campaign.id)
+    ordered = [delivery_id for delivery_id, _ in
+               sorted(rows, key=lambda r: _rank(campaign.id, r[1], r[0]))]
+    n_a, n_b, _ = sizes(len(ordered), campaign.ab_test["sample_percent"], campaign.ab_test["split_percent"])
+    await repo.set_groups(session, ordered[n_a : n_a + n_b], "b", "b", None)
+    await repo.set_groups(session, ordered[n_a + n_b :], "holdback", "a", "held")
+
+
+def _rates(counts: dict[str, int]) -> VariantResult:
+    sent = counts["sent"]
+    return VariantResult(sent=sent, opened=counts["opened"], clicked=counts["clicked"],
+                         open_rate=round(counts["opened"] / sent, 4) if sent else 0.0,
+                         click_rate=round(counts["clicked"] / sent, 4) if sent else 0.0)
+
+
+async def results(session: AsyncSession, campaign: Campaign) -> AbResults:
+    ab = campaign.ab_test or {}
+    counts = await repo.variant_results(session, campaign.id)
+    return AbResults(
+        enabled=bool(ab.get("enabled")), variant_a=_rates(counts["a"]), variant_b=_rates(counts["b"]),
+        winner_variant=campaign.ab_winner, winner_evaluated_at=campaign.ab_winner_evaluated_at,
+        winner_metric=ab.get("winner_metric"), holdback_total=counts["holdback"]["total"],
+        sample_percent=ab.get("sample_percent", 100), split_percent=ab.get("split_percent", 50),
+        evaluate_after_minutes=ab.get("evaluate_after_minutes", 60),
+    )
+
+
+def decide(result: AbResults, metric: str) -> str:
+    """Higher rate wins; ties go to "a"."""
+    a = getattr(result.variant_a, metric)
+    b = getattr(result.variant_b, metric)
+    return "b" if b > a else "a"
+
+
+async def pick_winner(session: AsyncSession, campaign: Campaign, variant: str, now: datetime) -> int:
+    """Set the winner once and release the holdback with its content; returns how many were released."""
+    if not enabled(campaign):
+        raise Conflict("This campaign has no A/B test", {"ab_test": None})
+    if campaign.status not in (Status.SENDING.value, Status.PAUSED.value, Status.SENT.value):
+        raise InvalidTransition(f"A winner can be picked once the test is sending; this campaign is {campaign.status}",
+                                {"status": campaign.status})
+    if campaign.ab_winner or not await repo.set_winner(session, campaign.id, variant, now):
+        await session.refresh(campaign)
+        raise Conflict(f"The winner is already picked: variant {campaign.ab_winner}",
+                       {"winner_variant": campaign.ab_winner})
+    campaign.ab_winner, campaign.ab_winner_evaluated_at = variant, now
+    return await repo.release_holdback(session, campaign.id, variant, now)
+
+
+def evaluation_due(campaign: Campaign, now: datetime) -> bool:
+    ab = campaign.ab_test or {}
+    return (enabled(campaign) and ab.get("winner_metric") is not None and ab.get("sample_percent", 100) < 100
+            and campaign.send_started_at is not None
+            and now >= campaign.send_started_at + timedelta(minutes=ab.get("evaluate_after_minutes", 60)))
