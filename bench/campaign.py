@@ -1,0 +1,181 @@
+"""Scenario 1: a campaign end to end, mailcast workers -> Postfix smtp-sink, against Postfix's own
+C client (smtp-source) sending same-sized messages over the same number of connections, measured
+in the same run.
+
+    python bench/campaign.py [--recipients 100000] [--workers 1] [--db sqlite|postgresql]
+                             [--dkim none|rsa] [--pool 8] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import database, emit, free_port, machine, require, rss_mb, smtp_sink, smtp_source_rate  # noqa: E402
+
+LINKS = 40
+
+
+def html_body() -> str:
+    """About 24 KB of HTML with 40 tracked links and merge tags, like a real newsletter."""
+    paragraph = ("<p style=\"font-family:Arial,sans-serif;font-size:15px;line-height:22px;color:#333\">"
+                 "Hello {{ first_name | default: 'there' }}, here is what happened this month in "
+                 "{{ metadata.city }}. Lorem ipsum dolor sit amet, consectetur adipiscing elit, sed do eiusmod "
+                 "tempor incididunt ut labore et dolore magna aliqua. Ut enim ad minim veniam, quis nostrud "
+                 "exercitation ullamco laboris nisi ut aliquip ex ea commodo consequat.</p>")
+    items = [f'<tr><td>{paragraph}<a href="https://shop.example.com/item/{i}?utm=mail">Item {i}</a></td></tr>'
+             for i in range(LINKS)]
+    return ("<html><head><title>News</title></head><body><table width=\"600\" align=\"center\">"
+            + "".join(items) + '<tr><td><a href="{{ unsubscribe_url }}">Unsubscribe</a></td></tr>'
+            "</table></body></html>")
+
+
+async def prepare(url: str, recipients: int, dkim: str) -> str:
+    from mailcast.accounts import service as accounts
+    from mailcast.audiences import service as audiences
+    from mailcast.audiences.schemas import AudienceCreate
+    from mailcast.campaigns import service as campaigns
+    from mailcast.campaigns.schemas import CampaignCreate
+    from mailcast.config import Settings
+    from mailcast.contacts import service as contacts
+    from mailcast.contacts.schemas import ImportRow
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.db.migrate import upgrade
+    from mailcast.domains import service as domains
+
+    settings = Settings(database_url=url, monthly_quota_enterprise=10**9)
+    engine = create_engine(url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
+        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True)
+        domain.dkim_verified = dkim == "rsa"
+        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
+        await session.commit()
+    for start in range(0, recipients, 10_000):
+        rows = [ImportRow(email=f"reader{i}@example.org", first_name=f"Reader{i}", metadata={"city": f"City{i % 50}"})
+                for i in range(start, min(recipients, start + 10_000))]
+        async with sessions() as session:
+            await contacts.import_contacts(session, account.id, rows, audience.id, now, max_rows=10_000)
+            await session.commit()
+    async with sessions() as session:
+        body = CampaignCreate.model_validate({
+            "name": "Bench", "subject": "News for {{ first_name }} in {{ metadata.city }}",
+            "from": "News <news@news.example.com>", "audience_id": audience.id, "html": html_body(),
+            "unsubscribe_url": "https://news.example.com/unsubscribe", "preview_text": "This month", "draft": True,
+        })
+        campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
+        await session.commit()
+    await engine.dispose()
+    return campaign.id
+
+
+async def start_and_wait(url: str, campaign_id: str, spawn, timeout: float) -> tuple[float, float, int, float]:
+    """Start sending, run the workers, wait for `sent`: (wall seconds, seconds from the first to the
+    last accepted message, messages accepted, peak worker RSS in MB)."""
+    from sqlalchemy import func, select
+
+    from mailcast.accounts import service as accounts
+    from mailcast.campaigns import service as campaigns
+    from mailcast.config import Settings
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.db.models import Campaign, Delivery
+
+    settings = Settings(database_url=url, monthly_quota_enterprise=10**9)
+    engine = create_engine(url)
+    sessions = session_factory(engine)
+    async with sessions() as session:
+        campaign = await session.get(Campaign, campaign_id)
+        account = await accounts.lock_account(session, campaign.account_id)
+        await campaigns.start_sending(session, settings, account, campaign, datetime.now(UTC))
+        await session.commit()
+    started = time.perf_counter()
+    procs = spawn()
+    peak = {p.pid: 0.0 for p in procs}
+    try:
+        while time.perf_counter() - started < timeout:
+            for p in procs:
+                peak[p.pid] = max(peak[p.pid], rss_mb(p.pid))
+            async with sessions() as session:
+                status = (await session.execute(select(Campaign.status).where(Campaign.id == campaign_id))).scalar_one()
+            if status == "sent":
+                break
+            await asyncio.sleep(0.25)
+        else:
+            raise SystemExit("timed out")
+        wall = time.perf_counter() - started
+        async with sessions() as session:
+            first, last, sent = (await session.execute(
+                select(func.min(Delivery.sent_at), func.max(Delivery.sent_at), func.count())
+                .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent"))).one()
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            p.wait(timeout=30)
+        await engine.dispose()
+    sending = (last - first).total_seconds() if first and last else wall
+    return wall, max(sending, 1e-6), sent, max(peak.values())
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--recipients", type=int, default=100_000)
+    parser.add_argument("--workers", type=int, default=1)
+    parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
+    parser.add_argument("--dkim", choices=["none", "rsa"], default="none")
+    parser.add_argument("--pool", type=int, default=8, help="SMTP connections per worker")
+    parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
+    parser.add_argument("--profile", metavar="DIR", help="run the workers under cProfile, one .prof per worker")
+    args = parser.parse_args()
+    if args.quick:
+        args.recipients = 300
+    if args.db == "sqlite" and args.workers != 1:
+        sys.exit("SQLite runs one worker; use --db postgresql for more")
+    require("smtp-sink", "smtp-source")
+
+    with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
+        port = free_port()
+        t0 = time.perf_counter()
+        campaign_id = asyncio.run(prepare(url, args.recipients, args.dkim))
+        setup = time.perf_counter() - t0
+        env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp,
+               "MAILCAST_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILCAST_SMTP_POOL_SIZE": str(args.pool),
+               "MAILCAST_WORKER_BATCH_SIZE": "1000", "MAILCAST_WORKER_CONCURRENCY": "200",
+               "MAILCAST_WORKER_POLL_SECONDS": "0.05", "MAILCAST_SECRET_KEY": "bench-secret-0123456789abcdef"}
+
+        def spawn():
+            # --profile DIR: each worker runs under cProfile and leaves DIR/worker-N.prof.
+            return [subprocess.Popen([sys.executable, *(["-m", "cProfile", "-o", f"{args.profile}/worker-{n}.prof"]
+                                                        if args.profile else []), "-m", "mailcast.cli", "worker"],
+                                     env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+                    for n in range(args.workers)]
+
+        with smtp_sink(port):
+            wall, sending, sent, peak_rss = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
+            size = 24 * 1024
+            reference = smtp_source_rate(port, min(args.recipients, 20_000), args.pool * args.workers, size)
+    rate = sent / sending
+    print(f"machine: {machine()}")
+    print(f"set-up: {args.recipients} contacts and the campaign in {setup:.1f} s ({args.db})")
+    print(f"mailcast: {sent} messages in {sending:.1f} s of sending ({wall:.1f} s wall, with start-up): "
+          f"{rate:,.0f} messages/s with {args.workers} worker(s) x {args.pool} connections, DKIM {args.dkim}")
+    print(f"smtp-source (same size, same connections): {reference:,.0f} messages/s")
+    print(f"ratio: {rate / reference:.3f}; peak worker RSS {peak_rss:.0f} MB")
+    emit({"scenario": "campaign", "recipients": args.recipients, "db": args.db, "workers": args.workers,
+          "dkim": args.dkim, "messages_per_second": round(rate, 1), "reference_per_second": round(reference, 1),
+          "ratio": round(rate / reference, 4), "worker_rss_mb": round(peak_rss, 1), "wall_seconds": round(wall, 2)})
+
+
+if __name__ == "__main__":
+    main()

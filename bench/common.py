@@ -1,0 +1,114 @@
+"""Shared pieces of the benchmarks: loopback servers, a fresh database, the data set, process
+memory. Everything runs on this machine's loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import platform
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from contextlib import contextmanager
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+# Debian puts smtp-sink and smtp-source in /usr/sbin, which a non-login PATH may lack.
+os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
+PG_ADMIN = os.environ.get("MAILCAST_BENCH_PG_ADMIN", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def machine() -> str:
+    cpu = "unknown cpu"
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+
+
+def require(*tools: str) -> None:
+    missing = [t for t in tools if shutil.which(t) is None]
+    if missing:
+        sys.exit(f"missing {', '.join(missing)}: run `make bench-deps` (Debian packages postfix and wrk)")
+
+
+@contextmanager
+def smtp_sink(port: int):
+    """Postfix's smtp-sink: accepts and discards mail as fast as the machine allows."""
+    proc = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "2048"],
+                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 10
+    while time.monotonic() < deadline:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            time.sleep(0.05)
+    try:
+        yield proc
+    finally:
+        proc.terminate()
+        proc.wait(timeout=10)
+
+
+def smtp_source_rate(port: int, messages: int, sessions: int, size: int) -> float:
+    """Messages per second of Postfix's C client sending same-sized messages over `sessions` connections."""
+    start = time.perf_counter()
+    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
+                    "-f", "bench@news.example.com", "-t", "sink@example.org", f"127.0.0.1:{port}"],
+                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    return messages / (time.perf_counter() - start)
+
+
+@contextmanager
+def database(kind: str, workdir: Path):
+    """A fresh database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+    if kind == "sqlite":
+        yield f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
+        return
+    import asyncpg
+
+    name = f"mailcast_bench_{uuid.uuid4().hex[:10]}"
+    admin = PG_ADMIN.replace("postgresql+asyncpg", "postgresql")
+
+    async def run(sql: str) -> None:
+        conn = await asyncpg.connect(admin)
+        try:
+            await conn.execute(sql)
+        finally:
+            await conn.close()
+
+    asyncio.run(run(f"CREATE DATABASE {name}"))
+    try:
+        yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
+    finally:
+        asyncio.run(run(f"DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+
+
+def rss_mb(pid: int) -> float:
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return 0.0
+
+
+def emit(result: dict) -> None:
+    """The last line of every scenario: one JSON object for scripts."""
+    print(json.dumps(result, sort_keys=False))

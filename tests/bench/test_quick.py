@@ -1,0 +1,28 @@
+"""Every benchmark's --quick run, so the harness never rots. Figures are printed, not asserted."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+SBIN_PATH = f"{os.environ.get('PATH', '')}:/usr/sbin:/sbin"
+
+
+@pytest.mark.skipif(shutil.which("smtp-sink", path=SBIN_PATH) is None,
+                    reason="needs Postfix's smtp-sink (make bench-deps)")
+def test_campaign_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "campaign.py"), "--quick"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["scenario"] == "campaign" and figures["recipients"] == 300
+    assert {"messages_per_second", "reference_per_second", "ratio", "worker_rss_mb"} <= set(figures)
