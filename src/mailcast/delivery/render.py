@@ -61,6 +61,10 @@ def compile_variant(subject: str, html: str | None, text: str | None, preview_te
         html = _rewrite_links(html, links, _HREF, html=True)
     if text and track_links:
         text = _rewrite_links(text, links, _TEXT_URL, html=False)
+    if html and not text:
+        # The plain-text part is derived once per campaign from the HTML template (merge tags and
+        # link placeholders survive as text) and then rendered per recipient like any text.
+        text = html_to_text(html)
     try:
         return CompiledVariant(
             subject=TEXT_ENV.from_string(subject),
@@ -102,7 +106,7 @@ def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[
     except LiquidError as exc:
         raise RenderError(f"could not render for {context.get('email')}: {exc}") from exc
     if text is None:
-        text = html_to_text(html or "")
+        text = "\n"
     if html is not None:
         html = _decorate_html(html, preview, open_pixel_url)
     return Rendered(subject=subject, html=html, text=text)
