@@ -30,12 +30,11 @@ def _build(subject_template: str, first_name: str, last_name: str, city: str) ->
     context = recipient_context("reader@example.org", first_name, last_name, {"city": city}, "https://u.example/x")
     rendered = render(compiled, context, [], None)
     sender = mime.parse_from("Newsletter <news@news.example.com>")
-    msg = mime.build(sender=sender, recipient="reader@example.org", recipient_name=f"{first_name} {last_name}",
+    data = mime.build(sender=sender, recipient="reader@example.org", recipient_name=f"{first_name} {last_name}",
                      subject=rendered.subject, html=rendered.html, text=rendered.text,
                      message_id="<id@news.example.com>", date=datetime(2026, 3, 2, tzinfo=UTC),
                      unsubscribe_url="https://mail.example/u/token", unsubscribe_mailto="mailto:u@example.com",
                      reply_to=None)
-    data = msg.as_bytes()
     mime.check_headers(data)  # what the sender runs before every message leaves
     return data
 

@@ -3,11 +3,14 @@ goes through `header_safe`, so no value can add or change a header."""
 
 from __future__ import annotations
 
+import binascii
 import re
+import uuid
+from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import format_datetime, getaddresses, make_msgid
+from email.utils import formataddr, format_datetime, getaddresses, make_msgid
 from datetime import datetime
 
 import dkim
@@ -59,28 +62,87 @@ def new_message_id(domain: str) -> str:
     return make_msgid(domain=domain)
 
 
+def _header(name: str, value: str) -> str:
+    """One header line. ASCII values are written as they are (every value here is bounded well under
+    RFC 5322's 998-character line limit, so no folding is needed, and the email package's refolding
+    is the slowest part of building a message); other text becomes RFC 2047 encoded words."""
+    if value.isascii():
+        return f"{name}: {value}\r\n"
+    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n"
+
+
+def _address(address: Address) -> str:
+    # Only the display name is ever encoded; the address itself stays as it is.
+    return formataddr((address.display_name, address.addr_spec), charset="utf-8")
+
+
+def _qp(text: str) -> bytes:
+    # binascii's C encoder; with CRLF input its soft line breaks are CRLF too.
+    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
+    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+
+
+_TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+_HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
+              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+
+
 def build(*, sender: Address, recipient: str, recipient_name: str, subject: str, html: str | None, text: str,
           message_id: str, date: datetime, unsubscribe_url: str, unsubscribe_mailto: str,
-          reply_to: str | None = None) -> EmailMessage:
-    msg = EmailMessage(policy=SMTP)
-    msg["From"] = sender
-    local, _, domain = recipient.rpartition("@")
+          reply_to: str | None = None) -> bytes:
+    """The message as it goes on the wire (CRLF, quoted-printable UTF-8 parts)."""
+    if not recipient.isascii():  # an internationalised address: the email package knows SMTPUTF8 best
+        return _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
+                                         unsubscribe_url, unsubscribe_mailto, reply_to)
     # Subscriber names go into To only when they are plainly names: a display name full of
     # quotes, brackets and encoded words is where address parsers disagree.
     name = header_safe(recipient_name)
+    to = formataddr((name, recipient), charset="utf-8") if name and _PLAIN_NAME.match(name) else recipient
+    head = [
+        _header("From", _address(sender)),
+        _header("To", to),
+        _header("Subject", header_safe(subject)[:900]),
+        _header("Date", format_datetime(date)),
+        _header("Message-ID", message_id),
+    ]
+    if reply_to:
+        head.append(_header("Reply-To", _address(parse_from(reply_to))))
+    # RFC 2369 + RFC 8058: the HTTPS one-click URL and a mailto, and the one-click marker.
+    head.append(_header("List-Unsubscribe", f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"))
+    head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    head.append("MIME-Version: 1.0\r\n")
+    if html is None:
+        return "".join(head).encode("ascii") + _TEXT_PART + _qp(text)
+    # "=_" cannot occur in quoted-printable output, so the boundary never collides with a body.
+    boundary = f"=_mc_{uuid.uuid4().hex}".encode()
+    head.append(f'Content-Type: multipart/alternative; boundary="{boundary.decode()}"\r\n')
+    return b"".join([
+        "".join(head).encode("ascii"), b"\r\n",
+        b"--", boundary, b"\r\n", _TEXT_PART, _qp(text), b"\r\n",
+        b"--", boundary, b"\r\n", _HTML_PART, _qp(html), b"\r\n",
+        b"--", boundary, b"--\r\n",
+    ])
+
+
+def _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
+                              unsubscribe_url, unsubscribe_mailto, reply_to) -> bytes:
+    msg = EmailMessage(policy=SMTP.clone(utf8=True))
+    msg["From"] = sender
+    local, _, domain = recipient.rpartition("@")
+    name = header_safe(recipient_name)
     msg["To"] = Address(display_name=name if _PLAIN_NAME.match(name) else "", username=local, domain=domain)
-    msg["Subject"] = header_safe(subject)
+    msg["Subject"] = header_safe(subject)[:900]
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     if reply_to:
         msg["Reply-To"] = parse_from(reply_to)
-    # RFC 2369 + RFC 8058: the HTTPS one-click URL and a mailto, and the one-click marker.
     msg["List-Unsubscribe"] = f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     msg.set_content(text, subtype="plain", charset="utf-8")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
-    return msg
+    return msg.as_bytes()
 
 
 def sign(data: bytes, domain: str, selector: str, private_key_pem: str) -> bytes:

@@ -161,11 +161,10 @@ class Sender:
         name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
         mailto = f"mailto:unsubscribe+{self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)}@{plan.bounce_domain}" \
                  "?subject=unsubscribe"
-        message = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
-                             subject=rendered.subject, html=rendered.html, text=rendered.text, message_id=message_id,
-                             date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
-                             reply_to=plan.reply_to)
-        data = message.as_bytes()
+        data = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
+                          subject=rendered.subject, html=rendered.html, text=rendered.text, message_id=message_id,
+                          date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
+                          reply_to=plan.reply_to)
         try:
             mime.check_headers(data)
         except mime.UnsafeHeaders as exc:
