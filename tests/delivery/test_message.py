@@ -96,3 +96,31 @@ def test_tokens_round_trip_and_refuse_forgery():
     assert codec.encode(43, Purpose.CLICK, 3) != token
     with pytest.raises(ValueError):
         TokenCodec(b"short")
+
+
+_static = st.text(alphabet=st.sampled_from(list("ab <>&\"'\n=?é")), max_size=8)
+_outputs = st.sampled_from(["{{ first_name }}", "{{ first_name | default: 'there' }}", "{{ metadata.city }}",
+                            "{{ email | upcase }}", "{{ __link_0 }}", "{{ __link_1 }}", "{{ last_name | append: '!' }}",
+                            "{{ metadata.missing | default: '<none>' }}", "{{ unsubscribe_url }}"])
+
+
+@settings(max_examples=200, deadline=None)
+@given(parts=st.lists(_static | _outputs, max_size=16), first=st.text(max_size=8), city=st.text(max_size=8))
+def test_slot_templates_render_exactly_like_liquid(parts, first, city):
+    from mailcast.delivery.render import HTML_ENV, TEXT_ENV, SlotTemplate, _template
+
+    source = "".join(parts)
+    values = {"email": "a@example.org", "first_name": first, "last_name": "", "metadata": {"city": city},
+              "unsubscribe_url": "https://u.example/x?a=1&b=2", "__link_0": "https://t.example/c/0?q=<&>",
+              "__link_1": "https://t.example/c/1"}
+    for env in (HTML_ENV, TEXT_ENV):
+        chosen = _template(env, source)
+        assert isinstance(chosen, SlotTemplate)  # output-only templates take the fast path
+        assert chosen.render(**values) == env.from_string(source).render(**values)
+
+
+def test_templates_with_tags_use_liquid():
+    from mailcast.delivery.render import HTML_ENV, SlotTemplate, _template
+
+    assert not isinstance(_template(HTML_ENV, "{% if first_name %}Hi {{ first_name }}{% endif %}"), SlotTemplate)
+    assert not isinstance(_template(HTML_ENV, "{{- first_name -}}"), SlotTemplate)

@@ -10,6 +10,7 @@ from html.parser import HTMLParser
 from typing import Any
 
 from liquid import Environment
+from markupsafe import escape
 from liquid.exceptions import LiquidError
 
 # HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do not.
@@ -20,6 +21,52 @@ _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE 
 _TEXT_URL = re.compile(r"""https?://[^\s<>"']+""")
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
+
+
+_OUTPUT_TAG = re.compile(r"{{(.*?)}}", re.DOTALL)
+_LINK_SLOT = re.compile(r"^__link_(\d+)$")
+
+
+class SlotTemplate:
+    """An output-only template ({{ ... }} and text, no {% %} tags) split once into static text and
+    slots. Per recipient each distinct expression is evaluated once (a newsletter repeats
+    `{{ first_name }}` and has dozens of link slots), links are filled without Liquid at all.
+    Used only when it renders exactly what Liquid renders (checked when compiled)."""
+
+    def __init__(self, env: Environment, source: str) -> None:
+        pieces = _OUTPUT_TAG.split(source)
+        self.static = pieces[0::2]
+        self.slots = [p.strip() for p in pieces[1::2]]
+        self.escape = env.autoescape
+        self.expressions = {e: env.from_string("{{ " + e + " }}") for e in set(self.slots) if not _LINK_SLOT.match(e)}
+
+    def render(self, **values: Any) -> str:
+        evaluated = {e: t.render(**values) for e, t in self.expressions.items()}
+        out = [self.static[0]]
+        for slot, text in zip(self.slots, self.static[1:]):
+            if slot in evaluated:
+                out.append(evaluated[slot])
+            else:
+                value = str(values.get(slot, ""))
+                out.append(str(escape(value)) if self.escape else value)
+            out.append(text)
+        return "".join(out)
+
+
+def _template(env: Environment, source: str):
+    full = env.from_string(source)
+    if "{%" in source or "{{-" in source or "-}}" in source:
+        return full
+    try:
+        fast = SlotTemplate(env, source)
+        probe = {"email": "probe@example.org", "first_name": "Probe <&>", "last_name": "O'Probe",
+                 "metadata": {}, "unsubscribe_url": "https://example.org/u?a=1&b=2",
+                 **{f"__link_{i}": f"https://example.org/t/c/{i}?x=<&>" for i in range(len(fast.slots))}}
+        if fast.render(**probe) == full.render(**probe):
+            return fast
+    except LiquidError:
+        pass
+    return full
 
 
 class RenderError(Exception):
@@ -68,8 +115,8 @@ def compile_variant(subject: str, html: str | None, text: str | None, preview_te
     try:
         return CompiledVariant(
             subject=TEXT_ENV.from_string(subject),
-            html=HTML_ENV.from_string(html) if html else None,
-            text=TEXT_ENV.from_string(text) if text else None,
+            html=_template(HTML_ENV, html) if html else None,
+            text=_template(TEXT_ENV, text) if text else None,
             preview_text=TEXT_ENV.from_string(preview_text) if preview_text else None,
             links=links,
         )
