@@ -61,7 +61,9 @@ class TokenCodec:
             raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
         except (ValueError, TypeError):
             raise InvalidToken from None
-        if len(raw) != 16 + _TAG:
+        if len(raw) != 16 + _TAG or base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:
+            # Only the canonical spelling: base64 decoding ignores the last character's spare
+            # bits, so without this two different strings would be the same token.
             raise InvalidToken
         sealed, tag = raw[:16], raw[16:]
         if not hmac.compare_digest(tag, hmac.new(self._mac_key, sealed, hashlib.sha256).digest()[:_TAG]):
