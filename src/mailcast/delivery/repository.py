@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db.models import Campaign, Contact, Delivery, Domain
@@ -86,16 +86,22 @@ async def mark_sending(session: AsyncSession, worker: str, ids: Sequence[int], n
 
 async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]]) -> None:
     """Each dict: id, status, and the columns to set. Guarded by the lease owner; a row that the
-    recovery already called unknown still takes the real answer."""
+    recovery already called unknown still takes the real answer. One executemany per set of
+    columns (a statement per message was a third of a worker's time)."""
+    table = Delivery.__table__
+    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for values in results:
-        delivery_id = values.pop("id")
-        await session.execute(
-            update(Delivery)
-            .where(Delivery.id == delivery_id, Delivery.lease_owner == worker,
-                   Delivery.status.in_(("sending", "unknown")))
-            .values(lease_owner=None, lease_expires_at=None, **values)
-            .execution_options(synchronize_session=False)
+        groups.setdefault(tuple(sorted(k for k in values if k != "id")), []).append(values)
+    for columns, rows in groups.items():
+        stmt = (
+            update(table)
+            .where(table.c.id == bindparam("row_id"), table.c.lease_owner == worker,
+                   # not IN (...): an expanding parameter cannot go into an executemany
+                   or_(table.c.status == "sending", table.c.status == "unknown"))
+            .values({"lease_owner": None, "lease_expires_at": None,
+                     **{c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}})
         )
+        await session.execute(stmt, [{"row_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows])
 
 
 async def release(session: AsyncSession, worker: str, ids: Sequence[int]) -> None:
