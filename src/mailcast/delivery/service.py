@@ -150,7 +150,8 @@ class Sender:
 
     def build(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[bytes, str]:
         url = self.settings.public_url
-        unsubscribe = url(f"/u/{self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)}")
+        unsubscribe_token = self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)
+        unsubscribe = url(f"/u/{unsubscribe_token}")
         context = recipient_context(delivery.email, delivery.first_name, delivery.last_name, delivery.metadata,
                                     unsubscribe)
         clicks = [url(f"/t/c/{self.codec.encode(delivery.id, Purpose.CLICK, i)}")
@@ -159,8 +160,7 @@ class Sender:
         rendered = render(plan.compiled, context, clicks, pixel)
         message_id = mime.new_message_id(plan.sender_domain)
         name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
-        mailto = f"mailto:unsubscribe+{self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)}@{plan.bounce_domain}" \
-                 "?subject=unsubscribe"
+        mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
         data = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
                           subject=rendered.subject, html=rendered.html, text=rendered.text, message_id=message_id,
                           date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,

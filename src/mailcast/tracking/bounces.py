@@ -106,8 +106,7 @@ class BounceHandler:
                 if claim is None:
                     continue
                 if claim.purpose is Purpose.UNSUBSCRIBE:
-                    await service.unsubscribe(session, self.codec, self.codec.encode(claim.delivery_id,
-                                                                                     Purpose.UNSUBSCRIBE), now)
+                    await service.unsubscribe_delivery(session, claim.delivery_id, now)
                     outcomes.append("unsubscribe")
                 elif report.kind == "bounce":
                     await service.record_bounce(session, claim.delivery_id, True, report.diagnostic, now)

@@ -97,22 +97,30 @@ class UnsubscribeTarget:
     already: bool
 
 
-async def unsubscribe_info(session: AsyncSession, codec: TokenCodec, token: str) -> UnsubscribeTarget:
-    found = await repo.delivery_with_campaign(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id)
+async def _target(session: AsyncSession, delivery_id: int):
+    found = await repo.delivery_with_campaign(session, delivery_id)
     if found is None:
         raise NotFound("This link is not valid")
     delivery, campaign = found
     contact = await repo.contact(session, delivery.contact_id)
-    return UnsubscribeTarget(delivery.email, campaign.name, campaign.unsubscribe_url,
+    info = UnsubscribeTarget(delivery.email, campaign.name, campaign.unsubscribe_url,
                              already=bool(contact and contact.unsubscribed))
+    return delivery, info
+
+
+async def unsubscribe_info(session: AsyncSession, codec: TokenCodec, token: str) -> UnsubscribeTarget:
+    _delivery, info = await _target(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id)
+    return info
 
 
 async def unsubscribe(session: AsyncSession, codec: TokenCodec, token: str, now: datetime) -> UnsubscribeTarget:
     """Idempotent. Takes effect for every campaign's next batch (the sender checks at claim time)."""
-    claim = _claim(codec, token, Purpose.UNSUBSCRIBE)
-    info = await unsubscribe_info(session, codec, token)
-    found = await repo.delivery_with_campaign(session, claim.delivery_id)
-    delivery = found[0]
+    return await unsubscribe_delivery(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id, now)
+
+
+async def unsubscribe_delivery(session: AsyncSession, delivery_id: int, now: datetime) -> UnsubscribeTarget:
+    """The unsubscribe of the contact a delivery went to (the page, one-click, or the mailto address)."""
+    delivery, info = await _target(session, delivery_id)
     if delivery.contact_id:
         await repo.unsubscribe_contact(session, delivery.contact_id, now)
     if not await repo.has_event(session, delivery.id, "unsubscribe"):
