@@ -116,6 +116,16 @@ def serve(
                 proxy_headers=True)
 
 
+def run_event_loop(coroutine: Awaitable[None]) -> None:
+    """uvloop where it is installed (a faster event loop: the worker is CPU-bound), else asyncio's."""
+    try:
+        import uvloop
+    except ImportError:
+        asyncio.run(coroutine)
+    else:
+        uvloop.run(coroutine)
+
+
 def _serve_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> None:
     async def runner() -> None:
         stop = asyncio.Event()
@@ -124,7 +134,7 @@ def _serve_until_signal(main: Callable[[asyncio.Event], Awaitable[None]]) -> Non
             loop.add_signal_handler(sig, stop.set)
         await main(stop)
 
-    asyncio.run(runner())
+    run_event_loop(runner())
 
 
 @app.command()

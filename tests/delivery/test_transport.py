@@ -6,6 +6,8 @@ from __future__ import annotations
 import asyncio
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, LoginPassword
 
@@ -174,3 +176,44 @@ async def test_file_outbox_writes_complete_files(tmp_path):
     assert (await outbox.send(envelope())).outcome is Outcome.SENT
     files = list((tmp_path / "out").iterdir())
     assert len(files) == 1 and files[0].suffix == ".eml" and files[0].read_bytes().endswith(MESSAGE)
+
+
+@settings(max_examples=300, deadline=None)
+@given(data=st.binary(max_size=64) | st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b".."]), max_size=20)
+       .map(b"".join))
+def test_wire_body_is_what_aiosmtplib_would_send(data):
+    # The fast path must send exactly what the library's own DATA writes.
+    from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+
+    from mailcast.delivery.transport import wire_body
+
+    assert wire_body(data) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+
+
+async def test_non_ascii_recipients_still_go_through_the_library():
+    # SMTPUTF8 addresses take aiosmtplib's own mail()/rcpt(); plain ones the direct commands.
+    handler = RecordingHandler()
+    server, port, _ = await _serve(handler, enable_SMTPUTF8=True)
+    transport = SmtpRelay(RelayConfig("127.0.0.1", port), pool_size=1)
+    try:
+        for rcpt in ("plain.name+tag@example.org", "jörg@example.org"):
+            result = await transport.send(envelope(rcpt))
+            assert result.outcome is Outcome.SENT, result
+    finally:
+        await transport.close()
+        server.close()
+    assert [m.rcpt_to for m in handler.messages] == ["plain.name+tag@example.org", "jörg@example.org"]
+    assert [m.mail_from for m in handler.messages] == ["bounces+x@news.example.com"] * 2
+    assert handler.messages[-1].data.endswith(b"\r\n.leading dot\r\n")
+
+
+async def test_internationalised_address_without_smtputf8_fails_that_recipient_only(relay):
+    transport = SmtpRelay(RelayConfig("127.0.0.1", relay.port), pool_size=1)
+    try:
+        refused = await transport.send(envelope("jörg@example.org"))
+        sent = await transport.send(envelope("plain@example.org"))  # the connection is still good
+    finally:
+        await transport.close()
+    assert refused.outcome is Outcome.FAILED and "SMTPUTF8" in refused.message
+    assert sent.outcome is Outcome.SENT
+    assert [m.rcpt_to for m in relay.handler.messages] == ["plain@example.org"]

@@ -77,9 +77,13 @@ def _address(address: Address) -> str:
 
 
 def _qp(text: str) -> bytes:
-    # binascii's C encoder; with CRLF input its soft line breaks are CRLF too.
-    data = text.replace("\r\n", "\n").replace("\r", "\n").replace("\n", "\r\n").encode("utf-8")
-    return binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    # binascii's C encoder. It writes its soft line breaks as CRLF only when the input's first line
+    # ends in CRLF; text with no line break at all (HTML on one line) would get bare LFs.
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    data = text.replace("\n", "\r\n").encode("utf-8")
+    encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
+    return encoded if b"\n" in data else encoded.replace(b"\n", b"\r\n")
 
 
 _TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'

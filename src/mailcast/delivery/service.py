@@ -17,6 +17,7 @@ from datetime import datetime, timedelta
 from email.headerregistry import Address
 from typing import Any
 
+from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
@@ -61,6 +62,8 @@ class Sender:
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.concurrency = settings.worker_concurrency
         self._plans: dict[tuple[str, str], CampaignPlan] = {}
+        click = settings.public_url("/t/c/")
+        self._click_prefix = (click, str(escape(click)))
 
     async def send_batch(self) -> int:
         """One batch; returns how many deliveries it claimed (0: nothing is due)."""
@@ -154,10 +157,12 @@ class Sender:
         unsubscribe = url(f"/u/{unsubscribe_token}")
         context = recipient_context(delivery.email, delivery.first_name, delivery.last_name, delivery.metadata,
                                     unsubscribe)
-        clicks = [url(f"/t/c/{self.codec.encode(delivery.id, Purpose.CLICK, i)}")
-                  for i in range(len(plan.compiled.links))]
+        tokens = self.codec.encode_many(delivery.id, Purpose.CLICK, range(len(plan.compiled.links)))
+        # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
+        click, click_html = self._click_prefix
         pixel = url(f"/t/o/{self.codec.encode(delivery.id, Purpose.OPEN)}.gif")
-        rendered = render(plan.compiled, context, clicks, pixel)
+        rendered = render(plan.compiled, context, [click + t for t in tokens], pixel,
+                          [click_html + t for t in tokens])
         message_id = mime.new_message_id(plan.sender_domain)
         name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
         mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import re
 import ssl
 import time
 import uuid
@@ -16,8 +17,8 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPRecipientsRefused, SMTPResponseException, SMTPServerDisconnected
-from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
+from aiosmtplib import SMTPException, SMTPHeloError, SMTPRecipientsRefused, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib.protocol import normalize_message_line_endings
 
 log = logging.getLogger("mailcast.delivery")
 
@@ -209,9 +210,28 @@ class SmtpRelay:
             return result
 
     async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase]) -> Result:
-        await client.mail(envelope.sender)
-        phase.append(_Phase.RECIPIENT)
-        await client.rcpt(envelope.recipient)
+        if _SIMPLE_ADDRESS.match(envelope.sender) and _SIMPLE_ADDRESS.match(envelope.recipient):
+            # Plain ASCII addresses (every VERP sender, nearly every recipient) are written as they
+            # are; aiosmtplib's own mail()/rcpt() parse each address with the email package, which
+            # was a fifth of the SMTP client's time. The rest (SMTPUTF8) goes through them.
+            if client.is_ehlo_or_helo_needed:  # what mail() would do first
+                try:
+                    await client.ehlo()
+                except SMTPHeloError:
+                    await client.helo()
+            await _command(client, b"MAIL FROM:<" + envelope.sender.encode() + b">", (250,))
+            phase.append(_Phase.RECIPIENT)
+            await _command(client, b"RCPT TO:<" + envelope.recipient.encode() + b">", (250, 251))
+        else:
+            if client.is_ehlo_or_helo_needed:
+                await client.ehlo()
+            utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
+            if utf8 and not client.supports_extension("smtputf8"):
+                return Result(Outcome.FAILED, None, "the relay does not accept internationalised addresses (SMTPUTF8)")
+            encoding = "utf-8" if utf8 else "ascii"
+            await client.mail(envelope.sender, options=["SMTPUTF8"] if utf8 else None, encoding=encoding)
+            phase.append(_Phase.RECIPIENT)
+            await client.rcpt(envelope.recipient, encoding=encoding)
         start = await client.execute_command(b"DATA")
         if start.code != 354:
             return _classify(start.code, start.message)
@@ -234,6 +254,30 @@ class SmtpRelay:
         self._all.clear()
 
 
+# A dot-atom local part (RFC 5322 atext) at a plain domain name.
+_SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+$", re.ASCII)
+
+
+async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, ...]):
+    response = await client.execute_command(command)
+    if response.code not in accept:
+        raise SMTPResponseException(response.code, response.message)
+    return response
+
+
+def wire_body(data: bytes) -> bytes:
+    """The message as DATA sends it: CRLF line endings, leading dots doubled, the final dot.
+    The messages built here are CRLF already; counting is much cheaper than aiosmtplib's regex
+    normalisation, which is kept for anything else."""
+    crlf = data.count(b"\r\n")
+    if data.count(b"\n") != crlf or data.count(b"\r") != crlf or not data.endswith(b"\r\n"):
+        data = normalize_message_line_endings(data)
+    data = data.replace(b"\r\n.", b"\r\n..")
+    if data.startswith(b"."):
+        data = b"." + data
+    return data + b".\r\n"
+
+
 async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float):
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
     told apart from one before the relay agreed to take a message. (The write and the reply read
@@ -241,7 +285,7 @@ async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float):
     protocol = client.protocol
     if protocol is None:
         raise SMTPServerDisconnected("Connection lost")
-    payload = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    payload = wire_body(data)
     protocol._response_pending = True
     protocol.write(payload)
     return await protocol.read_response(timeout=timeout)
