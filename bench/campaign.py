@@ -3,7 +3,7 @@ C client (smtp-source) sending same-sized messages over the same number of conne
 in the same run.
 
     python bench/campaign.py [--recipients 100000] [--workers 1] [--db sqlite|postgresql]
-                             [--dkim none|rsa] [--pool 8] [--quick]
+                             [--dkim none|rsa|ed25519] [--pool 8] [--verify] [--quick]
 """
 
 from __future__ import annotations
@@ -11,6 +11,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import os
+import shutil
 import subprocess
 import sys
 import tempfile
@@ -38,7 +39,8 @@ def html_body() -> str:
             "</table></body></html>")
 
 
-async def prepare(url: str, recipients: int, dkim: str) -> str:
+async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes]:
+    """The campaign's id and the DKIM TXT record its domain publishes."""
     from mailcast.accounts import service as accounts
     from mailcast.audiences import service as audiences
     from mailcast.audiences.schemas import AudienceCreate
@@ -58,8 +60,10 @@ async def prepare(url: str, recipients: int, dkim: str) -> str:
     now = datetime.now(UTC)
     async with sessions() as session:
         account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
-        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True)
-        domain.dkim_verified = dkim == "rsa"
+        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True,
+                                             dkim_algorithm="rsa" if dkim == "none" else dkim)
+        domain.dkim_verified = dkim != "none"
+        record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
         audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
         await session.commit()
     for start in range(0, recipients, 10_000):
@@ -77,7 +81,39 @@ async def prepare(url: str, recipients: int, dkim: str) -> str:
         campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
         await session.commit()
     await engine.dispose()
-    return campaign.id
+    return campaign.id, record
+
+
+def verify_dump(folder: Path, dkim_record: bytes | None) -> int:
+    """Every message smtp-sink wrote: parsed by Python's email package as the multipart message
+    it should be and, with DKIM on, verified by dkimpy. Returns how many passed; raises on the first
+    that does not."""
+    import email
+    from email.policy import default
+
+    import dkim
+
+    passed = 0
+    for path in sorted(folder.iterdir()):
+        lines = path.read_bytes().split(b"\n")
+        i = 0
+        while lines[i].startswith(b"X-"):  # smtp-sink's own records, then its Received header
+            i += 1
+        if lines[i].startswith(b"Received:"):
+            i += 1
+            while lines[i][:1] in (b" ", b"\t"):
+                i += 1
+        data = b"\r\n".join(lines[i:])
+        message = email.message_from_bytes(data, policy=default)
+        kinds = [part.get_content_type() for part in message.iter_parts()]
+        if kinds != ["text/plain", "text/html"] or "/t/o/" not in message.get_body(("html",)).get_content():
+            raise SystemExit(f"{path.name}: not the message it should be ({kinds})")
+        if message["List-Unsubscribe-Post"] != "List-Unsubscribe=One-Click":
+            raise SystemExit(f"{path.name}: no one-click unsubscribe")
+        if dkim_record is not None and not dkim.verify(data, dnsfunc=lambda name, timeout=5: dkim_record):
+            raise SystemExit(f"{path.name}: the DKIM signature does not verify")
+        passed += 1
+    return passed
 
 
 async def start_and_wait(url: str, campaign_id: str, spawn, timeout: float) -> tuple[float, float, int, float]:
@@ -133,7 +169,9 @@ def main() -> None:
     parser.add_argument("--recipients", type=int, default=100_000)
     parser.add_argument("--workers", type=int, default=1)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
-    parser.add_argument("--dkim", choices=["none", "rsa"], default="none")
+    parser.add_argument("--dkim", choices=["none", "rsa", "ed25519"], default="none")
+    parser.add_argument("--verify", action="store_true",
+                        help="smtp-sink keeps every message; each must parse and pass DKIM (slower: for checking)")
     parser.add_argument("--pool", type=int, default=8, help="SMTP connections per worker")
     parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
     parser.add_argument("--profile", metavar="DIR", help="run the workers under cProfile, one .prof per worker")
@@ -147,7 +185,7 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
         port = free_port()
         t0 = time.perf_counter()
-        campaign_id = asyncio.run(prepare(url, args.recipients, args.dkim))
+        campaign_id, dkim_record = asyncio.run(prepare(url, args.recipients, args.dkim))
         setup = time.perf_counter() - t0
         env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp,
                "MAILCAST_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILCAST_SMTP_POOL_SIZE": str(args.pool),
@@ -161,10 +199,20 @@ def main() -> None:
                                      env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
                     for n in range(args.workers)]
 
-        with smtp_sink(port):
+        dump = Path(tempfile.mkdtemp(prefix="mailcast-received-")) if args.verify else None
+        with smtp_sink(port, dump):
             wall, sending, sent, peak_rss = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
             size = 24 * 1024
             reference = smtp_source_rate(port, min(args.recipients, 20_000), args.pool * args.workers, size)
+            if dump:
+                for path in dump.iterdir():  # smtp-source's messages are not ours to check
+                    if b"From: <bench@news.example.com>" in path.read_bytes()[:2000]:
+                        path.unlink()
+        try:
+            verified = verify_dump(dump, dkim_record if args.dkim != "none" else None) if dump else None
+        finally:
+            if dump:
+                shutil.rmtree(dump, ignore_errors=True)
     rate = sent / sending
     print(f"machine: {machine()}")
     print(f"set-up: {args.recipients} contacts and the campaign in {setup:.1f} s ({args.db})")
@@ -172,9 +220,12 @@ def main() -> None:
           f"{rate:,.0f} messages/s with {args.workers} worker(s) x {args.pool} connections, DKIM {args.dkim}")
     print(f"smtp-source (same size, same connections): {reference:,.0f} messages/s")
     print(f"ratio: {rate / reference:.3f}; peak worker RSS {peak_rss:.0f} MB")
+    if verified is not None:
+        print(f"verified: {verified} of {sent} messages parse" + (" and pass DKIM" if args.dkim != "none" else ""))
     emit({"scenario": "campaign", "recipients": args.recipients, "db": args.db, "workers": args.workers,
           "dkim": args.dkim, "messages_per_second": round(rate, 1), "reference_per_second": round(reference, 1),
-          "ratio": round(rate / reference, 4), "worker_rss_mb": round(peak_rss, 1), "wall_seconds": round(wall, 2)})
+          "ratio": round(rate / reference, 4), "worker_rss_mb": round(peak_rss, 1), "wall_seconds": round(wall, 2),
+          **({"verified": verified} if verified is not None else {})})
 
 
 if __name__ == "__main__":

@@ -47,9 +47,14 @@ def require(*tools: str) -> None:
 
 
 @contextmanager
-def smtp_sink(port: int):
-    """Postfix's smtp-sink: accepts and discards mail as fast as the machine allows."""
-    proc = subprocess.Popen(["smtp-sink", "-u", "nobody", f"127.0.0.1:{port}", "2048"],
+def smtp_sink(port: int, dump: Path | None = None):
+    """Postfix's smtp-sink: accepts and discards mail as fast as the machine allows (or, with
+    `dump`, writes each message into that folder: for checking them, not for timing)."""
+    options = ["-d", f"{dump}/%H%M%S."] if dump else []
+    if dump:
+        dump.mkdir(parents=True, exist_ok=True)
+        dump.chmod(0o777)  # smtp-sink writes as nobody
+    proc = subprocess.Popen(["smtp-sink", "-u", "nobody", *options, f"127.0.0.1:{port}", "2048"],
                             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
@@ -58,6 +63,8 @@ def smtp_sink(port: int):
                 break
         except OSError:
             time.sleep(0.05)
+            if proc.poll() is not None:
+                raise SystemExit(f"smtp-sink exited at start (code {proc.returncode})")
     try:
         yield proc
     finally:

@@ -225,13 +225,17 @@ def domains_add(
     name: Annotated[str, typer.Argument(help="The sender domain, e.g. mail.example.com")],
     account: Annotated[str, typer.Option(help="Account id")],
     trusted: Annotated[bool, typer.Option(help="The operator vouches for the domain: verified without DNS")] = False,
+    dkim_algorithm: Annotated[str, typer.Option(help="rsa (RSA-2048) or ed25519 (RFC 8463)")] = "rsa",
 ) -> None:
     """Add a sender domain; prints it with the DNS records to publish."""
+    if dkim_algorithm not in ("rsa", "ed25519"):
+        raise typer.BadParameter("rsa or ed25519", param_hint="--dkim-algorithm")
 
     async def work(session: AsyncSession, settings: Settings):
         if await accounts_repo.get_account(session, account) is None:
             raise MailcastError(f"No such account: {account}")
-        domain = await domains.create_domain(session, account, name, system_clock(), settings, trusted=trusted)
+        domain = await domains.create_domain(session, account, name, system_clock(), settings, trusted=trusted,
+                                             dkim_algorithm=dkim_algorithm)
         return {"id": domain.id, "name": domain.name, "status": domain.status,
                 "dns_records": domains.dns_records(domain, settings)}
 

@@ -12,7 +12,8 @@ import pytest
 from hypothesis import example, given, settings, strategies as st
 
 from mailcast.delivery import message as mime
-from mailcast.domains.keys import generate_rsa_keypair as keypair
+from mailcast.delivery.dkim import Signer
+from mailcast.domains.keys import generate_keypair
 from mailcast.delivery.render import compile_variant, html_to_text, recipient_context, render
 from mailcast.delivery.tokens import InvalidToken, Purpose, TokenCodec
 
@@ -59,18 +60,38 @@ def test_no_value_adds_or_changes_a_header(first, last, city, subject):
     assert all(line[:1] in (b" ", b"\t") or b":" in line for line in head.split(b"\r\n"))
 
 
-def test_dkim_signature_verifies_and_covers_list_unsubscribe():
-    private_pem, public_b64 = keypair()
-    data = _build("Hello {{ first_name }}", "Ada", "Lovelace", "London")
-    signed = mime.sign(data, "news.example.com", "mailcast", private_pem)
-    record = f"v=DKIM1; k=rsa; p={public_b64}".encode()
-    assert dkim.verify(signed, dnsfunc=lambda name, timeout=5: record if name == b"mailcast._domainkey.news.example.com." else None)
+def _dns(record: bytes):
+    return lambda name, timeout=5: record if name == b"mailcast._domainkey.news.example.com." else None
+
+
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+def test_dkim_signature_verifies_and_covers_list_unsubscribe(algorithm):
+    private_pem, public_b64 = generate_keypair(algorithm)
+    signer = Signer("news.example.com", "mailcast", algorithm, private_pem, mime.SIGNED_HEADERS)
+    # A non-ASCII subject is written as folded encoded words: relaxed canonicalisation unfolds it.
+    data = _build("Grüße aus {{ metadata.city }}, " * 4 + "{{ first_name }}", "Ada", "Lovelace", "Zürich")
+    assert b"\r\n " in data.split(b"\r\n\r\n")[0]
+    signed = signer.sign(data, datetime(2026, 3, 2, tzinfo=UTC))
+    record = f"v=DKIM1; k={algorithm}; p={public_b64}".encode()
+    assert dkim.verify(signed, dnsfunc=_dns(record))
     header = email.message_from_bytes(signed)["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
-    signed_headers = dict(part.split("=", 1) for part in header.split(";") if "=" in part)["h"].lower().split(":")
-    assert "list-unsubscribe" in signed_headers and "list-unsubscribe-post" in signed_headers
+    tags = dict(part.split("=", 1) for part in header.split(";") if "=" in part)
+    assert tags["a"] == f"{algorithm}-sha256"
+    signed_headers = tags["h"].lower().split(":")
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= set(signed_headers)
     tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                               b"List-Unsubscribe-Post: List-Unsubscribe=Nope")
-    assert not dkim.verify(tampered, dnsfunc=lambda name, timeout=5: record)
+    assert not dkim.verify(tampered, dnsfunc=_dns(record))
+    assert not dkim.verify(signed.replace(b"Ada", b"Eve"), dnsfunc=_dns(record))  # the body too
+    other, _ = generate_keypair(algorithm)
+    assert not dkim.verify(Signer("news.example.com", "mailcast", algorithm, other, mime.SIGNED_HEADERS)
+                           .sign(data, datetime(2026, 3, 2, tzinfo=UTC)), dnsfunc=_dns(record))
+
+
+def test_dkim_signer_refuses_a_key_of_the_other_kind():
+    rsa_pem, _ = generate_keypair("rsa")
+    with pytest.raises(ValueError):
+        Signer("news.example.com", "mailcast", "ed25519", rsa_pem, mime.SIGNED_HEADERS)
 
 
 def test_text_part_from_html():

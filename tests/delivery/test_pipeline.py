@@ -8,6 +8,7 @@ from datetime import timedelta
 from email.policy import default
 
 import dkim
+import pytest
 from sqlalchemy import select
 
 from mailcast.db.models import Delivery
@@ -124,8 +125,10 @@ async def test_bounce_suppresses_the_contact(tenant, worker, relay):
     assert second["stats"]["total_recipients"] == 2
 
 
-async def test_dkim_signed_when_the_key_is_published(tenant, worker, relay, dns):
-    domain = (await tenant.post("/v1/domains", json={"name": "signed.example.com"})).json()
+@pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
+async def test_dkim_signed_when_the_key_is_published(tenant, worker, relay, dns, algorithm):
+    domain = (await tenant.post("/v1/domains", json={"name": "signed.example.com", "dkim_algorithm": algorithm})).json()
+    assert domain["dkim_algorithm"] == algorithm
     for record in domain["dns_records"]:
         dns.publish(record["host"], record["value"])
     assert (await tenant.post(f"/v1/domains/{domain['id']}/verify")).json()["dkim_verified"]
@@ -134,7 +137,7 @@ async def test_dkim_signed_when_the_key_is_published(tenant, worker, relay, dns)
     await worker.run_until_idle()
     dkim_value = next(r["value"] for r in domain["dns_records"] if r["record"] == "dkim").encode()
     for received in relay.handler.messages:
-        assert received.data.startswith(b"DKIM-Signature:")
+        assert received.data.startswith(b"DKIM-Signature: v=1; a=%s-sha256;" % algorithm.encode())
         assert dkim.verify(received.data, dnsfunc=lambda name, timeout=5: dkim_value)
 
 

@@ -165,3 +165,22 @@ async def test_reloads_count_but_do_not_grow_events_and_machines_do_not_count(te
     async with sessions() as session:
         counts = dict((await session.execute(select(Delivery.email, Delivery.open_count))).all())
     assert counts["t0@example.org"] == 5 and counts["t1@example.org"] == 1
+
+
+async def test_concurrent_hits_share_transactions_and_lose_nothing(tenant, sent, sessions):
+    # 90 pixel loads and 30 clicks at once: every answered hit is in the database when its answer
+    # comes, and each delivery still has one person's open event however the hits were batched.
+    from mailcast.db.models import Delivery
+
+    campaign, links = sent
+    paths = [links[f"t{i % 3}@example.org"]["pixel"] for i in range(90)]
+    paths += [links[f"t{i % 3}@example.org"]["click"] for i in range(30)]
+    answers = await asyncio.gather(*(tenant.client.get(p, headers=BROWSER) for p in paths))
+    assert [a.status_code for a in answers] == [200] * 90 + [302] * 30
+    events = await _events(sessions)
+    assert events.count(("open", False)) == 3 and events.count(("click", False)) == 30
+    async with sessions() as session:
+        assert sum((await session.execute(select(Delivery.open_count))).scalars()) == 90
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert (stats["opened"], stats["clicked"]) == (3, 3)
+

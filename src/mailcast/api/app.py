@@ -25,7 +25,10 @@ from mailcast.domains.endpoints import router as domains_router
 from mailcast.delivery.tokens import TokenCodec
 from mailcast.delivery.transports import build_transport
 from mailcast.templates.endpoints import router as templates_router
+from mailcast.tracking.endpoints import TrackingFastPath
 from mailcast.tracking.endpoints import router as tracking_router
+from mailcast.tracking.events import EventWriter
+from mailcast.tracking.service import ClickResolver, is_machine
 from mailcast.worker.runner import Worker
 
 log = logging.getLogger("mailcast")
@@ -59,6 +62,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
                 await task
             if transport is not None:
                 await transport.close()
+            await app.state.events.close()
             if owns_engine:
                 await engine.dispose()
 
@@ -69,6 +73,8 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.clock = clock
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
     app.state.codec = TokenCodec(settings.secret())
+    app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine)
+    app.state.clicks = ClickResolver(app.state.codec)
 
     errors.install(app)
     for router in (api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
@@ -84,4 +90,5 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
                        overrides={"/v1/contacts/import": settings.import_max_body_bytes})
     app.add_middleware(NoNulInUrl)
+    app.add_middleware(TrackingFastPath, state=app.state)  # outermost: pixels and clicks skip the rest
     return app

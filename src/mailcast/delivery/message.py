@@ -1,4 +1,4 @@
-"""MIME assembly and DKIM signing. Every header value that came from content or subscriber data
+"""MIME assembly (signing is in `dkim.py`). Every header value that came from content or subscriber data
 goes through `header_safe`, so no value can add or change a header."""
 
 from __future__ import annotations
@@ -13,7 +13,6 @@ from email.policy import SMTP
 from email.utils import formataddr, format_datetime, getaddresses, make_msgid
 from datetime import datetime
 
-import dkim
 
 _PLAIN_NAME = re.compile(r"^[\w .'-]{0,100}$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
@@ -147,10 +146,3 @@ def _build_with_email_package(sender, recipient, recipient_name, subject, html, 
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")
     return msg.as_bytes()
-
-
-def sign(data: bytes, domain: str, selector: str, private_key_pem: str) -> bytes:
-    """Prepend a DKIM-Signature (relaxed/relaxed, rsa-sha256) covering both List-Unsubscribe headers."""
-    signature = dkim.sign(data, selector.encode(), domain.encode(), private_key_pem.encode(),
-                          canonicalize=(b"relaxed", b"relaxed"), include_headers=SIGNED_HEADERS)
-    return signature + data

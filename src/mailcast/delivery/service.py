@@ -26,6 +26,7 @@ from mailcast.config import Settings
 from mailcast.db.models import Campaign
 from mailcast.delivery import message as mime
 from mailcast.delivery import repository as repo
+from mailcast.delivery.dkim import Signer
 from mailcast.delivery.render import CompiledVariant, RenderError, compile_variant, recipient_context, render
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
@@ -43,7 +44,7 @@ class CampaignPlan:
     sender_domain: str
     reply_to: str | None
     bounce_domain: str
-    dkim: tuple[str, str] | None  # (selector, private key PEM) when the domain's key is published
+    dkim: Signer | None  # when the domain's key is published
 
 
 def backoff(attempt: int, base: int, cap: int) -> timedelta:
@@ -95,7 +96,10 @@ class Sender:
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         sender = mime.parse_from(campaign.from_address)
         domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
-        dkim = (domain.dkim_selector, domain.dkim_private_key) if domain is not None and domain.dkim_verified else None
+        dkim = None
+        if domain is not None and domain.dkim_verified:
+            dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
+                          mime.SIGNED_HEADERS)
         parts = ab.content(campaign, variant)
         compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"])
         return CampaignPlan(
@@ -175,7 +179,7 @@ class Sender:
         except mime.UnsafeHeaders as exc:
             raise RenderError(str(exc)) from exc
         if plan.dkim:
-            data = mime.sign(data, plan.sender_domain, plan.dkim[0], plan.dkim[1])
+            data = plan.dkim.sign(data, self.clock())
         return data, message_id
 
 

@@ -16,7 +16,7 @@ router = APIRouter(prefix="/v1/domains", tags=["Domains"], responses=ERROR_RESPO
 def _out(domain, settings: Settings, cls=DomainOut, **extra):
     return cls(
         id=domain.id, name=domain.name, status=domain.status, spf_verified=domain.spf_verified,
-        dkim_verified=domain.dkim_verified, dmarc_verified=domain.dmarc_verified,
+        dkim_verified=domain.dkim_verified, dkim_algorithm=domain.dkim_algorithm, dmarc_verified=domain.dmarc_verified,
         dns_records=service.dns_records(domain, settings), verified_at=domain.verified_at,
         last_checked_at=domain.last_checked_at, created_at=domain.created_at, **extra,
     )
@@ -27,7 +27,8 @@ async def create_domain(body: DomainCreate, principal: FullKey, session: Session
                         settings: SettingsDep):
     """Add a sender domain. Publish the returned DNS records (SPF, DKIM with a key generated for
     this domain, DMARC), then call verify."""
-    domain = await service.create_domain(session, principal.account_id, body.name, clock(), settings)
+    domain = await service.create_domain(session, principal.account_id, body.name, clock(), settings,
+                                         dkim_algorithm=body.dkim_algorithm)
     return _out(domain, settings)
 
 

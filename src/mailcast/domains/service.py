@@ -13,7 +13,7 @@ from mailcast.config import Settings
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo
 from mailcast.domains.dns import DnsError, TxtLookup
-from mailcast.domains.keys import generate_rsa_keypair
+from mailcast.domains.keys import generate_keypair
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
@@ -44,7 +44,7 @@ def spf_value(settings: Settings) -> str:
 def dns_records(domain: Domain, settings: Settings) -> list[dict]:
     records = [
         ("spf", domain.name, spf_value(settings), domain.spf_verified),
-        ("dkim", dkim_host(domain), f"v=DKIM1; k=rsa; p={domain.dkim_public_key}", domain.dkim_verified),
+        ("dkim", dkim_host(domain), f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}", domain.dkim_verified),
         ("dmarc", f"_dmarc.{domain.name}", "v=DMARC1; p=none;", domain.dmarc_verified),
     ]
     return [
@@ -54,19 +54,20 @@ def dns_records(domain: Domain, settings: Settings) -> list[dict]:
 
 
 async def create_domain(
-    session: AsyncSession, account_id: str, name: str, now: datetime, settings: Settings, trusted: bool = False
+    session: AsyncSession, account_id: str, name: str, now: datetime, settings: Settings, trusted: bool = False,
+    dkim_algorithm: str = "rsa",
 ) -> Domain:
     name = normalise_domain_name(name)
     if await repo.by_name(session, account_id, name) is not None:
         raise Conflict(f"The domain {name} is already added", {"name": name})
-    private_pem, public_b64 = generate_rsa_keypair()
+    private_pem, public_b64 = generate_keypair(dkim_algorithm)
     domain = Domain(
         id=new_id("dom"),
         account_id=account_id,
         name=name,
         status="verified" if trusted else "pending",
         dkim_selector=settings.dkim_selector,
-        dkim_algorithm="rsa",
+        dkim_algorithm=dkim_algorithm,
         dkim_private_key=private_pem,
         dkim_public_key=public_b64,
         spf_verified=False,

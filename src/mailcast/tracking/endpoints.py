@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import base64
 import logging
+from urllib.parse import quote
 from pathlib import Path
 
 from fastapi import APIRouter, Request
@@ -28,32 +29,83 @@ def _page(template: str, status: int = 200, **values) -> HTMLResponse:
 
 @router.get("/t/o/{token}.gif")
 async def open_pixel(token: str, request: Request) -> Response:
-    """The open pixel: always the image, recorded or not."""
-    state = request.app.state
-    try:
-        async with state.sessions() as session:
-            if await service.record_open(session, state.codec, token, request.headers.get("user-agent"),
-                                         state.clock(), state.settings.machine_open_window_seconds):
-                await session.commit()
-    except NotFound:
-        pass
-    except Exception:
-        log.exception("could not record an open")
+    """The open pixel: always the image, recorded or not. (Served by `TrackingFastPath` in front of
+    the framework; this route documents it and answers if the fast path is not installed.)"""
+    await record_open(request.app.state, token, request.headers.get("user-agent"))
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
 
 @router.get("/t/c/{token}")
 async def click(token: str, request: Request) -> Response:
     """302 to the link's stored target; a tampered or unknown token is a 404 and records nothing."""
-    state = request.app.state
-    try:
-        async with state.sessions() as session:
-            target = await service.resolve_click(session, state.codec, token, request.headers.get("user-agent"),
-                                                 state.clock(), state.settings.machine_open_window_seconds)
-            await session.commit()
-    except NotFound:
+    target = await record_click(request.app.state, token, request.headers.get("user-agent"))
+    if target is None:
         return _page("invalid.html", 404, title="Link not valid")
     return RedirectResponse(target, status_code=302, headers=_NO_STORE)
+
+
+async def record_open(state, token: str, user_agent: str | None) -> None:
+    hit = service.open_hit(state.codec, token, user_agent, state.clock())
+    if hit is not None:
+        try:
+            await state.events.record(hit)
+        except Exception:  # the reader still gets the image
+            log.exception("could not record an open")
+
+
+async def record_click(state, token: str, user_agent: str | None) -> str | None:
+    """The target, once the click is recorded; None for a link that is not valid."""
+    try:
+        async with state.sessions() as session:
+            hit = await state.clicks.resolve(session, token, user_agent, state.clock())
+    except NotFound:
+        return None
+    try:
+        await state.events.record(hit)
+    except Exception:  # the reader still gets where the link goes
+        log.exception("could not record a click")
+    return hit.url
+
+
+class TrackingFastPath:
+    """Pixel and click requests answered before the framework's routing, validation and
+    dependency machinery (most of a request's cost for a 43-byte image). Everything else, and any
+    click whose link is not valid (the error page), goes on to the application."""
+
+    def __init__(self, app, state) -> None:
+        self.app = app
+        self.state = state
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "http" and scope["method"] == "GET":
+            path: str = scope["path"]
+            if path.startswith("/t/o/") and path.endswith(".gif") and path.count("/") == 3:
+                await record_open(self.state, path[5:-4], _user_agent(scope))
+                await _answer(send, 200, [(b"content-type", b"image/gif"), *_FAST_NO_STORE], PIXEL)
+                return
+            if path.startswith("/t/c/") and path.count("/") == 3:
+                target = await record_click(self.state, path[5:], _user_agent(scope))
+                if target is not None:
+                    location = quote(target, safe=":/%#?=@[]!$&'()*+,;")  # what Starlette's redirect writes
+                    await _answer(send, 302, [(b"location", location.encode("latin-1")), *_FAST_NO_STORE], b"")
+                    return
+        await self.app(scope, receive, send)
+
+
+_FAST_NO_STORE = [(k.lower().encode(), v.encode()) for k, v in _NO_STORE.items()]
+
+
+def _user_agent(scope) -> str | None:
+    for name, value in scope["headers"]:
+        if name == b"user-agent":
+            return value.decode("latin-1")
+    return None
+
+
+async def _answer(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+    await send({"type": "http.response.start", "status": status,
+                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send({"type": "http.response.body", "body": body})
 
 
 @router.get("/u/{token}")

@@ -4,6 +4,7 @@ the bounce listener and relay webhooks."""
 from __future__ import annotations
 
 import re
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
@@ -15,6 +16,7 @@ from mailcast.delivery.render import TEXT_ENV, compile_variant, recipient_contex
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
 from mailcast.tracking import repository as repo
+from mailcast.tracking.events import Hit
 
 # Mail privacy proxies and link scanners fetch pixels and links without a person reading.
 _MACHINE_AGENTS = re.compile(
@@ -40,19 +42,13 @@ def _claim(codec: TokenCodec, token: str, purpose: Purpose) -> Claim:
         raise NotFound("This link is not valid") from None
 
 
-async def record_open(session: AsyncSession, codec: TokenCodec, token: str, user_agent: str | None, now: datetime,
-                      machine_window: int) -> bool:
-    """The open is recorded once per delivery (once as a machine open, once as a person's), and
-    every load is counted, so reloading an image cannot grow the events table."""
-    found = await repo.delivery_with_campaign(session, _claim(codec, token, Purpose.OPEN).delivery_id)
-    if found is None:
-        return False
-    delivery, _campaign = found
-    machine = is_machine(user_agent, delivery.sent_at, now, machine_window)
-    if not await repo.has_event(session, delivery.id, "open", machine=machine):
-        await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent, machine=machine)
-    await repo.count_open(session, delivery.id)
-    return True
+def open_hit(codec: TokenCodec, token: str, user_agent: str | None, now: datetime) -> Hit | None:
+    """The pixel load a token stands for; None for a token that is not an open token of ours."""
+    try:
+        claim = codec.decode(token, Purpose.OPEN)
+    except InvalidToken:
+        return None
+    return Hit("open", claim.delivery_id, now, user_agent)
 
 
 @lru_cache(maxsize=512)
@@ -62,31 +58,49 @@ def _links(campaign_id: str, variant: str, updated_at: datetime, subject: str, h
     return compile_variant(subject, html, text, None).links
 
 
-async def resolve_click(session: AsyncSession, codec: TokenCodec, token: str, user_agent: str | None,
-                        now: datetime, machine_window: int) -> str:
-    """The stored target of a tracked link (never a URL from the request). Records the click,
-    and an open if none was recorded yet (images may be blocked)."""
-    claim = _claim(codec, token, Purpose.CLICK)
-    found = await repo.delivery_with_campaign(session, claim.delivery_id)
-    if found is None:
-        raise NotFound("This link is not valid")
-    delivery, campaign = found
-    parts = ab.content(campaign, delivery.variant)
-    links = _links(campaign.id, delivery.variant, campaign.updated_at, parts["subject"], parts["html"], parts["text"])
-    if claim.link >= len(links):
-        raise NotFound("This link is not valid")
-    target = links[claim.link]
-    if "{{" in target or "{%" in target:
-        contact = await repo.contact(session, delivery.contact_id)
-        context = recipient_context(delivery.email, contact.first_name if contact else None,
-                                    contact.last_name if contact else None, contact.attributes if contact else None,
-                                    campaign.unsubscribe_url)
-        target = TEXT_ENV.from_string(target).render(**context).strip()
-    machine = is_machine(user_agent, delivery.sent_at, now, machine_window)
-    if not await repo.has_event(session, delivery.id, "open", machine=machine):
-        await repo.add_event(session, delivery.id, "open", now, user_agent=user_agent, machine=machine)
-    await repo.add_event(session, delivery.id, "click", now, url=target[:2000], user_agent=user_agent, machine=machine)
-    return target
+@dataclass(frozen=True)
+class _ClickTarget:
+    links: list[str]
+    contact_id: str | None
+    email: str
+    unsubscribe_url: str
+
+
+class ClickResolver:
+    """The stored target of a tracked link (never a URL from the request). What a delivery's links
+    are never changes once it was sent, so the most recent deliveries are kept in memory: a reader
+    who clicks twice, or a scanner that follows every link, costs no read."""
+
+    def __init__(self, codec: TokenCodec, size: int = 10_000) -> None:
+        self.codec = codec
+        self.size = size
+        self._recent: OrderedDict[int, _ClickTarget] = OrderedDict()
+
+    async def resolve(self, session: AsyncSession, token: str, user_agent: str | None, now: datetime) -> Hit:
+        claim = _claim(self.codec, token, Purpose.CLICK)
+        found = self._recent.get(claim.delivery_id)
+        if found is None:
+            row = await repo.delivery_with_campaign(session, claim.delivery_id)
+            if row is None:
+                raise NotFound("This link is not valid")
+            delivery, campaign = row
+            parts = ab.content(campaign, delivery.variant)
+            found = _ClickTarget(_links(campaign.id, delivery.variant, campaign.updated_at, parts["subject"],
+                                        parts["html"], parts["text"]),
+                                 delivery.contact_id, delivery.email, campaign.unsubscribe_url)
+            self._recent[claim.delivery_id] = found
+            if len(self._recent) > self.size:
+                self._recent.popitem(last=False)
+        if claim.link >= len(found.links):
+            raise NotFound("This link is not valid")
+        target = found.links[claim.link]
+        if "{{" in target or "{%" in target:
+            contact = await repo.contact(session, found.contact_id)
+            context = recipient_context(found.email, contact.first_name if contact else None,
+                                        contact.last_name if contact else None,
+                                        contact.attributes if contact else None, found.unsubscribe_url)
+            target = TEXT_ENV.from_string(target).render(**context).strip()
+        return Hit("click", claim.delivery_id, now, user_agent, target)
 
 
 @dataclass

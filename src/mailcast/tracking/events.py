@@ -1,0 +1,102 @@
+"""Opens and clicks, written by group commit: every request waits until its event is committed
+(an acknowledged event is never lost, not even in a crash), but all the requests that arrive
+while one transaction is being written share the next one. Under load a pixel costs a share of
+one transaction instead of four statements and a commit of its own."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections import Counter
+from dataclasses import dataclass
+from datetime import datetime
+
+from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from mailcast.db.models import Delivery, Event
+
+log = logging.getLogger("mailcast.tracking")
+
+
+@dataclass(frozen=True)
+class Hit:
+    kind: str  # "open" (a pixel load) or "click"
+    delivery_id: int
+    at: datetime
+    user_agent: str | None
+    url: str | None = None
+
+
+class EventWriter:
+    def __init__(self, sessions: async_sessionmaker[AsyncSession], machine_window_seconds: int,
+                 is_machine) -> None:
+        self.sessions = sessions
+        self.window = machine_window_seconds
+        self.is_machine = is_machine
+        self._pending: list[tuple[Hit, asyncio.Future]] = []
+        self._writer: asyncio.Task | None = None
+
+    async def record(self, hit: Hit) -> None:
+        """Returns once the hit is committed; raises if its transaction failed."""
+        future = asyncio.get_running_loop().create_future()
+        self._pending.append((hit, future))
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.create_task(self._drain())
+        await asyncio.shield(future)  # a client that hangs up does not cancel the others' write
+
+    async def _drain(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                async with self.sessions() as session:
+                    await write(session, [hit for hit, _ in batch], self.window, self.is_machine)
+                    await session.commit()
+            except Exception as exc:  # every waiter learns; the next batch tries afresh
+                for _, future in batch:
+                    if not future.done():
+                        future.set_exception(exc)
+                        future.exception()  # retrieved: the waiter may be gone
+            else:
+                for _, future in batch:
+                    if not future.done():
+                        future.set_result(None)
+
+    async def close(self) -> None:
+        if self._writer is not None:
+            await asyncio.gather(self._writer, return_exceptions=True)
+
+
+async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_machine) -> None:
+    """Each click is an event; the first open of a delivery (once as a machine's, once as a
+    person's) is an event and every pixel load is counted; a click records the open too when
+    none was recorded (images may be blocked). Hits of unknown deliveries are dropped."""
+    ids = list({hit.delivery_id for hit in hits})
+    sent_at = dict((await session.execute(select(Delivery.id, Delivery.sent_at).where(Delivery.id.in_(ids)))).all())
+    seen = set((await session.execute(
+        select(Event.delivery_id, Event.machine).where(Event.delivery_id.in_(ids), Event.type == "open")
+    )).all())
+    events, loads = [], Counter()
+    for hit in hits:
+        if hit.delivery_id not in sent_at:
+            continue
+        machine = is_machine(hit.user_agent, sent_at[hit.delivery_id], hit.at, window_seconds)
+        agent = (hit.user_agent or "")[:1000] or None
+        if (hit.delivery_id, machine) not in seen:
+            seen.add((hit.delivery_id, machine))
+            events.append({"delivery_id": hit.delivery_id, "type": "open", "at": hit.at, "url": None,
+                           "user_agent": agent, "machine": machine})
+        if hit.kind == "open":
+            loads[hit.delivery_id] += 1
+        else:
+            events.append({"delivery_id": hit.delivery_id, "type": "click", "at": hit.at,
+                           "url": (hit.url or "")[:2000], "user_agent": agent, "machine": machine})
+    if events:
+        await session.execute(insert(Event), events)
+    if loads:
+        table = Delivery.__table__
+        await session.execute(
+            update(table).where(table.c.id == bindparam("row_id"))
+            .values(open_count=table.c.open_count + bindparam("loads")),
+            [{"row_id": delivery_id, "loads": n} for delivery_id, n in loads.items()],
+        )
