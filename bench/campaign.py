@@ -39,8 +39,8 @@ def html_body() -> str:
             "</table></body></html>")
 
 
-async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes]:
-    """The campaign's id and the DKIM TXT record its domain publishes."""
+async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes, str]:
+    """The campaign's id, the DKIM TXT record its domain publishes, an API key."""
     from mailcast.accounts import service as accounts
     from mailcast.audiences import service as audiences
     from mailcast.audiences.schemas import AudienceCreate
@@ -59,7 +59,7 @@ async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes]:
     sessions = session_factory(engine)
     now = datetime.now(UTC)
     async with sessions() as session:
-        account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
+        account, _, api_key = await accounts.create_account(session, "Bench", "enterprise", now)
         domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True,
                                              dkim_algorithm="rsa" if dkim == "none" else dkim)
         domain.dkim_verified = dkim != "none"
@@ -81,7 +81,49 @@ async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes]:
         campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
         await session.commit()
     await engine.dispose()
-    return campaign.id, record
+    return campaign.id, record, api_key
+
+
+class ApiProbe:
+    """Scenario 4: one client calling the campaign list and get endpoints of a separate
+    `mailcast serve` process (over HTTP) back to back while the campaign sends; latencies in ms."""
+
+    def __init__(self, base: str, key: str, campaign_id: str) -> None:
+        import threading
+
+        self.base, self.key, self.campaign_id = base, key, campaign_id
+        self.latencies: list[float] = []
+        self.errors = 0
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def _run(self) -> None:
+        import httpx
+
+        with httpx.Client(base_url=self.base, headers={"Authorization": f"Bearer {self.key}"}, timeout=30) as client:
+            paths = ["/v1/campaigns?limit=20", f"/v1/campaigns/{self.campaign_id}"]
+            i = 0
+            while not self._stop.is_set():
+                start = time.perf_counter()
+                try:
+                    ok = client.get(paths[i % 2]).status_code == 200
+                except httpx.HTTPError:
+                    ok = False
+                if ok:
+                    self.latencies.append((time.perf_counter() - start) * 1000)
+                else:
+                    self.errors += 1
+                i += 1
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> dict:
+        self._stop.set()
+        self._thread.join(timeout=60)
+        ordered = sorted(self.latencies) or [0.0]
+        return {"requests": len(self.latencies), "errors": self.errors,
+                "p50_ms": ordered[len(ordered) // 2], "p95_ms": ordered[int(len(ordered) * 0.95)]}
 
 
 def verify_dump(folder: Path, dkim_record: bytes | None) -> int:
@@ -173,6 +215,8 @@ def main() -> None:
     parser.add_argument("--verify", action="store_true",
                         help="smtp-sink keeps every message; each must parse and pass DKIM (slower: for checking)")
     parser.add_argument("--pool", type=int, default=8, help="SMTP connections per worker")
+    parser.add_argument("--api", action="store_true",
+                        help="scenario 4: time the campaign list/get API of a separate server while sending")
     parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
     parser.add_argument("--profile", metavar="DIR", help="run the workers under cProfile, one .prof per worker")
     args = parser.parse_args()
@@ -185,12 +229,23 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp, database(args.db, Path(tmp)) as url:
         port = free_port()
         t0 = time.perf_counter()
-        campaign_id, dkim_record = asyncio.run(prepare(url, args.recipients, args.dkim))
+        campaign_id, dkim_record, api_key = asyncio.run(prepare(url, args.recipients, args.dkim))
         setup = time.perf_counter() - t0
         env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp,
                "MAILCAST_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILCAST_SMTP_POOL_SIZE": str(args.pool),
                "MAILCAST_WORKER_BATCH_SIZE": "1000", "MAILCAST_WORKER_CONCURRENCY": "200",
                "MAILCAST_WORKER_POLL_SECONDS": "0.05", "MAILCAST_SECRET_KEY": "bench-secret-0123456789abcdef"}
+
+        api_server = probe = None
+        if args.api:
+            from tracking import wait_for
+
+            api_port = free_port()
+            api_server = subprocess.Popen(
+                [sys.executable, "-m", "mailcast.cli", "serve", "--port", str(api_port), "--no-access-log"],
+                env={**env, "MAILCAST_EMBEDDED_WORKER": "false"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            wait_for(f"http://127.0.0.1:{api_port}/healthz", api_server)
+            probe = ApiProbe(f"http://127.0.0.1:{api_port}", api_key, campaign_id)
 
         def spawn():
             # --profile DIR: each worker runs under cProfile and leaves DIR/worker-N.prof.
@@ -201,7 +256,15 @@ def main() -> None:
 
         dump = Path(tempfile.mkdtemp(prefix="mailcast-received-")) if args.verify else None
         with smtp_sink(port, dump):
-            wall, sending, sent, peak_rss = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
+            if probe:
+                probe.start()
+            try:
+                wall, sending, sent, peak_rss = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
+            finally:
+                api = probe.stop() if probe else None
+                if api_server:
+                    api_server.terminate()
+                    api_server.wait(timeout=30)
             size = 24 * 1024
             reference = smtp_source_rate(port, min(args.recipients, 20_000), args.pool * args.workers, size)
             if dump:
@@ -220,12 +283,17 @@ def main() -> None:
           f"{rate:,.0f} messages/s with {args.workers} worker(s) x {args.pool} connections, DKIM {args.dkim}")
     print(f"smtp-source (same size, same connections): {reference:,.0f} messages/s")
     print(f"ratio: {rate / reference:.3f}; peak worker RSS {peak_rss:.0f} MB")
+    if api is not None:
+        print(f"API while sending: {api['requests']} list/get requests, p50 {api['p50_ms']:.1f} ms, "
+              f"p95 {api['p95_ms']:.1f} ms, {api['errors']} errors")
     if verified is not None:
         print(f"verified: {verified} of {sent} messages parse" + (" and pass DKIM" if args.dkim != "none" else ""))
     emit({"scenario": "campaign", "recipients": args.recipients, "db": args.db, "workers": args.workers,
           "dkim": args.dkim, "messages_per_second": round(rate, 1), "reference_per_second": round(reference, 1),
           "ratio": round(rate / reference, 4), "worker_rss_mb": round(peak_rss, 1), "wall_seconds": round(wall, 2),
-          **({"verified": verified} if verified is not None else {})})
+          **({"verified": verified} if verified is not None else {}),
+          **({"api_p50_ms": round(api["p50_ms"], 2), "api_p95_ms": round(api["p95_ms"], 2),
+              "api_requests": api["requests"], "api_errors": api["errors"]} if api is not None else {})})
 
 
 if __name__ == "__main__":

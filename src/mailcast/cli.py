@@ -86,6 +86,9 @@ def migrate() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
+    workers: Annotated[int, typer.Option(min=1, help="HTTP processes (more than one: run `mailcast worker` "
+                                                     "for sending)")] = 1,
+    access_log: Annotated[bool, typer.Option(help="Log every request (off behind a proxy that logs)")] = True,
 ) -> None:
     """Migrate, create a first account on the very first start, then serve the API."""
     import uvicorn
@@ -110,10 +113,16 @@ def serve(
     port = port or settings.port
     _, where = build_transport(settings)
     err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs)")
+    options = {"host": host, "port": port, "log_level": "info", "proxy_headers": True, "access_log": access_log}
+    if workers > 1:
+        settings.secret()  # made (if it is the first start) before the processes read it
+        # Each process builds its app from the environment; the sender runs in `mailcast worker`.
+        err.print(f"{workers} HTTP processes; the sender is not embedded: run `mailcast worker` beside them")
+        uvicorn.run("mailcast.api.app:create_app_from_environment", factory=True, workers=workers, **options)
+        return
     if settings.embedded_worker:
         err.print(f"[bold]Sending:[/bold] {where}")
-    uvicorn.run(create_app(settings, run_worker=settings.embedded_worker), host=host, port=port, log_level="info",
-                proxy_headers=True)
+    uvicorn.run(create_app(settings, run_worker=settings.embedded_worker), **options)
 
 
 def run_event_loop(coroutine: Awaitable[None]) -> None:

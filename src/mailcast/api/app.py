@@ -92,3 +92,10 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(NoNulInUrl)
     app.add_middleware(TrackingFastPath, state=app.state)  # outermost: pixels and clicks skip the rest
     return app
+
+
+def create_app_from_environment() -> FastAPI:
+    """For `mailcast serve --workers N`: each HTTP process serves the API; none runs the sender."""
+    from mailcast.config import get_settings
+
+    return create_app(get_settings(), run_worker=False)

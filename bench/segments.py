@@ -1,0 +1,157 @@
+"""Scenario 3: segments at scale on PostgreSQL. 1,000,000 contacts, 10 campaigns sent to all of
+them with 4,000,000 open events between them; then, timed: the non-opener count of a campaign
+(what "resend to non-openers" shows before it sends), the recipient snapshot of a new campaign
+to the whole audience (taken when it starts sending), and claiming batches of 1,000 due
+deliveries (what every worker does all day). The bulk data is written with SQL; the timed parts
+are mailcast's own functions.
+
+    python bench/segments.py [--contacts 1000000] [--campaigns 10] [--open-rate 0.4] [--quick]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import tempfile
+import time
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+from common import database, emit, machine  # noqa: E402
+
+
+async def run(url: str, contacts: int, campaigns_n: int, open_rate: float) -> dict:
+    from sqlalchemy import text
+
+    from mailcast.accounts import service as accounts
+    from mailcast.audiences import service as audiences
+    from mailcast.audiences.schemas import AudienceCreate
+    from mailcast.campaigns import repository as campaigns_repo
+    from mailcast.campaigns import service as campaigns
+    from mailcast.campaigns.schemas import CampaignCreate
+    from mailcast.config import Settings
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.db.migrate import upgrade
+    from mailcast.delivery import repository as delivery_repo
+    from mailcast.domains import service as domains
+
+    settings = Settings(database_url=url, monthly_quota_enterprise=10**12)
+    engine = create_engine(url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
+        await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True)
+        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
+        await session.commit()
+    t0 = time.perf_counter()
+    async with sessions() as session:
+        params = {"account": account.id, "audience": audience.id, "now": now, "n": contacts}
+        await session.execute(text(
+            "INSERT INTO contacts (id, account_id, email, first_name, unsubscribed, created_at, updated_at) "
+            "SELECT 'con_' || lpad(i::text, 26, '0'), :account, 'reader' || i || '@example.org', 'Reader' || i, "
+            "false, :now, :now FROM generate_series(1, :n) AS i"), params)
+        await session.execute(text(
+            "INSERT INTO audience_members (audience_id, contact_id, created_at) "
+            "SELECT :audience, 'con_' || lpad(i::text, 26, '0'), :now FROM generate_series(1, :n) AS i"), params)
+        await session.commit()
+    async with sessions() as session:  # what autovacuum would do after a big import, before it is used
+        await session.execute(text("ANALYZE"))
+        await session.commit()
+
+    async def new_campaign(name: str):
+        async with sessions() as session:
+            body = CampaignCreate.model_validate({
+                "name": name, "subject": "News", "from": "News <news@news.example.com>", "audience_id": audience.id,
+                "html": "<p>Hello {{ first_name }}</p>", "unsubscribe_url": "https://news.example.com/u", "draft": True,
+            })
+            campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
+            await session.commit()
+            return campaign.id
+
+    async def snapshot(campaign_id: str) -> float:
+        """Start sending: the recipient snapshot (one INSERT ... SELECT over the audience)."""
+        async with sessions() as session:
+            campaign = await campaigns_repo.get(session, account.id, campaign_id)
+            start = time.perf_counter()
+            locked = await accounts.lock_account(session, account.id)
+            await campaigns.start_sending(session, settings, locked, campaign, now)
+            await session.commit()
+            return time.perf_counter() - start
+
+    snapshots, sent = [], []
+    for n in range(campaigns_n):
+        campaign_id = await new_campaign(f"Past {n}")
+        snapshots.append(await snapshot(campaign_id))
+        async with sessions() as session:  # as if the workers had sent it, and 40% opened it
+            await session.execute(text(
+                "UPDATE deliveries SET status = 'sent', sent_at = :sent WHERE campaign_id = :c"),
+                {"c": campaign_id, "sent": now - timedelta(days=campaigns_n - n)})
+            await session.execute(text(
+                "INSERT INTO events (delivery_id, type, at, machine) SELECT id, 'open', :at, false "
+                "FROM deliveries WHERE campaign_id = :c AND random() < :rate"),
+                {"c": campaign_id, "at": now - timedelta(days=campaigns_n - n, hours=-2), "rate": open_rate})
+            await session.execute(text("UPDATE campaigns SET status = 'sent', sent_at = :at WHERE id = :c"),
+                                  {"c": campaign_id, "at": now})
+            await session.commit()
+        sent.append(campaign_id)
+    async with sessions() as session:
+        events = (await session.execute(text("SELECT count(*) FROM events"))).scalar_one()
+        await session.execute(text("ANALYZE"))
+        await session.commit()
+    setup = time.perf_counter() - t0
+
+    non_opener = []
+    for _ in range(5):
+        async with sessions() as session:
+            start = time.perf_counter()
+            count = await campaigns_repo.non_opener_count(session, sent[-1])
+            non_opener.append(time.perf_counter() - start)
+
+    measured = await new_campaign("Measured")
+    snapshot_seconds = await snapshot(measured)
+    claims = []
+    for _ in range(min(30, contacts // 1000)):
+        async with sessions() as session:
+            start = time.perf_counter()
+            batch = await delivery_repo.claim(session, "bench", datetime.now(UTC), 1000, timedelta(minutes=5))
+            await session.commit()
+            claims.append(time.perf_counter() - start)
+            if len(batch) != 1000:
+                raise SystemExit(f"claimed {len(batch)}, not 1,000")
+    await engine.dispose()
+    return {"setup": setup, "events": events, "non_opener_count": count, "non_opener_s": statistics.median(non_opener),
+            "snapshot_s": snapshot_seconds, "snapshots_s": snapshots,
+            "claims": claims, "claim_ms_median": statistics.median(claims) * 1000,
+            "claim_ms_p95": sorted(claims)[max(0, int(len(claims) * 0.95) - 1)] * 1000}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--contacts", type=int, default=1_000_000)
+    parser.add_argument("--campaigns", type=int, default=10)
+    parser.add_argument("--open-rate", type=float, default=0.4)
+    parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
+    args = parser.parse_args()
+    if args.quick:
+        args.contacts, args.campaigns = 5_000, 2
+    with tempfile.TemporaryDirectory() as tmp, database("postgresql", Path(tmp)) as url:
+        r = asyncio.run(run(url, args.contacts, args.campaigns, args.open_rate))
+    print(f"machine: {machine()}")
+    print(f"data: {args.contacts:,} contacts, {args.campaigns} sent campaigns, {r['events']:,} open events "
+          f"(built in {r['setup']:.0f} s)")
+    print(f"non-opener count of the last campaign: {r['non_opener_count']:,} in {r['non_opener_s']:.3f} s (median of 5)")
+    print(f"recipient snapshot of a new campaign ({args.contacts:,} recipients): {r['snapshot_s']:.2f} s "
+          f"(the campaigns before it: {min(r['snapshots_s']):.2f}-{max(r['snapshots_s']):.2f} s)")
+    print(f"claim of a 1,000 batch: median {r['claim_ms_median']:.1f} ms, p95 {r['claim_ms_p95']:.1f} ms ({len(r['claims'])} batches)")
+    emit({"scenario": "segments", "contacts": args.contacts, "campaigns": args.campaigns, "open_events": r["events"],
+          "non_opener_seconds": round(r["non_opener_s"], 4), "snapshot_seconds": round(r["snapshot_s"], 3),
+          "claim_ms_median": round(r["claim_ms_median"], 2), "claim_ms_p95": round(r["claim_ms_p95"], 2)})
+
+
+if __name__ == "__main__":
+    main()
