@@ -20,7 +20,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import database, emit, free_port, machine, require, rss_mb, smtp_sink, smtp_source_rate  # noqa: E402
+from common import (bench_tenant, database, emit, free_port, import_readers, machine, require, rss_mb,  # noqa: E402
+                    smtp_sink, smtp_source_rate)
 
 LINKS = 40
 
@@ -41,47 +42,24 @@ def html_body() -> str:
 
 async def prepare(url: str, recipients: int, dkim: str) -> tuple[str, bytes, str]:
     """The campaign's id, the DKIM TXT record its domain publishes, an API key."""
-    from mailcast.accounts import service as accounts
-    from mailcast.audiences import service as audiences
-    from mailcast.audiences.schemas import AudienceCreate
     from mailcast.campaigns import service as campaigns
     from mailcast.campaigns.schemas import CampaignCreate
-    from mailcast.config import Settings
-    from mailcast.contacts import service as contacts
     from mailcast.contacts.schemas import ImportRow
-    from mailcast.db.engine import create_engine, session_factory
-    from mailcast.db.migrate import upgrade
-    from mailcast.domains import service as domains
 
-    settings = Settings(database_url=url, monthly_quota_enterprise=10**9)
-    engine = create_engine(url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    now = datetime.now(UTC)
-    async with sessions() as session:
-        account, _, api_key = await accounts.create_account(session, "Bench", "enterprise", now)
-        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True,
-                                             dkim_algorithm="rsa" if dkim == "none" else dkim)
-        domain.dkim_verified = dkim != "none"
-        record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
-        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
-        await session.commit()
-    for start in range(0, recipients, 10_000):
-        rows = [ImportRow(email=f"reader{i}@example.org", first_name=f"Reader{i}", metadata={"city": f"City{i % 50}"})
-                for i in range(start, min(recipients, start + 10_000))]
-        async with sessions() as session:
-            await contacts.import_contacts(session, account.id, rows, audience.id, now, max_rows=10_000)
-            await session.commit()
-    async with sessions() as session:
+    tenant = await bench_tenant(url, dkim_algorithm="rsa" if dkim == "none" else dkim, dkim_verified=dkim != "none")
+    await import_readers(tenant, recipients, lambda i: ImportRow(email=f"reader{i}@example.org",
+                                                                 first_name=f"Reader{i}",
+                                                                 metadata={"city": f"City{i % 50}"}))
+    async with tenant.sessions() as session:
         body = CampaignCreate.model_validate({
             "name": "Bench", "subject": "News for {{ first_name }} in {{ metadata.city }}",
-            "from": "News <news@news.example.com>", "audience_id": audience.id, "html": html_body(),
+            "from": "News <news@news.example.com>", "audience_id": tenant.audience_id, "html": html_body(),
             "unsubscribe_url": "https://news.example.com/unsubscribe", "preview_text": "This month", "draft": True,
         })
-        campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
+        campaign = await campaigns.create_campaign(session, tenant.settings, tenant.account_id, body, tenant.now)
         await session.commit()
-    await engine.dispose()
-    return campaign.id, record, api_key
+    await tenant.engine.dispose()
+    return campaign.id, tenant.dkim_record, tenant.api_key
 
 
 class ApiProbe:

@@ -14,7 +14,10 @@ import sys
 import time
 import uuid
 from contextlib import contextmanager
+from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 # Debian puts smtp-sink and smtp-source in /usr/sbin, which a non-login PATH may lack.
@@ -119,3 +122,55 @@ def rss_mb(pid: int) -> float:
 def emit(result: dict) -> None:
     """The last line of every scenario: one JSON object for scripts."""
     print(json.dumps(result, sort_keys=False))
+
+
+@dataclass
+class BenchTenant:
+    settings: Any
+    engine: Any
+    sessions: Any
+    now: datetime
+    account_id: str
+    api_key: str
+    audience_id: str
+    dkim_record: bytes  # the domain's DKIM TXT record, as published
+
+
+async def bench_tenant(url: str, dkim_algorithm: str = "rsa", dkim_verified: bool = False) -> BenchTenant:
+    """A migrated database with an enterprise account, its trusted sender domain news.example.com
+    and an empty audience: what every scenario starts from. The caller disposes of the engine."""
+    from mailcast.accounts import service as accounts
+    from mailcast.audiences import service as audiences
+    from mailcast.audiences.schemas import AudienceCreate
+    from mailcast.config import Settings
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.db.migrate import upgrade
+    from mailcast.domains import service as domains
+
+    settings = Settings(database_url=url, monthly_quota_enterprise=10**12)
+    engine = create_engine(url)
+    await upgrade(engine)
+    sessions = session_factory(engine)
+    now = datetime.now(UTC)
+    async with sessions() as session:
+        account, _, api_key = await accounts.create_account(session, "Bench", "enterprise", now)
+        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True,
+                                             dkim_algorithm=dkim_algorithm)
+        domain.dkim_verified = dkim_verified
+        record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
+        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
+        await session.commit()
+    return BenchTenant(settings, engine, sessions, now, account.id, api_key, audience.id, record)
+
+
+async def import_readers(tenant: BenchTenant, count: int, row) -> None:
+    """`count` contacts into the tenant's audience through mailcast's own import, 10,000 a
+    transaction; `row(i)` makes the i-th ImportRow."""
+    from mailcast.contacts import service as contacts
+
+    for start in range(0, count, 10_000):
+        rows = [row(i) for i in range(start, min(count, start + 10_000))]
+        async with tenant.sessions() as session:
+            await contacts.import_contacts(session, tenant.account_id, rows, tenant.audience_id, tenant.now,
+                                           max_rows=10_000)
+            await session.commit()

@@ -20,37 +20,24 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import database, emit, machine  # noqa: E402
+from common import bench_tenant, database, emit, machine  # noqa: E402
 
 
 async def run(url: str, contacts: int, campaigns_n: int, open_rate: float) -> dict:
     from sqlalchemy import text
 
     from mailcast.accounts import service as accounts
-    from mailcast.audiences import service as audiences
-    from mailcast.audiences.schemas import AudienceCreate
     from mailcast.campaigns import repository as campaigns_repo
     from mailcast.campaigns import service as campaigns
     from mailcast.campaigns.schemas import CampaignCreate
-    from mailcast.config import Settings
-    from mailcast.db.engine import create_engine, session_factory
-    from mailcast.db.migrate import upgrade
     from mailcast.delivery import repository as delivery_repo
-    from mailcast.domains import service as domains
 
-    settings = Settings(database_url=url, monthly_quota_enterprise=10**12)
-    engine = create_engine(url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    now = datetime.now(UTC)
-    async with sessions() as session:
-        account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
-        await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True)
-        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
-        await session.commit()
+    tenant = await bench_tenant(url)
+    settings, engine, sessions, now = tenant.settings, tenant.engine, tenant.sessions, tenant.now
+    account_id, audience_id = tenant.account_id, tenant.audience_id
     t0 = time.perf_counter()
     async with sessions() as session:
-        params = {"account": account.id, "audience": audience.id, "now": now, "n": contacts}
+        params = {"account": account_id, "audience": audience_id, "now": now, "n": contacts}
         await session.execute(text(
             "INSERT INTO contacts (id, account_id, email, first_name, unsubscribed, created_at, updated_at) "
             "SELECT 'con_' || lpad(i::text, 26, '0'), :account, 'reader' || i || '@example.org', 'Reader' || i, "
@@ -66,19 +53,19 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float) -> di
     async def new_campaign(name: str):
         async with sessions() as session:
             body = CampaignCreate.model_validate({
-                "name": name, "subject": "News", "from": "News <news@news.example.com>", "audience_id": audience.id,
+                "name": name, "subject": "News", "from": "News <news@news.example.com>", "audience_id": audience_id,
                 "html": "<p>Hello {{ first_name }}</p>", "unsubscribe_url": "https://news.example.com/u", "draft": True,
             })
-            campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
+            campaign = await campaigns.create_campaign(session, settings, account_id, body, now)
             await session.commit()
             return campaign.id
 
     async def snapshot(campaign_id: str) -> float:
         """Start sending: the recipient snapshot (one INSERT ... SELECT over the audience)."""
         async with sessions() as session:
-            campaign = await campaigns_repo.get(session, account.id, campaign_id)
+            campaign = await campaigns_repo.get(session, account_id, campaign_id)
             start = time.perf_counter()
-            locked = await accounts.lock_account(session, account.id)
+            locked = await accounts.lock_account(session, account_id)
             await campaigns.start_sending(session, settings, locked, campaign, now)
             await session.commit()
             return time.perf_counter() - start

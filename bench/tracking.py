@@ -19,11 +19,11 @@ import sys
 import tempfile
 import time
 import urllib.request
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import database, emit, free_port, machine, require  # noqa: E402
+from common import bench_tenant, database, emit, free_port, import_readers, machine, require  # noqa: E402
 
 SECRET = "bench-secret-0123456789abcdef"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
@@ -34,47 +34,29 @@ async def prepare(url: str, deliveries: int) -> list[int]:
     from sqlalchemy import select, update
 
     from mailcast.accounts import service as accounts
-    from mailcast.audiences import service as audiences
-    from mailcast.audiences.schemas import AudienceCreate
     from mailcast.campaigns import service as campaigns
     from mailcast.campaigns.schemas import CampaignCreate
-    from mailcast.config import Settings
-    from mailcast.contacts import service as contacts
     from mailcast.contacts.schemas import ImportRow
-    from mailcast.db.engine import create_engine, session_factory
-    from mailcast.db.migrate import upgrade
     from mailcast.db.models import Delivery
-    from mailcast.domains import service as domains
 
-    settings = Settings(database_url=url, monthly_quota_enterprise=10**9)
-    engine = create_engine(url)
-    await upgrade(engine)
-    sessions = session_factory(engine)
-    now = datetime.now(UTC)
-    async with sessions() as session:
-        account, _, _ = await accounts.create_account(session, "Bench", "enterprise", now)
-        await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True)
-        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
-        await session.commit()
-    for start in range(0, deliveries, 10_000):
-        rows = [ImportRow(email=f"reader{i}@example.org") for i in range(start, min(deliveries, start + 10_000))]
-        async with sessions() as session:
-            await contacts.import_contacts(session, account.id, rows, audience.id, now, max_rows=10_000)
-            await session.commit()
-    async with sessions() as session:
+    tenant = await bench_tenant(url)
+    now = tenant.now
+    await import_readers(tenant, deliveries, lambda i: ImportRow(email=f"reader{i}@example.org"))
+    async with tenant.sessions() as session:
         body = CampaignCreate.model_validate({
-            "name": "Bench", "subject": "News", "from": "News <news@news.example.com>", "audience_id": audience.id,
-            "html": '<p>Hello <a href="https://shop.example.com/deal">the deal</a></p>', "draft": True,
+            "name": "Bench", "subject": "News", "from": "News <news@news.example.com>",
+            "audience_id": tenant.audience_id, "draft": True,
+            "html": '<p>Hello <a href="https://shop.example.com/deal">the deal</a></p>',
             "unsubscribe_url": "https://news.example.com/unsubscribe",
         })
-        campaign = await campaigns.create_campaign(session, settings, account.id, body, now)
-        account_row = await accounts.lock_account(session, account.id)
-        await campaigns.start_sending(session, settings, account_row, campaign, now)
+        campaign = await campaigns.create_campaign(session, tenant.settings, tenant.account_id, body, now)
+        account_row = await accounts.lock_account(session, tenant.account_id)
+        await campaigns.start_sending(session, tenant.settings, account_row, campaign, now)
         # As if the worker had sent them an hour ago (the pixel of a just-sent message is a machine's).
         await session.execute(update(Delivery).values(status="sent", sent_at=now - timedelta(hours=1)))
         await session.commit()
         ids = list((await session.execute(select(Delivery.id).order_by(Delivery.id))).scalars())
-    await engine.dispose()
+    await tenant.engine.dispose()
     return ids
 
 

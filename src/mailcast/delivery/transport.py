@@ -210,21 +210,19 @@ class SmtpRelay:
             return result
 
     async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase]) -> Result:
+        if client.is_ehlo_or_helo_needed:  # what aiosmtplib's mail() does first
+            try:
+                await client.ehlo()
+            except SMTPHeloError:
+                await client.helo()
         if _SIMPLE_ADDRESS.match(envelope.sender) and _SIMPLE_ADDRESS.match(envelope.recipient):
             # Plain ASCII addresses (every VERP sender, nearly every recipient) are written as they
             # are; aiosmtplib's own mail()/rcpt() parse each address with the email package, which
             # was a fifth of the SMTP client's time. The rest (SMTPUTF8) goes through them.
-            if client.is_ehlo_or_helo_needed:  # what mail() would do first
-                try:
-                    await client.ehlo()
-                except SMTPHeloError:
-                    await client.helo()
             await _command(client, b"MAIL FROM:<" + envelope.sender.encode() + b">", (250,))
             phase.append(_Phase.RECIPIENT)
             await _command(client, b"RCPT TO:<" + envelope.recipient.encode() + b">", (250, 251))
         else:
-            if client.is_ehlo_or_helo_needed:
-                await client.ehlo()
             utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
             if utf8 and not client.supports_extension("smtputf8"):
                 return Result(Outcome.FAILED, None, "the relay does not accept internationalised addresses (SMTPUTF8)")
