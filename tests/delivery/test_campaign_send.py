@@ -68,7 +68,10 @@ async def test_every_contact_gets_exactly_one_personalised_message(tenant, big_c
         html = msg.get_body(("html",)).get_content()
         text = msg.get_body(("plain",)).get_content()
         if i == 5:
-            assert "{{ 7 | times: 6 }} &lt;b&gt;" in html and "42" not in html  # data stays text
+            # Data stays text: the merge tag in the name is not evaluated. (Tracking URLs are left out of
+            # the "42" check: their random tokens can contain those digits.)
+            content = re.sub(r'(?:href|src)="[^"]*"', "", html)
+            assert "{{ 7 | times: 6 }} &lt;b&gt;" in content and "42" not in content
         else:
             assert f"Hello Reader{i}" in html and f"Weather in City{i % 7}" in html
         assert "This week only" in html  # the preheader
