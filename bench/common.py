@@ -85,8 +85,10 @@ def smtp_source_rate(port: int, messages: int, sessions: int, size: int) -> floa
 
 
 @contextmanager
-def database(kind: str, workdir: Path):
-    """A fresh database: a SQLite file, or a new PostgreSQL database dropped afterwards."""
+def database(kind: str, workdir: Path, explain_ms: int | None = None):
+    """A fresh database: a SQLite file, or a new PostgreSQL database dropped afterwards. With
+    `explain_ms`, PostgreSQL logs the plan (EXPLAIN ANALYZE) of every statement slower than that
+    to its server log (auto_explain)."""
     if kind == "sqlite":
         yield f"sqlite+aiosqlite:///{workdir / 'bench.db'}"
         return
@@ -103,6 +105,10 @@ def database(kind: str, workdir: Path):
             await conn.close()
 
     asyncio.run(run(f"CREATE DATABASE {name}"))
+    if explain_ms is not None:
+        for setting in ("session_preload_libraries = 'auto_explain'", f"auto_explain.log_min_duration = {explain_ms}",
+                        "auto_explain.log_analyze = on", "auto_explain.log_nested_statements = on"):
+            asyncio.run(run(f"ALTER DATABASE {name} SET {setting}"))
     try:
         yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
     finally:

@@ -7,10 +7,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, update
+from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.db.models import Campaign, Contact, Delivery, Domain
+from mailcast.db.models import DUE_CONDITION, Campaign, Contact, Delivery, Domain
 
 PENDING = ("queued", "deferred")
 
@@ -31,43 +31,61 @@ class Claimed:
 
 
 async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
-    """Lease up to `limit` due deliveries of sending campaigns. On PostgreSQL concurrent workers
-    skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite runs one worker at a time."""
-    due = (
-        select(Delivery.id)
-        .join(Campaign, Campaign.id == Delivery.campaign_id)
-        .where(
-            Campaign.status == "sending",
-            Delivery.status.in_(PENDING),
-            Delivery.next_attempt_at <= now,
-            or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+    """Lease up to `limit` due deliveries of sending campaigns, the campaign that started first
+    first, each campaign's rows by due time. Every campaign is read through the partial index of
+    due rows (`ix_deliveries_due`), so a claim costs the same with a million sent rows behind it.
+    On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite runs
+    one worker at a time."""
+    sending = (await session.execute(
+        select(Campaign.id).where(Campaign.status == "sending").order_by(Campaign.send_started_at, Campaign.id)
+    )).scalars().all()
+    rows: list = []
+    postgresql = session.bind.dialect.name == "postgresql"
+    for campaign_id in sending:
+        due = (
+            select(Delivery.id)
+            .where(
+                Delivery.campaign_id == campaign_id,
+                text(DUE_CONDITION),
+                Delivery.next_attempt_at <= now,
+                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
+            )
+            .order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(limit - len(rows))
+            .with_for_update(skip_locked=True)
         )
-        .order_by(Delivery.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True, of=Delivery)
-    )
-    ids = list((await session.execute(
-        update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
-        .values(lease_owner=worker, lease_expires_at=now + lease)
-        .returning(Delivery.id)
-        .execution_options(synchronize_session=False)
-    )).scalars())
-    if not ids:
-        return []
-    rows = await session.execute(
-        select(Delivery.id, Delivery.campaign_id, Delivery.contact_id, Delivery.email, Delivery.variant,
-               Delivery.attempts, Delivery.created_at, Contact.first_name, Contact.last_name, Contact.attributes,
-               Contact.unsubscribed, Contact.suppressed_reason)
-        .outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.id.in_(ids))
-        .order_by(Delivery.id)
-    )
+        lease_them = (
+            update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
+            .values(lease_owner=worker, lease_expires_at=now + lease)
+            .execution_options(synchronize_session=False)
+        )
+        if postgresql:  # one statement: the rows come back with their contacts
+            leased = lease_them.returning(*_CLAIMED_DELIVERY).cte("leased")
+            rows += (await session.execute(
+                select(leased, *_CLAIMED_CONTACT).outerjoin(Contact, Contact.id == leased.c.contact_id)
+            )).all()
+        else:  # SQLite has no UPDATE in a WITH
+            ids = list((await session.execute(lease_them.returning(Delivery.id))).scalars())
+            if ids:
+                rows += (await session.execute(
+                    select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
+                    .outerjoin(Contact, Contact.id == Delivery.contact_id).where(Delivery.id.in_(ids))
+                )).all()
+        if len(rows) >= limit:
+            break
+    rows.sort(key=lambda r: r[0])
     return [
         Claimed(id=r[0], campaign_id=r[1], contact_id=r[2], email=r[3], variant=r[4], attempts=r[5],
                 created_at=r[6], first_name=r[7], last_name=r[8], metadata=r[9],
                 reachable=r[2] is not None and not r[10] and r[11] is None)
         for r in rows
     ]
+
+
+_CLAIMED_DELIVERY = (Delivery.id, Delivery.campaign_id, Delivery.contact_id, Delivery.email, Delivery.variant,
+                     Delivery.attempts, Delivery.created_at)
+_CLAIMED_CONTACT = (Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
+                    Contact.suppressed_reason)
 
 
 async def mark_sending(session: AsyncSession, worker: str, ids: Sequence[int], now: datetime,
