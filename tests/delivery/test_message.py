@@ -166,6 +166,7 @@ def test_templates_with_tags_use_liquid():
        | st.text(alphabet=st.sampled_from(list("ab <>=.é\r\n\t")), max_size=400),
        text=st.text(alphabet=st.sampled_from(list("ab =.\r\n")), max_size=300))
 @example(html="<p>" + "x" * 200 + "</p>", text="")
+@example(html="a" * 74 + " \nb", text="")
 def test_messages_use_crlf_only_and_decode_to_their_content(html, text):
     # A one-line HTML body made quoted-printable's soft breaks bare LFs (a relay may refuse them,
     # and a DKIM body hash is over CRLF lines).
@@ -174,8 +175,62 @@ def test_messages_use_crlf_only_and_decode_to_their_content(html, text):
                       date=datetime(2026, 3, 2, tzinfo=UTC), unsubscribe_url="https://u.example/u",
                       unsubscribe_mailto="mailto:u@example.com")
     assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    # RFC 2045's 76 characters (binascii alone wrote 77 when a line of 74 ended in a space)
+    assert max(len(line) for line in data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
     parsed = email.message_from_bytes(data, policy=default)
     plain, rich = [part.get_content() for part in parsed.iter_parts()]
     normal = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
     assert normal(rich) == normal(html)
     assert normal(plain) == normal(text + "\n")
+
+
+_qp_alphabet = st.sampled_from(list("ab .=é\t\r\n") + ["x" * 70, "=" * 30, " " * 40, "é" * 30])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.lists(_qp_alphabet, max_size=12).map("".join), max_size=10))
+@example(pieces=["x" * 76, "y"])
+@example(pieces=["a" * 73 + "=" * 3, "b", "c\r", "\nd"])
+def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
+    # Static template text is encoded once and slot values per recipient, joined by soft line
+    # breaks: the part must decode to exactly the joined text, with lines of at most 76 characters.
+    data = mime.build(sender=mime.parse_from("N <news@news.example.com>"), recipient="r@example.org",
+                      recipient_name="", subject="s", html=pieces, text=pieces, message_id="<i@x>",
+                      date=datetime(2026, 3, 2, tzinfo=UTC), unsubscribe_url="https://u.example/u",
+                      unsubscribe_mailto="mailto:u@example.com")
+    assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
+    assert max(len(line) for line in body_lines) <= 76
+    assert not any(line.endswith((b" ", b"\t")) for line in body_lines)
+    parsed = email.message_from_bytes(data, policy=default)
+    normal = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
+    for part in parsed.iter_parts():
+        assert normal(part.get_content()) == normal("".join(pieces))
+
+
+_html_bits = st.sampled_from(["<body>", "<BODY class='x'>", "</body>", "</body >", "<p>", "x", "é", "<bo", "dy>",
+                              "</bo", "dy>", ""])
+
+
+@settings(max_examples=300, deadline=None)
+@given(pieces=st.lists(st.lists(_html_bits, max_size=6).map("".join), min_size=1, max_size=8),
+       preview=st.sampled_from([None, "", "Soon <b>"]), pixel=st.sampled_from([None, "https://t.example/o.gif?a&b"]))
+def test_the_preheader_and_pixel_go_where_they_went_in_the_whole_text(pieces, preview, pixel):
+    # The HTML is decorated as pieces (so its static text stays encoded once); the result must be
+    # the whole text decorated: preheader after the first <body>, pixel before the last </body>.
+    import html as htmllib
+    import re
+
+    from mailcast.delivery.render import _decorate_html
+
+    whole = "".join(pieces)
+    if preview:
+        hidden = ('<div style="display:none;max-height:0;overflow:hidden;mso-hide:all" aria-hidden="true">'
+                  f"{htmllib.escape(preview)}</div>")
+        m = re.search(r"<body\b[^>]*>", whole, re.IGNORECASE)
+        whole = whole[: m.end()] + hidden + whole[m.end():] if m else hidden + whole
+    if pixel:
+        img = f'<img src="{htmllib.escape(pixel)}" width="1" height="1" alt="" style="display:block;border:0">'
+        ends = list(re.finditer(r"</body\s*>", whole, re.IGNORECASE))
+        whole = whole[: ends[-1].start()] + img + whole[ends[-1].start():] if ends else whole + img
+    assert "".join(_decorate_html(pieces, preview, pixel)) == whole

@@ -75,6 +75,9 @@ def _address(address: Address) -> str:
     return formataddr((address.display_name, address.addr_spec), charset="utf-8")
 
 
+_SPACE_BEFORE_BREAK = re.compile(r"[ \t]\n")
+
+
 def _qp(text: str) -> bytes:
     # binascii's C encoder. It writes its soft line breaks as CRLF only when the input's first line
     # ends in CRLF; text with no line break at all (HTML on one line) would get bare LFs.
@@ -82,7 +85,67 @@ def _qp(text: str) -> bytes:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
     data = text.replace("\n", "\r\n").encode("utf-8")
     encoded = binascii.b2a_qp(data, quotetabs=False, istext=True, header=False)
-    return encoded if b"\n" in data else encoded.replace(b"\n", b"\r\n")
+    if b"\n" not in data:
+        return encoded.replace(b"\n", b"\r\n")
+    if _SPACE_BEFORE_BREAK.search(text):
+        # It also writes a 77-character line when a line of 74 ends in a space or tab (=20).
+        encoded = b"\r\n".join(_wrap(line, 76) if len(line) > 76 else line for line in encoded.split(b"\r\n"))
+    return encoded
+
+
+def _wrap(line: bytes, limit: int) -> bytes:
+    """An encoded line cut by soft line breaks (between encoded characters, never inside an =XX)
+    into lines of at most `limit` characters."""
+    out = []
+    while len(line) > limit:
+        i = cut = 0
+        while i <= limit - 1:
+            cut = i
+            i += 3 if line[i] == 0x3D else 1
+        out.append(line[:cut] + b"=")
+        line = line[cut:]
+    out.append(line)
+    return b"\r\n".join(out)
+
+
+_QP_CACHE: dict[str, bytes] = {}
+_QP_CACHE_SIZE = 20_000
+_QP_CACHE_MIN = 48  # shorter pieces (names, tokens) are cheaper to encode than to remember
+
+
+def _qp_piece(piece: str) -> bytes:
+    """A piece encoded so that a soft line break may follow it: its last line at most 75
+    characters, so the "=" fits in 76."""
+    encoded = _qp(piece)
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start <= 75:
+        return encoded
+    return encoded[:start] + _wrap(encoded[start:], 75)
+
+
+def qp_pieces(pieces: list[str]) -> bytes:
+    """Quoted-printable of "".join(pieces), encoded piece by piece with a soft line break between
+    pieces that do not end a line. A decoder joins them again, so the decoded text is the same;
+    what is saved is encoding a template's static text again for every recipient: it is the same
+    string objects each time, encoded once and remembered."""
+    if any(piece.endswith("\r") for piece in pieces):  # a CR LF might be split between two pieces
+        return _qp("".join(pieces))
+    out: list[bytes] = []
+    cache = _QP_CACHE
+    for piece in pieces:
+        if not piece:
+            continue
+        encoded = cache.get(piece)
+        if encoded is None:
+            encoded = _qp_piece(piece)
+            if len(piece) >= _QP_CACHE_MIN:
+                if len(cache) >= _QP_CACHE_SIZE:
+                    cache.clear()
+                cache[piece] = encoded
+        if out and not out[-1].endswith(b"\n"):
+            out.append(b"=\r\n")
+        out.append(encoded)
+    return b"".join(out)
 
 
 _TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
@@ -91,13 +154,18 @@ _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
               b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
 
 
-def build(*, sender: Address, recipient: str, recipient_name: str, subject: str, html: str | None, text: str,
-          message_id: str, date: datetime, unsubscribe_url: str, unsubscribe_mailto: str,
+def build(*, sender: Address, recipient: str, recipient_name: str, subject: str, html: str | list[str] | None,
+          text: str | list[str], message_id: str, date: datetime, unsubscribe_url: str, unsubscribe_mailto: str,
           reply_to: str | None = None) -> bytes:
-    """The message as it goes on the wire (CRLF, quoted-printable UTF-8 parts)."""
+    """The message as it goes on the wire (CRLF, quoted-printable UTF-8 parts). A body may come as
+    the pieces it was rendered from (see `qp_pieces`)."""
     if not recipient.isascii():  # an internationalised address: the email package knows SMTPUTF8 best
+        html = "".join(html) if isinstance(html, list) else html
+        text = "".join(text) if isinstance(text, list) else text
         return _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
                                          unsubscribe_url, unsubscribe_mailto, reply_to)
+    html_qp = None if html is None else qp_pieces(html) if isinstance(html, list) else _qp(html)
+    text_qp = qp_pieces(text) if isinstance(text, list) else _qp(text)
     # Subscriber names go into To only when they are plainly names: a display name full of
     # quotes, brackets and encoded words is where address parsers disagree.
     name = header_safe(recipient_name)
@@ -116,14 +184,14 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
     head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     head.append("MIME-Version: 1.0\r\n")
     if html is None:
-        return "".join(head).encode("ascii") + _TEXT_PART + _qp(text)
+        return "".join(head).encode("ascii") + _TEXT_PART + text_qp
     # "=_" cannot occur in quoted-printable output, so the boundary never collides with a body.
     boundary = f"=_mc_{uuid.uuid4().hex}".encode()
     head.append(f'Content-Type: multipart/alternative; boundary="{boundary.decode()}"\r\n')
     return b"".join([
         "".join(head).encode("ascii"), b"\r\n",
-        b"--", boundary, b"\r\n", _TEXT_PART, _qp(text), b"\r\n",
-        b"--", boundary, b"\r\n", _HTML_PART, _qp(html), b"\r\n",
+        b"--", boundary, b"\r\n", _TEXT_PART, text_qp, b"\r\n",
+        b"--", boundary, b"\r\n", _HTML_PART, html_qp, b"\r\n",
         b"--", boundary, b"--\r\n",
     ])
 

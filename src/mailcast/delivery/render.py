@@ -88,6 +88,11 @@ class SlotTemplate:
     def render(self, links: list[str] | None = None, **values: Any) -> str:
         """`links`: the click URLs as they go into this template (escaped already for HTML); without
         them the `__link_N` values are taken from `values`."""
+        return "".join(self.pieces(links, **values))
+
+    def pieces(self, links: list[str] | None = None, **values: Any) -> list[str]:
+        """The output as static text and slot values in turn (the static pieces are the same
+        objects for every recipient: the message encoder encodes them once)."""
         evaluated = {e: self._evaluate(e, values) for e in self.expressions}
         out = [self.static[0]]
         for (kind, key), text in zip(self.slots, self.static[1:]):
@@ -99,7 +104,7 @@ class SlotTemplate:
                 value = str(values.get(f"__link_{key}", ""))
                 out.append(str(escape(value)) if self.escape else value)
             out.append(text)
-        return "".join(out)
+        return out
 
 
 def _template(env: Environment, source: str):
@@ -189,6 +194,9 @@ class Rendered:
     subject: str
     html: str | None
     text: str
+    # The same bodies as pieces whose concatenation they are (see SlotTemplate.pieces).
+    html_pieces: list[str] | None = None
+    text_pieces: list[str] | None = None
 
 
 def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[str], open_pixel_url: str | None,
@@ -203,41 +211,68 @@ def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[
     if click_urls_html is None:
         click_urls_html = [str(escape(url)) for url in click_urls]
     try:
-        subject = _render(compiled.subject, values, click_urls)
-        html = _render(compiled.html, values, click_urls_html)
-        text = _render(compiled.text, values, click_urls)
-        preview = _render(compiled.preview_text, values, click_urls)
+        subject = "".join(_pieces(compiled.subject, values, click_urls))
+        html = _pieces(compiled.html, values, click_urls_html)
+        text = _pieces(compiled.text, values, click_urls) or ["\n"]
+        preview = _pieces(compiled.preview_text, values, click_urls)
     except LiquidError as exc:
         raise RenderError(f"could not render for {context.get('email')}: {exc}") from exc
-    if text is None:
-        text = "\n"
     if html is not None:
-        html = _decorate_html(html, preview, open_pixel_url)
-    return Rendered(subject=subject, html=html, text=text)
+        html = _decorate_html(html, "".join(preview) if preview else None, open_pixel_url)
+    return Rendered(subject=subject, html="".join(html) if html is not None else None, text="".join(text),
+                    html_pieces=html, text_pieces=text)
 
 
-def _render(template: Any, values: dict[str, Any], links: list[str]) -> str | None:
+def _pieces(template: Any, values: dict[str, Any], links: list[str]) -> list[str] | None:
     if template is None:
         return None
     if isinstance(template, SlotTemplate):
-        return template.render(links, **values)
-    return template.render(**values)
+        return template.pieces(links, **values)
+    return [template.render(**values)]
 
 
-def _decorate_html(html: str, preview: str | None, pixel_url: str | None) -> str:
+def _decorate_html(pieces: list[str], preview: str | None, pixel_url: str | None) -> list[str]:
+    """The preheader after <body> and the open pixel before the last </body> (or at the start and
+    the end), inserted as pieces of their own. Positions are found in the whole text, so a tag
+    split between pieces is found too."""
+    html = "".join(pieces)
+    inserts: list[tuple[int, str]] = []
     if preview:
         # The preheader: shown by inbox previews, hidden in the opened message.
         hidden = ('<div style="display:none;max-height:0;overflow:hidden;mso-hide:all" aria-hidden="true">'
                   f"{htmllib.escape(preview)}</div>")
         match = _BODY_OPEN.search(html)
-        html = html[: match.end()] + hidden + html[match.end():] if match else hidden + html
+        inserts.append((match.end() if match else 0, hidden))
     if pixel_url:
         pixel = f'<img src="{htmllib.escape(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
         match = None
         for match in _BODY_CLOSE.finditer(html):
             pass
-        html = html[: match.start()] + pixel + html[match.start():] if match else html + pixel
-    return html
+        inserts.append((match.start() if match else len(html), pixel))
+    # sorted by position; on a tie the preheader stays first (it was inserted before the pixel was placed)
+    return _insert(pieces, sorted(inserts, key=lambda insert: insert[0])) if inserts else pieces
+
+
+def _insert(pieces: list[str], inserts: list[tuple[int, str]]) -> list[str]:
+    """`inserts`: (offset in the joined text, text), offsets in ascending order."""
+    out: list[str] = []
+    offset = 0  # of the current piece's start
+    pending = list(inserts)
+    for piece in pieces:
+        end = offset + len(piece)
+        start_in_piece = 0
+        while pending and pending[0][0] <= end:
+            position, text = pending.pop(0)
+            cut = position - offset
+            if cut > start_in_piece:
+                out.append(piece[start_in_piece:cut])
+            out.append(text)
+            start_in_piece = cut
+        if start_in_piece < len(piece):
+            out.append(piece[start_in_piece:] if start_in_piece else piece)
+        offset = end
+    out.extend(text for _, text in pending)  # only when there were no pieces at all
+    return out
 
 
 class _TextExtractor(HTMLParser):

@@ -171,7 +171,8 @@ class Sender:
         name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
         mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
         data = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
-                          subject=rendered.subject, html=rendered.html, text=rendered.text, message_id=message_id,
+                          subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
+                          message_id=message_id,
                           date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
                           reply_to=plan.reply_to)
         try:
