@@ -4,7 +4,7 @@ ASGI app serving the same GIF with the same server settings in the same run. Aft
 shutdown every answered hit must be in the database.
 
     python bench/tracking.py [--db sqlite|postgresql] [--workers 2] [--connections 64]
-                             [--duration 10] [--deliveries 10000] [--quick]
+                             [--duration 10] [--deliveries 10000] [--flush-seconds 1] [--quick]
 """
 
 from __future__ import annotations
@@ -137,6 +137,8 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
     parser.add_argument("--deliveries", type=int, default=10_000)
+    parser.add_argument("--flush-seconds", type=float, default=1.0,
+                        help="MAILCAST_TRACKING_FLUSH_SECONDS (0: group commit, answered once committed)")
     parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
     args = parser.parse_args()
     if args.quick:
@@ -153,7 +155,8 @@ def main() -> None:
         port = free_port()
         base = f"http://127.0.0.1:{port}"
         env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp, "MAILCAST_SECRET_KEY": SECRET,
-               "MAILCAST_EMBEDDED_WORKER": "false", "MAILCAST_BASE_URL": base}
+               "MAILCAST_EMBEDDED_WORKER": "false", "MAILCAST_BASE_URL": base,
+               "MAILCAST_TRACKING_FLUSH_SECONDS": str(args.flush_seconds)}
         server = subprocess.Popen([sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port), "--workers",
                                    str(args.workers), "--no-access-log"], env=env,
                                   stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
@@ -177,8 +180,9 @@ def main() -> None:
 
     ratio = pixel["per_second"] / reference["per_second"]
     print(f"machine: {machine()}")
+    writes = f"buffered, flushed every {args.flush_seconds:g} s" if args.flush_seconds else "group commit"
     print(f"mailcast ({args.db}, {args.workers} HTTP processes, {args.connections} connections, "
-          f"{len(ids)} deliveries):")
+          f"{len(ids)} deliveries, events {writes}):")
     print(f"  pixel: {pixel['per_second']:,.0f} requests/s, p99 {pixel['p99_ms']:.1f} ms; "
           f"{pixel['answered']} answered, {loads} loads stored after shutdown")
     print(f"  click: {click['per_second']:,.0f} requests/s, p99 {click['p99_ms']:.1f} ms; "
@@ -187,6 +191,7 @@ def main() -> None:
           f"p99 {reference['p99_ms']:.1f} ms")
     print(f"ratio pixel / bare: {ratio:.3f}")
     emit({"scenario": "tracking", "db": args.db, "workers": args.workers, "connections": args.connections,
+          "flush_seconds": args.flush_seconds,
           "pixel_per_second": round(pixel["per_second"], 1), "pixel_p99_ms": round(pixel["p99_ms"], 2),
           "click_per_second": round(click["per_second"], 1), "click_p99_ms": round(click["p99_ms"], 2),
           "reference_per_second": round(reference["per_second"], 1), "ratio": round(ratio, 4),

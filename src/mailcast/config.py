@@ -74,6 +74,10 @@ class Settings(BaseSettings):
     resend_delay_hours: float = Field(default=6.0, ge=0.0)
     # Opens within this many seconds of the send are flagged as machine opens (scanners, proxies).
     machine_open_window_seconds: int = 2
+    # Opens and clicks: 0 = each request is answered once its event is committed (group commit);
+    # > 0 = answered at once, written every this many seconds and on shutdown (a crash loses at
+    # most that interval's events; a clean shutdown loses none).
+    tracking_flush_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

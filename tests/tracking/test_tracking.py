@@ -184,3 +184,43 @@ async def test_concurrent_hits_share_transactions_and_lose_nothing(tenant, sent,
     stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
     assert (stats["opened"], stats["clicked"]) == (3, 3)
 
+
+
+async def test_buffered_hits_are_answered_at_once_and_written_by_a_clean_shutdown(tenant, sent, sessions, app):
+    # MAILCAST_TRACKING_FLUSH_SECONDS > 0: nothing is written while the requests are answered;
+    # the shutdown (what the app's lifespan calls) writes every acknowledged hit, once.
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import EventWriter
+    from mailcast.tracking.service import is_machine
+
+    app.state.events = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600)
+    campaign, links = sent
+    paths = [links[f"t{i % 3}@example.org"]["pixel"] for i in range(90)]
+    paths += [links[f"t{i % 3}@example.org"]["click"] for i in range(30)]
+    answers = await asyncio.gather(*(tenant.client.get(p, headers=BROWSER) for p in paths))
+    assert [a.status_code for a in answers] == [200] * 90 + [302] * 30
+    assert await _events(sessions) == []
+    await app.state.events.close()
+    events = await _events(sessions)
+    assert events.count(("open", False)) == 3 and events.count(("click", False)) == 30
+    async with sessions() as session:
+        assert sum((await session.execute(select(Delivery.open_count))).scalars()) == 90
+
+
+async def test_a_failed_buffered_write_keeps_its_hits_for_the_next(tenant, sent, sessions, app, tmp_path):
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.tracking.events import EventWriter
+    from mailcast.tracking.service import is_machine
+
+    unreachable = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    writer = EventWriter(session_factory(unreachable), 2, is_machine, flush_seconds=3600)
+    app.state.events = writer
+    campaign, links = sent
+    for i in range(3):
+        assert (await tenant.client.get(links[f"t{i}@example.org"]["click"], headers=BROWSER)).status_code == 302
+    with pytest.raises(Exception):
+        await writer.flush()
+    writer.sessions = app.state.sessions  # the database is back
+    await writer.close()
+    assert (await _events(sessions)).count(("click", False)) == 3
+    await unreachable.dispose()

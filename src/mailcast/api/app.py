@@ -73,7 +73,8 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.clock = clock
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
     app.state.codec = TokenCodec(settings.secret())
-    app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine)
+    app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine,
+                                   settings.tracking_flush_seconds)
     app.state.clicks = ClickResolver(app.state.codec)
 
     errors.install(app)

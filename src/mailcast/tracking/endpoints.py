@@ -56,8 +56,7 @@ async def record_open(state, token: str, user_agent: str | None) -> None:
 async def record_click(state, token: str, user_agent: str | None) -> str | None:
     """The target, once the click is recorded; None for a link that is not valid."""
     try:
-        async with state.sessions() as session:
-            hit = await state.clicks.resolve(session, token, user_agent, state.clock())
+        hit = await state.clicks.resolve(state.sessions, token, user_agent, state.clock())
     except NotFound:
         return None
     try:

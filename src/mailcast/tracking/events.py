@@ -1,7 +1,14 @@
-"""Opens and clicks, written by group commit: every request waits until its event is committed
+"""Opens and clicks, written in one of two ways.
+
+Group commit (the default, `flush_seconds` 0): every request waits until its event is committed
 (an acknowledged event is never lost, not even in a crash), but all the requests that arrive
 while one transaction is being written share the next one. Under load a pixel costs a share of
-one transaction instead of four statements and a commit of its own."""
+one transaction instead of four statements and a commit of its own.
+
+Buffered (`flush_seconds` > 0): a request is answered at once and its event is written with the
+others of the last `flush_seconds`, and on shutdown. A clean shutdown loses nothing; a crash
+(kill -9, power) loses at most the last interval's events. A failed write is retried at the
+next interval. When `max_buffered` events wait, requests wait for a write (back-pressure)."""
 
 from __future__ import annotations
 
@@ -17,6 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailcast.db.models import Delivery, Event
 
 log = logging.getLogger("mailcast.tracking")
+FLUSH_CHUNK = 1_000
 
 
 @dataclass(frozen=True)
@@ -30,15 +38,28 @@ class Hit:
 
 class EventWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], machine_window_seconds: int,
-                 is_machine) -> None:
+                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 50_000) -> None:
         self.sessions = sessions
         self.window = machine_window_seconds
         self.is_machine = is_machine
+        self.flush_seconds = flush_seconds
+        self.max_buffered = max_buffered
         self._pending: list[tuple[Hit, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
+        self._buffer: list[Hit] = []
+        self._flusher: asyncio.Task | None = None
+        self._flushing = asyncio.Lock()
 
     async def record(self, hit: Hit) -> None:
-        """Returns once the hit is committed; raises if its transaction failed."""
+        """Group commit: returns once the hit is committed, raises if its transaction failed.
+        Buffered: returns at once (or after a write when the buffer is full)."""
+        if self.flush_seconds > 0:
+            self._buffer.append(hit)
+            if self._flusher is None or self._flusher.done():
+                self._flusher = asyncio.create_task(self._flush_every())
+            if len(self._buffer) >= self.max_buffered:
+                await self.flush()
+            return
         future = asyncio.get_running_loop().create_future()
         self._pending.append((hit, future))
         if self._writer is None or self._writer.done():
@@ -62,9 +83,46 @@ class EventWriter:
                     if not future.done():
                         future.set_result(None)
 
+    async def _flush_every(self) -> None:
+        while self._buffer:
+            await asyncio.sleep(self.flush_seconds)
+            try:
+                await self.flush()
+            except Exception:  # kept; tried again at the next interval
+                log.exception("could not write %d tracking events; retrying", len(self._buffer))
+
+    async def flush(self) -> None:
+        """Write what is buffered now; on failure the events stay buffered and this raises."""
+        async with self._flushing:
+            while self._buffer:
+                # In transactions of FLUSH_CHUNK hits: the requests answered meanwhile wait for one
+                # chunk's work on the event loop, not for the whole interval's.
+                batch = self._buffer[:FLUSH_CHUNK]
+                del self._buffer[:FLUSH_CHUNK]
+                try:
+                    async with self.sessions() as session:
+                        await write(session, batch, self.window, self.is_machine)
+                        await session.commit()
+                except BaseException:
+                    self._buffer[:0] = batch
+                    raise
+
     async def close(self) -> None:
+        """On shutdown: every acknowledged event is written before this returns."""
         if self._writer is not None:
             await asyncio.gather(self._writer, return_exceptions=True)
+        if self._flusher is not None:
+            async with self._flushing:  # never cancelled in the middle of a write
+                self._flusher.cancel()
+            await asyncio.gather(self._flusher, return_exceptions=True)
+        for attempt in range(3):
+            try:
+                await self.flush()
+                return
+            except Exception:
+                log.exception("could not write %d tracking events on shutdown (attempt %d of 3)",
+                              len(self._buffer), attempt + 1)
+                await asyncio.sleep(1)
 
 
 async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_machine) -> None:

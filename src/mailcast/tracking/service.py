@@ -9,7 +9,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from functools import lru_cache
 
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
 from mailcast.delivery.render import TEXT_ENV, compile_variant, recipient_context
@@ -76,11 +76,15 @@ class ClickResolver:
         self.size = size
         self._recent: OrderedDict[int, _ClickTarget] = OrderedDict()
 
-    async def resolve(self, session: AsyncSession, token: str, user_agent: str | None, now: datetime) -> Hit:
+    async def resolve(self, sessions: async_sessionmaker[AsyncSession], token: str, user_agent: str | None,
+                      now: datetime) -> Hit:
+        """A session is opened only when the database must be read (not for a cached delivery's
+        plain link: opening and closing one is a good part of a click's cost)."""
         claim = _claim(self.codec, token, Purpose.CLICK)
         found = self._recent.get(claim.delivery_id)
         if found is None:
-            row = await repo.delivery_with_campaign(session, claim.delivery_id)
+            async with sessions() as session:
+                row = await repo.delivery_with_campaign(session, claim.delivery_id)
             if row is None:
                 raise NotFound("This link is not valid")
             delivery, campaign = row
@@ -95,7 +99,8 @@ class ClickResolver:
             raise NotFound("This link is not valid")
         target = found.links[claim.link]
         if "{{" in target or "{%" in target:
-            contact = await repo.contact(session, found.contact_id)
+            async with sessions() as session:
+                contact = await repo.contact(session, found.contact_id)
             context = recipient_context(found.email, contact.first_name if contact else None,
                                         contact.last_name if contact else None,
                                         contact.attributes if contact else None, found.unsubscribe_url)
