@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import logging
 from contextlib import asynccontextmanager
 
@@ -48,6 +49,9 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
 
     @asynccontextmanager
     async def lifespan(app: FastAPI):
+        # What start-up built (modules, the app, the mappers) lives as long as the process: out of
+        # the collector's sight, a full collection no longer walks it (pauses of tens of ms under load).
+        gc.freeze()
         stop = asyncio.Event()
         task = transport = None
         if run_worker:
