@@ -185,15 +185,17 @@ def test_messages_use_crlf_only_and_decode_to_their_content(html, text):
 
 
 _qp_alphabet = st.sampled_from(list("ab .=é\t\r\n") + ["x" * 70, "=" * 30, " " * 40, "é" * 30])
+_qp_piece = st.lists(_qp_alphabet, max_size=12).map("".join)
 
 
 @settings(max_examples=300, deadline=None)
-@given(pieces=st.lists(st.lists(_qp_alphabet, max_size=12).map("".join), max_size=10))
+@given(pieces=st.lists(_qp_piece | _qp_piece.map(mime.Recurring), max_size=10))
 @example(pieces=["x" * 76, "y"])
 @example(pieces=["a" * 73 + "=" * 3, "b", "c\r", "\nd"])
 def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
     # Static template text is encoded once and slot values per recipient, joined by soft line
     # breaks: the part must decode to exactly the joined text, with lines of at most 76 characters.
+    # (Both parts get the same pieces: the second encodes the Recurring ones from the cache.)
     data = mime.build(sender=mime.parse_from("N <news@news.example.com>"), recipient="r@example.org",
                       recipient_name="", subject="s", html=pieces, text=pieces, message_id="<i@x>",
                       date=datetime(2026, 3, 2, tzinfo=UTC), unsubscribe_url="https://u.example/u",
@@ -206,6 +208,16 @@ def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
     normal = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
     for part in parsed.iter_parts():
         assert normal(part.get_content()) == normal("".join(pieces))
+
+
+def test_only_recurring_text_is_remembered():
+    # A recipient's own text (a body rendered by Liquid, a link with its token) never comes again:
+    # remembering it would grow the worker by a message's size per recipient.
+    mime._QP_CACHE.clear()
+    footer = mime.Recurring("<p>" + "static footer " * 100 + "</p>")
+    for n in range(50):
+        mime.qp_pieces([f"<p>Hello reader {n}</p>" * 100, footer, f"https://t.example/t/c/{n:040d}"])
+    assert list(mime._QP_CACHE) == [footer]
 
 
 _html_bits = st.sampled_from(["<body>", "<BODY class='x'>", "</body>", "</body >", "<p>", "x", "é", "<bo", "dy>",

@@ -172,7 +172,9 @@ class Campaign(Base):
     updated_at: Mapped[datetime]
 
 
-DUE_CONDITION = "status IN ('queued', 'deferred')"  # written out: a bound parameter cannot match a partial index
+PENDING = ("queued", "deferred")  # a delivery waiting for (another) attempt
+# Written out in the SQL: a bound parameter cannot match a partial index.
+DUE_CONDITION = "status IN ({})".format(", ".join(f"'{status}'" for status in PENDING))
 
 
 class Delivery(Base):

@@ -108,9 +108,13 @@ def _wrap(line: bytes, limit: int) -> bytes:
     return b"\r\n".join(out)
 
 
+class Recurring(str):
+    """Text that recurs in many messages (a template's static text): `qp_pieces` remembers its
+    encoding. Anything derived from it (a slice, a join) is a plain str again."""
+
+
 _QP_CACHE: dict[str, bytes] = {}
 _QP_CACHE_SIZE = 20_000
-_QP_CACHE_MIN = 48  # shorter pieces (names, tokens) are cheaper to encode than to remember
 
 
 def _qp_piece(piece: str) -> bytes:
@@ -126,8 +130,9 @@ def _qp_piece(piece: str) -> bytes:
 def qp_pieces(pieces: list[str]) -> bytes:
     """Quoted-printable of "".join(pieces), encoded piece by piece with a soft line break between
     pieces that do not end a line. A decoder joins them again, so the decoded text is the same;
-    what is saved is encoding a template's static text again for every recipient: it is the same
-    string objects each time, encoded once and remembered."""
+    what is saved is encoding a template's static text again for every recipient: `Recurring`
+    pieces are encoded once and remembered (only they: a recipient's values, links and bodies
+    would fill the cache with text that never comes again)."""
     if any(piece.endswith("\r") for piece in pieces):  # a CR LF might be split between two pieces
         return _qp("".join(pieces))
     out: list[bytes] = []
@@ -135,10 +140,11 @@ def qp_pieces(pieces: list[str]) -> bytes:
     for piece in pieces:
         if not piece:
             continue
-        encoded = cache.get(piece)
+        recurring = type(piece) is Recurring
+        encoded = cache.get(piece) if recurring else None
         if encoded is None:
             encoded = _qp_piece(piece)
-            if len(piece) >= _QP_CACHE_MIN:
+            if recurring:
                 if len(cache) >= _QP_CACHE_SIZE:
                     cache.clear()
                 cache[piece] = encoded

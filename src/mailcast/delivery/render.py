@@ -13,6 +13,8 @@ from liquid import Environment
 from markupsafe import escape
 from liquid.exceptions import LiquidError
 
+from mailcast.delivery.message import Recurring
+
 # HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do not.
 HTML_ENV = Environment(autoescape=True)
 TEXT_ENV = Environment(autoescape=False)
@@ -59,7 +61,7 @@ class SlotTemplate:
 
     def __init__(self, env: Environment, source: str) -> None:
         pieces = _OUTPUT_TAG.split(source)
-        self.static = pieces[0::2]
+        self.static = [Recurring(piece) for piece in pieces[0::2]]
         slots = [p.strip() for p in pieces[1::2]]
         self.escape = env.autoescape
         self.expressions = {e: env.from_string("{{ " + e + " }}") for e in set(slots) if not _LINK_SLOT.match(e)}
@@ -191,12 +193,20 @@ def recipient_context(email: str, first_name: str | None, last_name: str | None,
 
 @dataclass
 class Rendered:
+    """The bodies as the pieces they were rendered from (see SlotTemplate.pieces); the sender
+    encodes the pieces, `html` and `text` are their concatenation for everyone else."""
+
     subject: str
-    html: str | None
-    text: str
-    # The same bodies as pieces whose concatenation they are (see SlotTemplate.pieces).
-    html_pieces: list[str] | None = None
-    text_pieces: list[str] | None = None
+    html_pieces: list[str] | None
+    text_pieces: list[str]
+
+    @property
+    def html(self) -> str | None:
+        return None if self.html_pieces is None else "".join(self.html_pieces)
+
+    @property
+    def text(self) -> str:
+        return "".join(self.text_pieces)
 
 
 def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[str], open_pixel_url: str | None,
@@ -219,8 +229,7 @@ def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[
         raise RenderError(f"could not render for {context.get('email')}: {exc}") from exc
     if html is not None:
         html = _decorate_html(html, "".join(preview) if preview else None, open_pixel_url)
-    return Rendered(subject=subject, html="".join(html) if html is not None else None, text="".join(text),
-                    html_pieces=html, text_pieces=text)
+    return Rendered(subject=subject, html_pieces=html, text_pieces=text)
 
 
 def _pieces(template: Any, values: dict[str, Any], links: list[str]) -> list[str] | None:

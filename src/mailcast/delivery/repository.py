@@ -10,9 +10,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.db.models import DUE_CONDITION, Campaign, Contact, Delivery, Domain
-
-PENDING = ("queued", "deferred")
+from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, Domain
 
 
 @dataclass

@@ -70,9 +70,7 @@ class EventWriter:
         while self._pending:
             batch, self._pending = self._pending, []
             try:
-                async with self.sessions() as session:
-                    await write(session, [hit for hit, _ in batch], self.window, self.is_machine)
-                    await session.commit()
+                await self._commit([hit for hit, _ in batch])
             except Exception as exc:  # every waiter learns; the next batch tries afresh
                 for _, future in batch:
                     if not future.done():
@@ -82,6 +80,12 @@ class EventWriter:
                 for _, future in batch:
                     if not future.done():
                         future.set_result(None)
+
+    async def _commit(self, hits: list[Hit]) -> None:
+        """One transaction for a batch, in either mode."""
+        async with self.sessions() as session:
+            await write(session, hits, self.window, self.is_machine)
+            await session.commit()
 
     async def _flush_every(self) -> None:
         while self._buffer:
@@ -100,9 +104,7 @@ class EventWriter:
                 batch = self._buffer[:FLUSH_CHUNK]
                 del self._buffer[:FLUSH_CHUNK]
                 try:
-                    async with self.sessions() as session:
-                        await write(session, batch, self.window, self.is_machine)
-                        await session.commit()
+                    await self._commit(batch)
                 except BaseException:
                     self._buffer[:0] = batch
                     raise
