@@ -10,7 +10,8 @@ from hypothesis import given, strategies as st
 from sqlalchemy import select
 
 from mailcast.campaigns.ab import sizes
-from mailcast.db.models import Delivery, Event
+from mailcast.db.models import Delivery
+from mailcast.tracking.events import Hit, write
 
 AB = {"enabled": True, "split_percent": 50, "sample_percent": 60, "winner_metric": "open_rate",
       "evaluate_after_minutes": 60, "variant_b": {"subject": "B: {{ first_name }}", "html": "<p>Variant B body</p>"}}
@@ -99,8 +100,7 @@ async def _open(sessions, campaign_id: str, group: str, how_many: int, clock, ma
         ids = (await session.execute(select(Delivery.id).where(Delivery.campaign_id == campaign_id,
                                                                Delivery.ab_group == group)
                                      .order_by(Delivery.id).limit(how_many))).scalars().all()
-        for delivery_id in ids:
-            session.add(Event(delivery_id=delivery_id, type="open", at=clock(), machine=machine))
+        await write(session, [Hit("open", i, clock(), "Mail") for i in ids], 0, lambda *_: machine)  # as the pixel does
         await session.commit()
 
 

@@ -6,7 +6,8 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from mailcast.db.models import Delivery, Event
+from mailcast.db.models import Delivery
+from mailcast.tracking.events import Hit, write
 
 
 async def _sent_campaign(tenant, worker, n: int = 6) -> dict:
@@ -23,9 +24,8 @@ async def _opens(sessions, campaign_id: str, emails: list[str], clock, machine: 
     async with sessions() as session:
         rows = (await session.execute(select(Delivery.id, Delivery.email)
                                       .where(Delivery.campaign_id == campaign_id))).all()
-        for delivery_id, email in rows:
-            if email in emails:
-                session.add(Event(delivery_id=delivery_id, type="open", at=clock(), machine=machine))
+        hits = [Hit("open", delivery_id, clock(), "Mail") for delivery_id, email in rows if email in emails]
+        await write(session, hits, 0, lambda *_: machine)  # what the pixel endpoint records
         await session.commit()
 
 

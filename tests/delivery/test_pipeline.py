@@ -97,6 +97,36 @@ async def test_unsubscribe_takes_effect_before_the_next_batch(tenant, worker, re
     assert (await _get(tenant, campaign))["status"] == "sent"
 
 
+async def test_a_contact_deleted_mid_campaign_gets_nothing(tenant, worker, relay, settings, sessions):
+    worker.sender.concurrency = 5
+    settings.worker_batch_size = 5
+    campaign = await _campaign(tenant, n=10)
+    assert await worker.sender.send_batch() == 5
+    later = "p8@example.org"
+    contact = (await tenant.get("/v1/contacts", params={"email": later})).json()["data"][0]
+    assert (await tenant.request("DELETE", f"/v1/contacts/{contact['id']}")).status_code == 200
+    await worker.run_until_idle()
+    assert later not in relay.handler.counts() and len(relay.handler.messages) == 9
+    async with sessions() as session:
+        row = (await session.execute(select(Delivery).where(Delivery.email == later))).scalar_one()
+    assert row.status == "failed"  # the audit trail keeps the address it was meant for
+    assert (await _get(tenant, campaign))["status"] == "sent"
+
+
+async def test_deleting_a_cancelled_campaign_removes_its_deliveries(tenant, worker, relay, settings, sessions):
+    worker.sender.concurrency = 5
+    settings.worker_batch_size = 5
+    campaign = await _campaign(tenant, n=10)
+    kept = await _campaign(tenant, n=3)
+    assert await worker.sender.send_batch() == 5
+    await tenant.post(f"/v1/campaigns/{campaign['id']}/pause")  # sending cannot be cancelled, paused can
+    assert (await tenant.post(f"/v1/campaigns/{campaign['id']}/cancel")).json()["status"] == "cancelled"
+    assert (await tenant.request("DELETE", f"/v1/campaigns/{campaign['id']}")).status_code == 200
+    async with sessions() as session:
+        left = (await session.execute(select(Delivery.campaign_id))).scalars().all()
+    assert set(left) == {kept["id"]}
+
+
 async def test_temporary_failures_give_up_after_the_lifetime(tenant, worker, relay, clock, settings, sessions):
     settings.retry_lifetime_hours = 1
     relay.handler.reject = set()

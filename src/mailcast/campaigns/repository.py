@@ -57,12 +57,23 @@ async def compare_and_set(session: AsyncSession, campaign_id: str, expected: Sta
 
 
 async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -> bool:
+    """Deletes the campaign and its deliveries (their events follow by foreign key)."""
     stmt = delete(Campaign).where(Campaign.id == campaign_id, Campaign.status == expected.value)
-    return (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount == 1
+    if (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount != 1:
+        return False
+    await session.execute(delete(Delivery).where(Delivery.campaign_id == campaign_id)
+                          .execution_options(synchronize_session=False))
+    return True
 
 
 def _engaged(kind: str, campaign_id: str):
-    """A person (not a machine) opened / clicked campaign `campaign_id`: the contact of the outer query."""
+    """A person (not a machine) opened / clicked campaign `campaign_id`: the contact of the outer query.
+    Opens are read from the delivery (`opened_at`, found through the (campaign, contact) index)."""
+    if kind == "open":
+        return (select(Delivery.id)
+                .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id,
+                       Delivery.opened_at.is_not(None))
+                .exists())
     return (
         select(Event.id)
         .join(Delivery, Delivery.id == Event.delivery_id)
@@ -234,12 +245,11 @@ async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campa
 
 
 async def non_opener_count(session: AsyncSession, campaign_id: str) -> int:
-    """Recipients the campaign was delivered to who have not opened it and can still be mailed:
-    one set query (NOT EXISTS)."""
-    opened = (select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open",
-                                     Event.machine.is_(False)).exists())
+    """Recipients the campaign was delivered to who have not opened it and can still be mailed.
+    On PostgreSQL the deliveries side is read from `ix_deliveries_campaign_status` alone (it carries
+    contact_id and opened_at), joined to the contacts that are still reachable."""
     stmt = (select(func.count()).select_from(Delivery).join(Contact, Contact.id == Delivery.contact_id)
-            .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", ~opened,
+            .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.opened_at.is_(None),
                    Contact.unsubscribed.is_(False), Contact.suppressed_reason.is_(None)))
     return (await session.execute(stmt)).scalar_one()
 

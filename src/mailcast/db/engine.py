@@ -29,6 +29,10 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", True)
+    if make_url(url).get_driver_name() == "asyncpg":
+        # No JIT compilation: it cost the counts over a million deliveries ~0.4 s of compiling
+        # for a query that runs in ~0.35 s, and nothing mailcast asks for runs long enough to gain.
+        kwargs.setdefault("connect_args", {}).setdefault("server_settings", {}).setdefault("jit", "off")
     return create_async_engine(url, **kwargs)
 
 

@@ -8,6 +8,7 @@ from typing import Any
 from sqlalchemy import (
     Boolean,
     ForeignKey,
+    ForeignKeyConstraint,
     Index,
     Integer,
     String,
@@ -178,7 +179,15 @@ DUE_CONDITION = "status IN ({})".format(", ".join(f"'{status}'" for status in PE
 
 
 class Delivery(Base):
-    """One row per (campaign, contact): the send queue and the audit trail at once."""
+    """One row per (campaign, contact): the send queue and the audit trail at once.
+
+    On PostgreSQL the table has no foreign keys: checking two of them for every row was half of
+    the time a campaign's recipient snapshot took (7 of 15 s for a million recipients). The code
+    keeps what they kept: deleting a campaign deletes its deliveries (campaigns/repository.py),
+    and a delivery whose contact was deleted keeps the contact's id, which then matches no
+    contact (every read joins contacts, so such a delivery counts as unreachable). SQLite keeps
+    the keys of its first schema (dropping one there means rebuilding the table) and sets the
+    id to NULL; both mean the same to the code."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -187,12 +196,16 @@ class Delivery(Base):
         # the table). Partial, so the claim reads a handful of index entries whatever the history.
         Index("ix_deliveries_due", "campaign_id", "next_attempt_at", "id",
               postgresql_where=text(DUE_CONDITION), sqlite_where=text(DUE_CONDITION)),
-        Index("ix_deliveries_campaign_status", "campaign_id", "status"),
+        # Per-campaign counts by status; on PostgreSQL it also carries what the non-opener count
+        # reads, so that count never visits the table (an index-only scan).
+        Index("ix_deliveries_campaign_status", "campaign_id", "status", postgresql_include=["contact_id", "opened_at"]),
+        ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
+        ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL").ddl_if(dialect="sqlite"),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
-    contact_id: Mapped[str | None] = mapped_column(ForeignKey("contacts.id", ondelete="SET NULL"))
+    campaign_id: Mapped[str] = mapped_column(String(40))
+    contact_id: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str] = mapped_column(String(320))
     variant: Mapped[str] = mapped_column(String(10), default="a")  # the content it gets: a or b
     # The A/B assignment, never changed: a, b or holdback (holdback rows wait as "held" for the winner).
@@ -206,6 +219,9 @@ class Delivery(Base):
     message_id: Mapped[str | None] = mapped_column(String(255))
     # Every pixel load counts here; only the first (human and machine) open becomes an event row.
     open_count: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    # When a person (not a machine) first opened it; the same fact as its first human open event,
+    # kept here so "who opened" is read from an index, not from a join over every open event.
+    opened_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]

@@ -25,7 +25,7 @@ class Claimed:
     first_name: str | None
     last_name: str | None
     metadata: dict[str, Any] | None
-    reachable: bool  # still subscribed and not suppressed
+    reachable: bool  # the contact still exists, is subscribed and not suppressed
 
 
 async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
@@ -75,15 +75,16 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     return [
         Claimed(id=r[0], campaign_id=r[1], contact_id=r[2], email=r[3], variant=r[4], attempts=r[5],
                 created_at=r[6], first_name=r[7], last_name=r[8], metadata=r[9],
-                reachable=r[2] is not None and not r[10] and r[11] is None)
+                reachable=r[12] is not None and not r[10] and r[11] is None)
         for r in rows
     ]
 
 
 _CLAIMED_DELIVERY = (Delivery.id, Delivery.campaign_id, Delivery.contact_id, Delivery.email, Delivery.variant,
                      Delivery.attempts, Delivery.created_at)
+# Contact.id last: NULL when the contact was deleted (its delivery keeps the id; see the model).
 _CLAIMED_CONTACT = (Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
-                    Contact.suppressed_reason)
+                    Contact.suppressed_reason, Contact.id)
 
 
 async def mark_sending(session: AsyncSession, worker: str, ids: Sequence[int], now: datetime,

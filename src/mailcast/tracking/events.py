@@ -18,7 +18,7 @@ from collections import Counter
 from dataclasses import dataclass
 from datetime import datetime
 
-from sqlalchemy import bindparam, insert, select, update
+from sqlalchemy import bindparam, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.db.models import Delivery, Event
@@ -136,7 +136,7 @@ async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_
     seen = set((await session.execute(
         select(Event.delivery_id, Event.machine).where(Event.delivery_id.in_(ids), Event.type == "open")
     )).all())
-    events, loads = [], Counter()
+    events, loads, opened = [], Counter(), {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
             continue
@@ -146,6 +146,8 @@ async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_
             seen.add((hit.delivery_id, machine))
             events.append({"delivery_id": hit.delivery_id, "type": "open", "at": hit.at, "url": None,
                            "user_agent": agent, "machine": machine})
+            if not machine:
+                opened[hit.delivery_id] = hit.at
         if hit.kind == "open":
             loads[hit.delivery_id] += 1
         else:
@@ -153,10 +155,12 @@ async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_
                            "url": (hit.url or "")[:2000], "user_agent": agent, "machine": machine})
     if events:
         await session.execute(insert(Event), events)
-    if loads:
+    if loads or opened:  # one statement for both: the load count and the first human open
         table = Delivery.__table__
         await session.execute(
             update(table).where(table.c.id == bindparam("row_id"))
-            .values(open_count=table.c.open_count + bindparam("loads")),
-            [{"row_id": delivery_id, "loads": n} for delivery_id, n in loads.items()],
+            .values(open_count=table.c.open_count + bindparam("loads"),
+                    opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type))),
+            [{"row_id": delivery_id, "loads": loads[delivery_id], "opened": opened.get(delivery_id)}
+             for delivery_id in loads.keys() | opened.keys()],
         )
