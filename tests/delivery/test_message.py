@@ -210,6 +210,18 @@ def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
         assert normal(part.get_content()) == normal("".join(pieces))
 
 
+@settings(max_examples=500, deadline=None)
+@given(piece=st.text(st.characters(max_codepoint=0x7F) | st.sampled_from(["é", ".", " ", "=", "\t"]), min_size=1,
+                     max_size=80))
+@example(piece=".")
+@example(piece="a ")
+@example(piece="x" * 76)
+def test_a_piece_taken_as_it_is_is_what_the_encoder_would_write(piece):
+    # The shortcut for merge values and links must agree with binascii wherever it is taken.
+    if mime._unchanged_by_qp(piece):
+        assert mime._qp(piece) == piece.encode("ascii")
+
+
 def test_only_recurring_text_is_remembered():
     # A recipient's own text (a body rendered by Liquid, a link with its token) never comes again:
     # remembering it would grow the worker by a message's size per recipient.

@@ -187,7 +187,10 @@ def test_wire_body_is_what_aiosmtplib_would_send(data):
 
     from mailcast.delivery.transport import wire_body
 
-    assert wire_body(data) == PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
+    assert wire_body(data) == expected
+    if data.count(b"\r\n") == data.count(b"\n") == data.count(b"\r"):  # what the sender marks as CRLF already
+        assert wire_body(data, crlf=True) == expected
 
 
 async def test_non_ascii_recipients_still_go_through_the_library():

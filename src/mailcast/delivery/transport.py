@@ -37,6 +37,8 @@ class Envelope:
     recipient: str
     data: bytes
     sender_domain: str
+    # The data's line endings are CRLF throughout (what message.build writes): nothing to check.
+    crlf: bool = False
 
 
 @dataclass(frozen=True)
@@ -234,7 +236,7 @@ class SmtpRelay:
         if start.code != 354:
             return _classify(start.code, start.message)
         phase.append(_Phase.BODY)
-        response = await _send_body(client, envelope.data, self.timeout)
+        response = await _send_body(client, envelope.data, self.timeout, envelope.crlf)
         return _classify(response.code, response.message)
 
     def _discard(self, client: aiosmtplib.SMTP | None) -> None:
@@ -263,27 +265,28 @@ async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, .
     return response
 
 
-def wire_body(data: bytes) -> bytes:
+def wire_body(data: bytes, crlf: bool = False) -> bytes:
     """The message as DATA sends it: CRLF line endings, leading dots doubled, the final dot.
-    The messages built here are CRLF already; counting is much cheaper than aiosmtplib's regex
-    normalisation, which is kept for anything else."""
-    crlf = data.count(b"\r\n")
-    if data.count(b"\n") != crlf or data.count(b"\r") != crlf or not data.endswith(b"\r\n"):
-        data = normalize_message_line_endings(data)
+    The messages built here are CRLF already (`crlf`: known to be, so not even counted); counting
+    is much cheaper than aiosmtplib's regex normalisation, which is kept for anything else."""
+    if not (crlf and data.endswith(b"\r\n")):
+        pairs = data.count(b"\r\n")
+        if data.count(b"\n") != pairs or data.count(b"\r") != pairs or not data.endswith(b"\r\n"):
+            data = normalize_message_line_endings(data)
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data
     return data + b".\r\n"
 
 
-async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float):
+async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float, crlf: bool = False):
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
     told apart from one before the relay agreed to take a message. (The write and the reply read
     mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""
     protocol = client.protocol
     if protocol is None:
         raise SMTPServerDisconnected("Connection lost")
-    payload = wire_body(data)
+    payload = wire_body(data, crlf)
     protocol._response_pending = True
     protocol.write(payload)
     return await protocol.read_response(timeout=timeout)
