@@ -40,7 +40,8 @@ def header_safe(value: str) -> str:
 def check_headers(data: bytes) -> None:
     """The last word before a message leaves: its header block holds only the headers we write,
     each once."""
-    head = data.split(b"\r\n\r\n", 1)[0]
+    end = data.find(b"\r\n\r\n")  # not split(): that would copy the whole body too
+    head = data if end < 0 else data[:end]
     seen: set[bytes] = set()
     for line in head.split(b"\r\n"):
         if line[:1] in (b" ", b"\t"):
@@ -143,13 +144,13 @@ def qp_pieces(pieces: list[str]) -> bytes:
     what is saved is encoding a template's static text again for every recipient: `Recurring`
     pieces are encoded once and remembered (only they: a recipient's values, links and bodies
     would fill the cache with text that never comes again)."""
-    if any(piece.endswith("\r") for piece in pieces):  # a CR LF might be split between two pieces
-        return _qp("".join(pieces))
     out: list[bytes] = []
     cache = _QP_CACHE
     for piece in pieces:
         if not piece:
             continue
+        if piece[-1] == "\r":  # a CR LF might be split between two pieces
+            return _qp("".join(pieces))
         recurring = type(piece) is Recurring
         encoded = cache.get(piece) if recurring else None
         if encoded is None:
