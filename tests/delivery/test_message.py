@@ -238,8 +238,8 @@ def test_only_recurring_text_is_remembered():
     assert list(mime._QP_CACHE) == [footer]
 
 
-_html_bits = st.sampled_from(["<body>", "<BODY class='x'>", "</body>", "</body >", "<p>", "x", "é", "<bo", "dy>",
-                              "</bo", "dy>", ""])
+_html_bits = st.sampled_from(["<body>", "<BODY class='x'>", "</body>", "</body >", "</BODY>", "</Body>", "<p>", "x",
+                              "é", "<bo", "dy>", "</bo", "dy>", ""])
 
 
 @settings(max_examples=300, deadline=None)

@@ -145,24 +145,31 @@ def qp_pieces(pieces: list[str]) -> bytes:
     pieces are encoded once and remembered (only they: a recipient's values, links and bodies
     would fill the cache with text that never comes again)."""
     out: list[bytes] = []
-    cache = _QP_CACHE
+    append, cached, recurring = out.append, _QP_CACHE.get, Recurring
+    ends_line = True  # the output so far ends a line (no soft break needed before the next piece)
     for piece in pieces:
         if not piece:
             continue
         if piece[-1] == "\r":  # a CR LF might be split between two pieces
             return _qp("".join(pieces))
-        recurring = type(piece) is Recurring
-        encoded = cache.get(piece) if recurring else None
-        if encoded is None:
+        if type(piece) is recurring:
+            encoded = cached(piece)
+            if encoded is None:
+                encoded = _remember(piece)
+        else:
             encoded = _qp_piece(piece)
-            if recurring:
-                if len(cache) >= _QP_CACHE_SIZE:
-                    cache.clear()
-                cache[piece] = encoded
-        if out and not out[-1].endswith(b"\n"):
-            out.append(b"=\r\n")
-        out.append(encoded)
+        if not ends_line:
+            append(b"=\r\n")
+        append(encoded)
+        ends_line = encoded[-1] == 10  # b"\n"
     return b"".join(out)
+
+
+def _remember(piece: str) -> bytes:
+    if len(_QP_CACHE) >= _QP_CACHE_SIZE:
+        _QP_CACHE.clear()
+    encoded = _QP_CACHE[piece] = _qp_piece(piece)
+    return encoded
 
 
 _TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'

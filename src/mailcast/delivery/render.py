@@ -5,8 +5,10 @@ from __future__ import annotations
 
 import html as htmllib
 import re
+from bisect import bisect_left
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
+from itertools import accumulate
 from typing import Any
 
 from liquid import Environment
@@ -254,34 +256,47 @@ def _decorate_html(pieces: list[str], preview: str | None, pixel_url: str | None
         inserts.append((match.end() if match else 0, hidden))
     if pixel_url:
         pixel = f'<img src="{htmllib.escape(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
-        match = None
-        for match in _BODY_CLOSE.finditer(html):
-            pass
+        match = _last_body_close(html)
         inserts.append((match.start() if match else len(html), pixel))
     # sorted by position; on a tie the preheader stays first (it was inserted before the pixel was placed)
     return _insert(pieces, sorted(inserts, key=lambda insert: insert[0])) if inserts else pieces
 
 
+def _last_body_close(html: str) -> re.Match | None:
+    """The last `</body>`, looked for from the end (it is nearly always there) and only then in
+    the whole text."""
+    start = max(html.rfind("</body"), html.rfind("</BODY"), 0)
+    match = None
+    for match in _BODY_CLOSE.finditer(html, start):
+        pass
+    if match is None and start:
+        for match in _BODY_CLOSE.finditer(html):
+            pass
+    return match
+
+
 def _insert(pieces: list[str], inserts: list[tuple[int, str]]) -> list[str]:
-    """`inserts`: (offset in the joined text, text), offsets in ascending order."""
-    out: list[str] = []
-    offset = 0  # of the current piece's start
-    pending = list(inserts)
-    for piece in pieces:
-        end = offset + len(piece)
-        start_in_piece = 0
-        while pending and pending[0][0] <= end:
-            position, text = pending.pop(0)
-            cut = position - offset
-            if cut > start_in_piece:
-                out.append(piece[start_in_piece:cut])
-            out.append(text)
-            start_in_piece = cut
-        if start_in_piece < len(piece):
-            out.append(piece[start_in_piece:] if start_in_piece else piece)
-        offset = end
-    out.extend(text for _, text in pending)  # only when there were no pieces at all
+    """`inserts`: (offset in the joined text, text), offsets in ascending order. The piece each
+    one falls in is found by bisection (not by walking a message's few hundred pieces) and split
+    there; the parts of a template's static text stay `Recurring`: where a tag sits in static
+    text is the same for every recipient, so their encoding is remembered too."""
+    if not pieces:
+        return [text for _, text in inserts]
+    ends = list(accumulate(map(len, pieces)))  # where each piece ends in the joined text
+    out = list(pieces)
+    for position, text in reversed(inserts):  # from the back: the pieces in front keep their places
+        i = min(bisect_left(ends, position), len(ends) - 1)
+        piece = out[i]  # the original piece, or the front of it when a later insert split it already
+        cut = position - (ends[i] - len(pieces[i]))
+        out[i : i + 1] = [_part(piece, 0, cut), text, _part(piece, cut, len(piece))]
     return out
+
+
+def _part(piece: str, start: int, end: int) -> str:
+    if start == 0 and end == len(piece):
+        return piece
+    part = piece[start:end]
+    return Recurring(part) if type(piece) is Recurring and part else part
 
 
 class _TextExtractor(HTMLParser):
