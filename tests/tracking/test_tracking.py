@@ -224,3 +224,37 @@ async def test_a_failed_buffered_write_keeps_its_hits_for_the_next(tenant, sent,
     await writer.close()
     assert (await _events(sessions)).count(("click", False)) == 3
     await unreachable.dispose()
+
+
+async def test_a_full_buffer_holds_requests_for_a_write_and_never_for_a_broken_database(tenant, sent, sessions, app,
+                                                                                         tmp_path):
+    # Back-pressure: with `max_buffered` events waiting a request waits for the next chunk to be
+    # written (not for the hour-long interval), and while writes fail it is answered anyway; either
+    # way every answered hit is kept and written once.
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import EventWriter
+    from mailcast.tracking.service import is_machine
+
+    campaign, links = sent
+    pixels = [links[f"t{i % 3}@example.org"]["pixel"] for i in range(60)]
+    app.state.events = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600, max_buffered=20)
+    answers = await asyncio.wait_for(asyncio.gather(*(tenant.client.get(p, headers=BROWSER) for p in pixels)), 30)
+    assert [a.status_code for a in answers] == [200] * 60
+    async with sessions() as session:
+        written = sum((await session.execute(select(Delivery.open_count))).scalars())
+    assert written >= 40  # the full buffer was written without waiting for the interval
+    await app.state.events.close()
+    async with sessions() as session:
+        assert sum((await session.execute(select(Delivery.open_count))).scalars()) == 60
+
+    broken = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'empty' / 'x.db'}")  # no tables
+    writer = app.state.events = EventWriter(session_factory(broken), 2, is_machine, flush_seconds=3600,
+                                            max_buffered=5)
+    answers = await asyncio.wait_for(asyncio.gather(*(tenant.client.get(p, headers=BROWSER) for p in pixels)), 30)
+    assert [a.status_code for a in answers] == [200] * 60
+    writer.sessions = app.state.sessions  # the database is back
+    await writer.close()
+    async with sessions() as session:
+        assert sum((await session.execute(select(Delivery.open_count))).scalars()) == 120
+    await broken.dispose()

@@ -8,11 +8,13 @@ one transaction instead of four statements and a commit of its own.
 Buffered (`flush_seconds` > 0): a request is answered at once and its event is written with the
 others of the last `flush_seconds`, and on shutdown. A clean shutdown loses nothing; a crash
 (kill -9, power) loses at most the last interval's events. A failed write is retried at the
-next interval. When `max_buffered` events wait, requests wait for a write (back-pressure)."""
+next interval. When `max_buffered` events wait, a request waits until the next chunk is written
+(back-pressure: one chunk's write, not the whole backlog; while writes fail it does not wait)."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections import Counter
 from dataclasses import dataclass
@@ -49,6 +51,9 @@ class EventWriter:
         self._buffer: list[Hit] = []
         self._flusher: asyncio.Task | None = None
         self._flushing = asyncio.Lock()
+        self._wake = asyncio.Event()  # the buffer is full: write now, not at the end of the interval
+        self._room = asyncio.Event()  # set after every chunk written (or failed)
+        self._failing = False  # the last write failed: requests do not wait for room
 
     async def record(self, hit: Hit) -> None:
         """Group commit: returns once the hit is committed, raises if its transaction failed.
@@ -57,8 +62,10 @@ class EventWriter:
             self._buffer.append(hit)
             if self._flusher is None or self._flusher.done():
                 self._flusher = asyncio.create_task(self._flush_every())
-            if len(self._buffer) >= self.max_buffered:
-                await self.flush()
+            while len(self._buffer) >= self.max_buffered and not self._failing:
+                self._wake.set()
+                self._room.clear()
+                await self._room.wait()
             return
         future = asyncio.get_running_loop().create_future()
         self._pending.append((hit, future))
@@ -89,7 +96,9 @@ class EventWriter:
 
     async def _flush_every(self) -> None:
         while self._buffer:
-            await asyncio.sleep(self.flush_seconds)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+            self._wake.clear()
             try:
                 await self.flush()
             except Exception:  # kept; tried again at the next interval
@@ -107,7 +116,12 @@ class EventWriter:
                     await self._commit(batch)
                 except BaseException:
                     self._buffer[:0] = batch
+                    self._failing = True
                     raise
+                else:
+                    self._failing = False
+                finally:
+                    self._room.set()
 
     async def close(self) -> None:
         """On shutdown: every acknowledged event is written before this returns."""
