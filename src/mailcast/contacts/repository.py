@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select, update
+from sqlalchemy import func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
@@ -54,6 +54,17 @@ async def list_page(
             AudienceMember.audience_id == audience_id
         )
     return list((await session.execute(paginate_query(stmt, Contact.id, limit, cursor))).scalars())
+
+
+async def refresh_statistics(session: AsyncSession) -> None:
+    """PostgreSQL plans with the statistics of the last ANALYZE. During a large import into a new
+    database they still describe an empty table (autovacuum comes a minute later at best, or
+    never when it is off), and the address lookup was then planned as "every contact of the
+    account, compared with 500 addresses": an import slowed down with every 10,000 contacts
+    (1 s -> 13 s a chunk at 80,000). ANALYZE samples a bounded number of rows (~0.1 s at a
+    million); it holds a lock that only another ANALYZE or VACUUM waits for."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("ANALYZE contacts, audience_members"))
 
 
 async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:

@@ -120,6 +120,11 @@ async def delete_contact(session: AsyncSession, account_id: str, contact_id: str
         raise NotFound("No such contact")
 
 
+# An import that creates this many contacts refreshes the planner's statistics (see
+# repository.refresh_statistics).
+STATISTICS_AFTER = 1_000
+
+
 async def import_contacts(
     session: AsyncSession, account_id: str, rows: list[ImportRow], audience_id: str | None, now: datetime,
     max_rows: int, first_index: int = 0,
@@ -184,6 +189,8 @@ async def import_contacts(
     await repo.update_many(session, updates)
     if audience_id:
         await audiences_repo.add_members(session, audience_id, member_ids, now)
+    if len(inserts) >= STATISTICS_AFTER:  # the next lookups are planned for the table as it is now
+        await repo.refresh_statistics(session)
     return ImportResult(created=len(inserts), updated=len(updates) + repeats, invalid=len(errors),
                         total=len(rows), errors=errors)
 
