@@ -21,7 +21,7 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8025"
     host: str = "127.0.0.1"
     port: int = 8025
-    # HMAC key for tracking tokens. Empty means: generated once and kept in <data_dir>/secret_key.
+    # The key tracking tokens are derived from. Empty means: generated once and kept in <data_dir>/secret_key.
     secret_key: SecretStr = SecretStr("")
 
     # Campaigns that may exist at once per plan (spec); 0 means unlimited.
