@@ -6,6 +6,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import (
+    BigInteger,
     Boolean,
     ForeignKey,
     ForeignKeyConstraint,
@@ -213,6 +214,8 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
+    # Set when the row becomes `sending` (a claimed batch is leased in DeliveryLease): the worker
+    # whose answer `record` accepts, and when the recovery may call the row `unknown`.
     lease_owner: Mapped[str | None] = mapped_column(String(80))
     lease_expires_at: Mapped[datetime | None]
     smtp_response: Mapped[str | None] = mapped_column(Text)
@@ -225,6 +228,27 @@ class Delivery(Base):
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
+
+
+class DeliveryLease(Base):
+    """A worker's claim on one batch of a campaign's due deliveries: one row per batch instead of
+    a write to every delivery in it. The batch is every due delivery whose key in the queue's
+    order, (next_attempt_at, id), lies from `first` to `last`; while the lease lives, no other
+    claim takes a row in that range. Its owner renews it with every chunk it marks `sending`, and
+    deletes it when the batch is done. A lease that ran out is deleted by the next claim of its
+    campaign before that claim reads the queue, so its owner, if still alive, finds it gone and
+    sends no more of it (see delivery/repository.py)."""
+
+    __tablename__ = "delivery_leases"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    owner: Mapped[str] = mapped_column(String(80))
+    expires_at: Mapped[datetime]
+    first_at: Mapped[datetime]
+    first_id: Mapped[int] = mapped_column(BigInteger)
+    last_at: Mapped[datetime]
+    last_id: Mapped[int] = mapped_column(BigInteger)
 
 
 class Event(Base):

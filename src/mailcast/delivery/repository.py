@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, exists, func, or_, select, text, update
+from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, Domain
+from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
 
 
 @dataclass
@@ -26,79 +26,116 @@ class Claimed:
     last_name: str | None
     metadata: dict[str, Any] | None
     reachable: bool  # the contact still exists, is subscribed and not suppressed
+    lease_id: int  # the batch's DeliveryLease
 
 
 async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
     """Lease up to `limit` due deliveries of sending campaigns, the campaign that started first
-    first, each campaign's rows by due time. Every campaign is read through the partial index of
-    due rows (`ix_deliveries_due`), so a claim costs the same with a million sent rows behind it.
-    On PostgreSQL concurrent workers skip each other's rows (FOR UPDATE SKIP LOCKED); SQLite runs
-    one worker at a time."""
-    sending = (await session.execute(
-        select(Campaign.id).where(Campaign.status == "sending").order_by(Campaign.send_started_at, Campaign.id)
-    )).scalars().all()
-    rows: list = []
-    postgresql = session.bind.dialect.name == "postgresql"
-    for campaign_id in sending:
-        due = (
-            select(Delivery.id)
-            .where(
-                Delivery.campaign_id == campaign_id,
-                text(DUE_CONDITION),
-                Delivery.next_attempt_at <= now,
-                or_(Delivery.lease_expires_at.is_(None), Delivery.lease_expires_at < now),
-            )
-            .order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(limit - len(rows))
-            .with_for_update(skip_locked=True)
-        )
-        lease_them = (
-            update(Delivery).where(Delivery.id.in_(due.scalar_subquery()))
-            .values(lease_owner=worker, lease_expires_at=now + lease)
-            .execution_options(synchronize_session=False)
-        )
-        if postgresql:  # one statement: the rows come back with their contacts
-            leased = lease_them.returning(*_CLAIMED_DELIVERY).cte("leased")
-            rows += (await session.execute(
-                select(leased, *_CLAIMED_CONTACT).outerjoin(Contact, Contact.id == leased.c.contact_id)
-            )).all()
-        else:  # SQLite has no UPDATE in a WITH
-            ids = list((await session.execute(lease_them.returning(Delivery.id))).scalars())
-            if ids:
-                rows += (await session.execute(
-                    select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
-                    .outerjoin(Contact, Contact.id == Delivery.contact_id).where(Delivery.id.in_(ids))
-                )).all()
-        if len(rows) >= limit:
+    first, each campaign's rows by due time. The lease is one DeliveryLease row per campaign
+    covering a range of the queue's order, not a write to every delivery: the rows are only
+    read (through the partial index of due rows, `ix_deliveries_due`, so a claim costs the same
+    with a million sent rows behind it), with their contacts, in one statement.
+
+    Claims of one campaign take turns on the campaign's row lock (PostgreSQL; SQLite runs one
+    writer at a time anyway). Under it, leases that ran out are deleted first, then rows in the
+    range of a live lease are skipped (`_LEASED`). Deleting waits for an owner renewing the lease at
+    that moment (`mark_sending`), and is undone by nothing: an owner that comes back later finds
+    its lease gone and sends none of its rows, so no row is sent by two workers."""
+    claimed: list[Claimed] = []
+    after = None  # (send_started_at, id) of the campaign done last
+    while len(claimed) < limit:
+        # The next sending campaign, locked; and whether it has leases that ran out.
+        ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
+        stmt = (select(Campaign.id, Campaign.send_started_at, ran_out).where(Campaign.status == "sending")
+                .order_by(Campaign.send_started_at, Campaign.id).limit(1)
+                .with_for_update(of=Campaign, key_share=True))  # FOR NO KEY UPDATE: a lease's key check does not wait
+        if after is not None:
+            stmt = stmt.where(tuple_(Campaign.send_started_at, Campaign.id) > tuple_(*after))
+        campaign = (await session.execute(stmt)).first()
+        if campaign is None:
             break
-    rows.sort(key=lambda r: r[0])
+        campaign_id, started_at, expired = campaign
+        after = (started_at, campaign_id)
+        if expired:
+            await session.execute(
+                delete(DeliveryLease).where(DeliveryLease.campaign_id == campaign_id, DeliveryLease.expires_at <= now)
+                .execution_options(synchronize_session=False)
+            )
+        claimed += await _claim_campaign(session, campaign_id, worker, now, limit - len(claimed), lease)
+    return claimed
+
+
+async def _claim_campaign(session: AsyncSession, campaign_id: str, worker: str, now: datetime, limit: int,
+                          lease: timedelta) -> list[Claimed]:
+    rows = (await session.execute(
+        select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now, ~_LEASED)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )).all()
+    if not rows:
+        return []
+    (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
+    lease_id = (await session.execute(
+        insert(DeliveryLease).values(campaign_id=campaign_id, owner=worker, expires_at=now + lease,
+                                     first_at=first_at, first_id=first_id, last_at=last_at, last_id=last_id)
+        .returning(DeliveryLease.id)
+    )).scalar_one()
     return [
-        Claimed(id=r[0], campaign_id=r[1], contact_id=r[2], email=r[3], variant=r[4], attempts=r[5],
-                created_at=r[6], first_name=r[7], last_name=r[8], metadata=r[9],
-                reachable=r[12] is not None and not r[10] and r[11] is None)
-        for r in rows
+        Claimed(id=id_, campaign_id=campaign_id, contact_id=contact_id, email=email, variant=variant,
+                attempts=attempts, created_at=created_at, first_name=first_name, last_name=last_name,
+                metadata=attributes, reachable=exists_ is not None and not unsubscribed and suppressed is None,
+                lease_id=lease_id)
+        for (id_, _at, contact_id, email, variant, attempts, created_at,
+             first_name, last_name, attributes, unsubscribed, suppressed, exists_) in rows
     ]
 
 
-_CLAIMED_DELIVERY = (Delivery.id, Delivery.campaign_id, Delivery.contact_id, Delivery.email, Delivery.variant,
+# A due row inside the range of a live lease of its campaign (the claim deleted the expired ones).
+_LEASED = exists().where(
+    DeliveryLease.campaign_id == Delivery.campaign_id,
+    tuple_(Delivery.next_attempt_at, Delivery.id).between(
+        tuple_(DeliveryLease.first_at, DeliveryLease.first_id), tuple_(DeliveryLease.last_at, DeliveryLease.last_id)),
+)
+_CLAIMED_DELIVERY = (Delivery.id, Delivery.next_attempt_at, Delivery.contact_id, Delivery.email, Delivery.variant,
                      Delivery.attempts, Delivery.created_at)
-# Contact.id last: NULL when the contact was deleted (its delivery keeps the id; see the model).
+# Contact.id: NULL when the contact was deleted (its delivery keeps the id; see the model).
 _CLAIMED_CONTACT = (Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
                     Contact.suppressed_reason, Contact.id)
 
 
-async def mark_sending(session: AsyncSession, worker: str, ids: Sequence[int], now: datetime,
+async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
                        lease: timedelta) -> set[int]:
-    """Just before handing them to a relay. Only rows still leased to this worker and still
-    pending come back: a row cancelled or re-leased meanwhile is not sent."""
+    """Just before handing them to a relay. Renews the chunk's leases; only rows of a lease this
+    worker still holds, and still pending, come back: a row cancelled meanwhile, or of a lease
+    that ran out and was taken over, is not sent."""
+    held = set((await session.execute(
+        update(DeliveryLease)
+        .where(DeliveryLease.id.in_({c.lease_id for c in chunk}), DeliveryLease.owner == worker)
+        .values(expires_at=now + lease).returning(DeliveryLease.id)
+        .execution_options(synchronize_session=False)
+    )).scalars())
+    ids = [c.id for c in chunk if c.lease_id in held]
+    if not ids:
+        return set()
     stmt = (
         update(Delivery)
-        .where(Delivery.id.in_(list(ids)), Delivery.lease_owner == worker, Delivery.status.in_(PENDING))
-        .values(status="sending", attempts=Delivery.attempts + 1, lease_expires_at=now + lease, updated_at=now)
+        .where(Delivery.id.in_(ids), Delivery.status.in_(PENDING))
+        .values(status="sending", attempts=Delivery.attempts + 1, lease_owner=worker, lease_expires_at=now + lease,
+                updated_at=now)
         .returning(Delivery.id)
         .execution_options(synchronize_session=False)
     )
     return set((await session.execute(stmt)).scalars())
+
+
+async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int]) -> None:
+    """A batch is done (or will not be sent now): its rows not sent are claimable again at once."""
+    await session.execute(
+        delete(DeliveryLease).where(DeliveryLease.id.in_(set(lease_ids)), DeliveryLease.owner == worker)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]]) -> None:
@@ -121,19 +158,15 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
         await session.execute(stmt, [{"row_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows])
 
 
-async def release(session: AsyncSession, worker: str, ids: Sequence[int]) -> None:
-    """Give back leased rows this worker will not send now (paused, cancelled or shutting down)."""
-    if ids:
-        await session.execute(
-            update(Delivery).where(Delivery.id.in_(list(ids)), Delivery.lease_owner == worker,
-                                   Delivery.status.in_(PENDING))
-            .values(lease_owner=None, lease_expires_at=None).execution_options(synchronize_session=False)
-        )
-
-
 async def recover_expired(session: AsyncSession, now: datetime) -> int:
     """Rows a dead worker left in `sending`: they may have reached the relay, so they become
-    `unknown` (counted, never re-sent). Leased but unsent rows simply become claimable again."""
+    `unknown` (counted, never re-sent). Its leased but unsent rows simply become claimable
+    again when the lease runs out (the next claim of the campaign deletes it). Here only leases
+    of campaigns no longer sending are cleared away: they have no claim to do it, and no claim
+    contends for them."""
+    await session.execute(
+        delete(DeliveryLease).where(DeliveryLease.expires_at <= now, DeliveryLease.campaign_id.not_in(
+            select(Campaign.id).where(Campaign.status == "sending"))).execution_options(synchronize_session=False))
     result = await session.execute(
         update(Delivery).where(Delivery.status == "sending", Delivery.lease_expires_at < now)
         .values(status="unknown", smtp_response="the worker stopped while sending; not re-sent", updated_at=now)

@@ -1,10 +1,11 @@
 """The sender: claim a batch of due deliveries, render each message, hand it to the transport and
 record every answer as soon as it comes. It is a job: it commits at its own boundaries.
 
-Crash safety rests on three writes per chunk of messages in flight: claim (a lease, nothing
-sent yet), `sending` (just before the relay sees them), the outcome (just after). A worker that
-dies leaves leased rows (claimable again once the lease runs out: nobody got them) and `sending`
-rows (they may have reached the relay: they become `unknown`, never re-sent)."""
+Crash safety rests on three writes: claim (one lease row per batch, nothing sent yet), then per
+chunk of messages in flight `sending` (just before the relay sees them) and the outcome (just
+after). A worker that dies leaves a lease (its unsent rows are claimable again once it runs
+out: nobody got them) and `sending` rows (they may have reached the relay: they become
+`unknown`, never re-sent)."""
 
 from __future__ import annotations
 
@@ -77,6 +78,9 @@ class Sender:
         plans = await self._plans_for(claimed)
         for start in range(0, len(claimed), self.concurrency):
             await self._send_chunk(claimed[start : start + self.concurrency], plans)
+        async with self.sessions() as session:  # its own transaction: a claim may be waiting on these rows
+            await repo.end_leases(session, self.worker_id, {c.lease_id for c in claimed})
+            await session.commit()
         async with self.sessions() as session:
             finished = await repo.finish_done_campaigns(session, self.clock(), {c.campaign_id for c in claimed})
             await session.commit()
@@ -109,7 +113,7 @@ class Sender:
 
     async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
         async with self.sessions() as session:
-            ours = await repo.mark_sending(session, self.worker_id, [c.id for c in chunk], self.clock(), self.lease)
+            ours = await repo.mark_sending(session, self.worker_id, chunk, self.clock(), self.lease)
             await session.commit()
         work = [c for c in chunk if c.id in ours]
         outcomes = await asyncio.gather(*(self._deliver(c, plans[(c.campaign_id, c.variant)]) for c in work))

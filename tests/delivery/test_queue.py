@@ -1,0 +1,65 @@
+"""The send queue's leases, one per claimed batch: what another worker may and may not take, and
+what a worker whose lease ran out may still send. Driven through the queue's own functions with
+the test clock (the worker processes of test_crash_safety.py show the same end to end)."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from mailcast.delivery import repository as queue
+
+LEASE = timedelta(seconds=60)
+
+
+async def _claim(sessions, worker: str, now, limit: int = 100) -> list[queue.Claimed]:
+    async with sessions() as session:
+        claimed = await queue.claim(session, worker, now, limit, LEASE)
+        await session.commit()
+        return claimed
+
+
+async def _mark(sessions, worker: str, chunk, now) -> set[int]:
+    async with sessions() as session:
+        ours = await queue.mark_sending(session, worker, chunk, now, LEASE)
+        await session.commit()
+        return ours
+
+
+async def _sending_campaign(tenant, recipients: int) -> None:
+    campaign = await tenant.campaign(await tenant.audience(contacts=recipients), draft=None)
+    assert campaign["status"] == "sending"
+
+
+async def test_a_batch_is_one_workers_until_its_lease_runs_out(tenant, sessions, clock):
+    await _sending_campaign(tenant, 6)
+    start = clock()
+    a = await _claim(sessions, "a", start, limit=4)
+    b = await _claim(sessions, "b", start)
+    assert len(a) == 4 and len(b) == 2 and not {d.id for d in a} & {d.id for d in b}
+    assert await _claim(sessions, "c", start + timedelta(seconds=59)) == []
+
+    later = start + timedelta(seconds=61)  # both leases ran out; nothing was sent
+    d = await _claim(sessions, "d", later)
+    assert {x.id for x in d} == {x.id for x in a + b}
+    # The first owners come back: their leases were taken over, so they send nothing.
+    assert await _mark(sessions, "a", a, later) == set()
+    assert await _mark(sessions, "b", b, later) == set()
+    assert await _mark(sessions, "d", d, later) == {x.id for x in d}
+
+
+async def test_a_renewed_lease_keeps_its_rows_and_an_ended_one_frees_them(tenant, sessions, clock):
+    await _sending_campaign(tenant, 6)
+    start = clock()
+    a = await _claim(sessions, "a", start, limit=4)
+    assert await _mark(sessions, "a", a[:2], start + timedelta(seconds=50)) == {x.id for x in a[:2]}
+
+    # 70 s after the claim, but 20 s after the renewal: a's two unsent rows are still a's.
+    b = await _claim(sessions, "b", start + timedelta(seconds=70))
+    assert len(b) == 2 and not {x.id for x in b} & {x.id for x in a}
+    assert await _mark(sessions, "a", a[2:3], start + timedelta(seconds=71)) == {a[2].id}
+
+    async with sessions() as session:  # a stops early: what it did not send is free at once
+        await queue.end_leases(session, "a", {x.lease_id for x in a})
+        await session.commit()
+    c = await _claim(sessions, "c", start + timedelta(seconds=72))
+    assert [x.id for x in c] == [a[3].id]
