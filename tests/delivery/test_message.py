@@ -173,6 +173,7 @@ def test_templates_with_tags_use_liquid():
        text=st.text(alphabet=st.sampled_from(list("ab =.\r\n")), max_size=300))
 @example(html="<p>" + "x" * 200 + "</p>", text="")
 @example(html="a" * 74 + " \nb", text="")
+@example(html=".a\n.\n" + "b" * 75 + ".." + "c" * 80, text=".\n..x")
 def test_messages_use_crlf_only_and_decode_to_their_content(html, text):
     # A one-line HTML body made quoted-printable's soft breaks bare LFs (a relay may refuse them,
     # and a DKIM body hash is over CRLF lines).
@@ -181,6 +182,7 @@ def test_messages_use_crlf_only_and_decode_to_their_content(html, text):
                       date=datetime(2026, 3, 2, tzinfo=UTC), unsubscribe_url="https://u.example/u",
                       unsubscribe_mailto="mailto:u@example.com")
     assert data.count(b"\n") == data.count(b"\r\n") == data.count(b"\r")
+    assert b"\n." not in data  # no dot for SMTP to double: the transport sends it as it is
     # RFC 2045's 76 characters (binascii alone wrote 77 when a line of 74 ended in a space)
     assert max(len(line) for line in data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")) <= 76
     parsed = email.message_from_bytes(data, policy=default)
@@ -198,6 +200,7 @@ _qp_piece = st.lists(_qp_alphabet, max_size=12).map("".join)
 @given(pieces=st.lists(_qp_piece | _qp_piece.map(mime.Recurring), max_size=10))
 @example(pieces=["x" * 76, "y"])
 @example(pieces=["a" * 73 + "=" * 3, "b", "c\r", "\nd"])
+@example(pieces=["x" * 70, ". y", "\n.", mime.Recurring("." * 160), "é" * 30 + "." * 5])
 def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
     # Static template text is encoded once and slot values per recipient, joined by soft line
     # breaks: the part must decode to exactly the joined text, with lines of at most 76 characters.
@@ -210,6 +213,7 @@ def test_bodies_encoded_piece_by_piece_decode_to_the_whole(pieces):
     body_lines = data.split(b"\r\n\r\n", 1)[1].split(b"\r\n")
     assert max(len(line) for line in body_lines) <= 76
     assert not any(line.endswith((b" ", b"\t")) for line in body_lines)
+    assert not any(line.startswith(b".") for line in body_lines)  # the transport doubles no dot
     parsed = email.message_from_bytes(data, policy=default)
     normal = lambda s: s.replace("\r\n", "\n").replace("\r", "\n")  # noqa: E731
     for part in parsed.iter_parts():

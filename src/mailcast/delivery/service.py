@@ -156,7 +156,8 @@ class Sender:
         except RenderError as exc:
             return _failed(str(exc)), None
         envelope = Envelope(sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
-                            recipient=delivery.email, data=data, sender_domain=plan.sender_domain, crlf=True)
+                            recipient=delivery.email, data=data, sender_domain=plan.sender_domain,
+                            wire_ready=mime.builds_itself(delivery.email))
         return await self.transport.send(envelope), message_id
 
     def build(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[bytes, str]:

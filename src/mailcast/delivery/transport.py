@@ -37,8 +37,9 @@ class Envelope:
     recipient: str
     data: bytes
     sender_domain: str
-    # The data's line endings are CRLF throughout (what message.build writes): nothing to check.
-    crlf: bool = False
+    # What message.build writes for an ASCII recipient (`builds_itself`): line endings CRLF
+    # throughout and no line starting with ".", so there is nothing to count or double.
+    wire_ready: bool = False
 
 
 @dataclass(frozen=True)
@@ -236,7 +237,7 @@ class SmtpRelay:
         if start.code != 354:
             return _classify(start.code, start.message)
         phase.append(_Phase.BODY)
-        response = await _send_body(client, envelope.data, self.timeout, envelope.crlf)
+        response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
         return _classify(response.code, response.message)
 
     def _discard(self, client: aiosmtplib.SMTP | None) -> None:
@@ -265,28 +266,30 @@ async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, .
     return response
 
 
-def wire_body(data: bytes, crlf: bool = False) -> bytes:
+def wire_body(data: bytes, wire_ready: bool = False) -> bytes:
     """The message as DATA sends it: CRLF line endings, leading dots doubled, the final dot.
-    The messages built here are CRLF already (`crlf`: known to be, so not even counted); counting
-    is much cheaper than aiosmtplib's regex normalisation, which is kept for anything else."""
-    if not (crlf and data.endswith(b"\r\n")):
-        pairs = data.count(b"\r\n")
-        if data.count(b"\n") != pairs or data.count(b"\r") != pairs or not data.endswith(b"\r\n"):
-            data = normalize_message_line_endings(data)
+    The messages built here are CRLF with no leading dot already (`wire_ready`: known to be, so
+    neither counted nor searched); counting is much cheaper than aiosmtplib's regex
+    normalisation, which is kept for anything else."""
+    if wire_ready and data.endswith(b"\r\n"):
+        return data + b".\r\n"
+    pairs = data.count(b"\r\n")
+    if data.count(b"\n") != pairs or data.count(b"\r") != pairs or not data.endswith(b"\r\n"):
+        data = normalize_message_line_endings(data)
     data = data.replace(b"\r\n.", b"\r\n..")
     if data.startswith(b"."):
         data = b"." + data
     return data + b".\r\n"
 
 
-async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float, crlf: bool = False):
+async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float, wire_ready: bool = False):
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
     told apart from one before the relay agreed to take a message. (The write and the reply read
     mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""
     protocol = client.protocol
     if protocol is None:
         raise SMTPServerDisconnected("Connection lost")
-    payload = wire_body(data, crlf)
+    payload = wire_body(data, wire_ready)
     protocol._response_pending = True
     protocol.write(payload)
     return await protocol.read_response(timeout=timeout)
