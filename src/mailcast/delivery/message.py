@@ -163,14 +163,18 @@ def _qp_piece(piece: str) -> bytes:
     return encoded[:start] + _no_leading_dots(_wrap(encoded[start:], 75), 75)
 
 
-def qp_pieces(pieces: list[str]) -> bytes:
+def qp_pieces(pieces: list[str], memo: dict[str, bytes] | None = None) -> bytes:
     """Quoted-printable of "".join(pieces), encoded piece by piece with a soft line break between
     pieces that do not end a line. A decoder joins them again, so the decoded text is the same;
     what is saved is encoding a template's static text again for every recipient: `Recurring`
     pieces are encoded once and remembered (only they: a recipient's values, links and bodies
-    would fill the cache with text that never comes again)."""
+    would fill the cache with text that never comes again). `memo` remembers the other pieces for
+    one message: its merge values and links recur in it (in every paragraph, in both parts)."""
     out: list[bytes] = []
     append, cached, recurring = out.append, _QP_CACHE.get, Recurring
+    if memo is None:
+        memo = {}
+    known = memo.get
     ends_line = True  # the output so far ends a line (no soft break needed before the next piece)
     for piece in pieces:
         if not piece:
@@ -182,7 +186,9 @@ def qp_pieces(pieces: list[str]) -> bytes:
             if encoded is None:
                 encoded = _remember(piece)
         else:
-            encoded = _qp_piece(piece)
+            encoded = known(piece)
+            if encoded is None:
+                encoded = memo[piece] = _qp_piece(piece)
         if not ends_line:
             append(b"=\r\n")
         append(encoded)
@@ -220,8 +226,9 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
         text = "".join(text) if isinstance(text, list) else text
         return _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
                                          unsubscribe_url, unsubscribe_mailto, reply_to)
-    html_qp = None if html is None else qp_pieces(html) if isinstance(html, list) else _qp(html)
-    text_qp = qp_pieces(text) if isinstance(text, list) else _qp(text)
+    memo: dict[str, bytes] = {}  # both parts carry the same merge values and links
+    html_qp = None if html is None else qp_pieces(html, memo) if isinstance(html, list) else _qp(html)
+    text_qp = qp_pieces(text, memo) if isinstance(text, list) else _qp(text)
     # Subscriber names go into To only when they are plainly names: a display name full of
     # quotes, brackets and encoded words is where address parsers disagree.
     name = header_safe(recipient_name)
