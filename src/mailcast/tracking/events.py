@@ -27,9 +27,9 @@ from mailcast.db.models import Delivery, Event
 
 log = logging.getLogger("mailcast.tracking")
 # Hits per transaction of a buffered write. Each chunk's Python work holds the event loop, so it
-# sets the tracking endpoints' tail latency: 500 gave pixel p99 17-31 ms where 1,000 gave 33-58 ms
-# (bench/RESULTS.md, fourth round).
-FLUSH_CHUNK = 500
+# sets the tracking endpoints' tail latency: 1,000 gave pixel p99 33-58 ms, 500 gave 17-36 ms,
+# 250 gives 16-28 ms at the same request rates (bench/RESULTS.md, fourth and fifth rounds).
+FLUSH_CHUNK = 250
 
 
 @dataclass(frozen=True)
