@@ -28,11 +28,17 @@ _MACHINE_AGENTS = re.compile(
 
 
 def is_machine(user_agent: str | None, sent_at: datetime | None, now: datetime, window_seconds: int) -> bool:
-    agent = (user_agent or "").strip()
-    # Apple Mail Privacy Protection fetches with a bare "Mozilla/5.0".
-    if not agent or agent == "Mozilla/5.0" or _MACHINE_AGENTS.search(agent):
+    if _machine_agent((user_agent or "").strip()):
         return True
     return sent_at is not None and now - sent_at < timedelta(seconds=window_seconds)
+
+
+@lru_cache(maxsize=4096)
+def _machine_agent(agent: str) -> bool:
+    """Remembered: readers' mail clients send a few hundred distinct user agents, and the
+    pattern's search over a browser's 120 characters was a sixth of a tracking process's time."""
+    # Apple Mail Privacy Protection fetches with a bare "Mozilla/5.0".
+    return not agent or agent == "Mozilla/5.0" or _MACHINE_AGENTS.search(agent) is not None
 
 
 def _claim(codec: TokenCodec, token: str, purpose: Purpose) -> Claim:
