@@ -70,7 +70,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
             if owns_engine:
                 await engine.dispose()
 
-    app = FastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = MailcastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
@@ -95,8 +95,19 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
                        overrides={"/v1/contacts/import": settings.import_max_body_bytes})
     app.add_middleware(NoNulInUrl)
-    app.add_middleware(TrackingFastPath, state=app.state)  # outermost: pixels and clicks skip the rest
+    app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI
     return app
+
+
+class MailcastAPI(FastAPI):
+    """The application, with pixel and click requests answered before FastAPI's own per-request
+    work and middleware (`TrackingFastPath`)."""
+
+    tracking: TrackingFastPath | None = None
+
+    async def __call__(self, scope, receive, send) -> None:
+        if self.tracking is None or not await self.tracking.answer(scope, send):
+            await super().__call__(scope, receive, send)
 
 
 def create_app_from_environment() -> FastAPI:
