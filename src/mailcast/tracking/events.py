@@ -182,6 +182,9 @@ async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_
             update(table).where(table.c.id == bindparam("row_id"))
             .values(open_count=table.c.open_count + bindparam("loads"),
                     opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type))),
+            # In id order: two processes writing hits of the same deliveries then lock the rows
+            # in the same order (in set order they deadlocked: PostgreSQL broke it after its 1 s
+            # deadlock_timeout, and the chunk was written again).
             [{"row_id": delivery_id, "loads": loads[delivery_id], "opened": opened.get(delivery_id)}
-             for delivery_id in loads.keys() | opened.keys()],
+             for delivery_id in sorted(loads.keys() | opened.keys())],
         )
