@@ -144,15 +144,23 @@ class EventWriter:
                 await asyncio.sleep(1)
 
 
+# An open event of the delivery in the row (one statement reads the deliveries and their opens).
+_OPENED = select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open")
+
+
 async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_machine) -> None:
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
     none was recorded (images may be blocked). Hits of unknown deliveries are dropped."""
     ids = list({hit.delivery_id for hit in hits})
-    sent_at = dict((await session.execute(select(Delivery.id, Delivery.sent_at).where(Delivery.id.in_(ids)))).all())
-    seen = set((await session.execute(
-        select(Event.delivery_id, Event.machine).where(Event.delivery_id.in_(ids), Event.type == "open")
-    )).all())
+    sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
+    for delivery_id, sent, human, machine in await session.execute(
+        select(Delivery.id, Delivery.sent_at, _OPENED.where(Event.machine.is_(False)).exists(),
+               _OPENED.where(Event.machine.is_(True)).exists())
+        .where(Delivery.id.in_(ids))
+    ):
+        sent_at[delivery_id] = sent
+        seen.update((delivery_id, kind) for kind, recorded in ((False, human), (True, machine)) if recorded)
     events, loads, opened = [], Counter(), {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
