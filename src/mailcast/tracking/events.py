@@ -154,13 +154,16 @@ async def write(session: AsyncSession, hits: list[Hit], window_seconds: int, is_
     none was recorded (images may be blocked). Hits of unknown deliveries are dropped."""
     ids = list({hit.delivery_id for hit in hits})
     sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
-    for delivery_id, sent, human, machine in await session.execute(
+    for delivery_id, sent, human_open, machine_open in await session.execute(
         select(Delivery.id, Delivery.sent_at, _OPENED.where(Event.machine.is_(False)).exists(),
                _OPENED.where(Event.machine.is_(True)).exists())
         .where(Delivery.id.in_(ids))
     ):
         sent_at[delivery_id] = sent
-        seen.update((delivery_id, kind) for kind, recorded in ((False, human), (True, machine)) if recorded)
+        if human_open:
+            seen.add((delivery_id, False))
+        if machine_open:
+            seen.add((delivery_id, True))
     events, loads, opened = [], Counter(), {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
