@@ -41,14 +41,16 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     range of a live lease are skipped (`_LEASED`). Deleting waits for an owner renewing the lease at
     that moment (`mark_sending`), and is undone by nothing: an owner that comes back later finds
     its lease gone and sends none of its rows, so no row is sent by two workers."""
+    # The next sending campaign, locked; and whether it has leases that ran out.
+    ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
+    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out).where(Campaign.status == "sending")
+                     .order_by(Campaign.send_started_at, Campaign.id).limit(1)
+                     # FOR NO KEY UPDATE: a lease's foreign key check does not wait
+                     .with_for_update(of=Campaign, key_share=True))
     claimed: list[Claimed] = []
     after = None  # (send_started_at, id) of the campaign done last
     while len(claimed) < limit:
-        # The next sending campaign, locked; and whether it has leases that ran out.
-        ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
-        stmt = (select(Campaign.id, Campaign.send_started_at, ran_out).where(Campaign.status == "sending")
-                .order_by(Campaign.send_started_at, Campaign.id).limit(1)
-                .with_for_update(of=Campaign, key_share=True))  # FOR NO KEY UPDATE: a lease's key check does not wait
+        stmt = next_campaign
         if after is not None:
             stmt = stmt.where(tuple_(Campaign.send_started_at, Campaign.id) > tuple_(*after))
         campaign = (await session.execute(stmt)).first()
