@@ -6,6 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
+from sqlalchemy import update
+
+from mailcast.db.models import Delivery
 from mailcast.delivery import repository as queue
 
 LEASE = timedelta(seconds=60)
@@ -63,3 +66,33 @@ async def test_a_renewed_lease_keeps_its_rows_and_an_ended_one_frees_them(tenant
         await session.commit()
     c = await _claim(sessions, "c", start + timedelta(seconds=72))
     assert [x.id for x in c] == [a[3].id]
+
+
+async def _send(sessions, worker: str, batch, now) -> None:
+    """What the sender does with a batch: mark it sending, record it sent, end its lease."""
+    assert await _mark(sessions, worker, batch, now) == {x.id for x in batch}
+    async with sessions() as session:
+        await queue.record(session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in batch])
+        await queue.end_leases(session, worker, {x.lease_id for x in batch})
+        await session.commit()
+
+
+async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(tenant, sessions, clock):
+    """Claims start reading a campaign's queue where its oldest live lease began, past the rows
+    sent before. A retry whose due time comes before that (a worker whose clock is behind wrote
+    it) is found all the same, by the claim that finds less than a full batch from there."""
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    first = await _claim(sessions, "a", now, limit=2)
+    await _send(sessions, "a", first, now)
+    second = await _claim(sessions, "a", now, limit=2)
+    assert not {x.id for x in first} & {x.id for x in second}
+    await _send(sessions, "a", second, now)
+    left = await _claim(sessions, "b", now, limit=2)  # the last two, leased and let go unsent
+    async with sessions() as session:
+        await queue.end_leases(session, "b", {x.lease_id for x in left})
+        await session.execute(update(Delivery).where(Delivery.id == left[0].id)
+                              .values(status="deferred", next_attempt_at=now - timedelta(hours=1)))
+        await session.commit()
+    again = await _claim(sessions, "c", now, limit=2)
+    assert {x.id for x in again} == {x.id for x in left}

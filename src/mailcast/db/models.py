@@ -170,6 +170,12 @@ class Campaign(Base):
     ab_winner: Mapped[str | None] = mapped_column(String(1))
     ab_winner_evaluated_at: Mapped[datetime | None]
     resent_from_id: Mapped[str | None] = mapped_column(String(40))
+    # Where claims start reading this campaign's due deliveries, a key of the queue's order
+    # (next_attempt_at, id): the first key of its oldest live lease when the last claim ended.
+    # The rows before it were sent long ago; reading past them is what a claim cost grew with
+    # (see delivery/repository.py). NULL: the head of the queue.
+    queue_from_at: Mapped[datetime | None]
+    queue_from_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

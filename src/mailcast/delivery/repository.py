@@ -40,10 +40,24 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     writer at a time anyway). Under it, leases that ran out are deleted first, then rows in the
     range of a live lease are skipped (`_LEASED`). Deleting waits for an owner renewing the lease at
     that moment (`mark_sending`), and is undone by nothing: an owner that comes back later finds
-    its lease gone and sends none of its rows, so no row is sent by two workers."""
+    its lease gone and sends none of its rows, so no row is sent by two workers.
+
+    Where the read starts: a row that leaves the queue (sent) leaves a dead entry in the due
+    index until VACUUM removes it, and a read from the head walks past all of them: a claim's
+    cost grew with the campaign (batches of 1,000 with half of a million-recipient campaign
+    sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim starts at the campaign's `queue_from` key and leaves there the
+    first key of the campaign's oldest live lease. Nothing due and unleased lies before it: the
+    read is in key order, and a lease's rows that go back to the queue (its owner ended it or
+    died) keep their keys, which are not before the lease's first. A row given a new key (a
+    retry, a released A/B holdback) gets the time it was given, later than the keys claimed
+    before. Should a new key still come before the start (written by a worker whose clock is
+    behind, or at the very same instant with a smaller id), the row is not lost, only later: a
+    claim that finds less than a full batch from the start reads from the head as well."""
     # The next sending campaign, locked; and whether it has leases that ran out.
     ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
-    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out).where(Campaign.status == "sending")
+    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out, Campaign.queue_from_at,
+                            Campaign.queue_from_id)
+                     .where(Campaign.status == "sending")
                      .order_by(Campaign.send_started_at, Campaign.id).limit(1)
                      # FOR NO KEY UPDATE: a lease's foreign key check does not wait
                      .with_for_update(of=Campaign, key_share=True))
@@ -56,34 +70,43 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
         campaign = (await session.execute(stmt)).first()
         if campaign is None:
             break
-        campaign_id, started_at, expired = campaign
+        campaign_id, started_at, expired, from_at, from_id = campaign
         after = (started_at, campaign_id)
         if expired:
             await session.execute(
                 delete(DeliveryLease).where(DeliveryLease.campaign_id == campaign_id, DeliveryLease.expires_at <= now)
                 .execution_options(synchronize_session=False)
             )
-        claimed += await _claim_campaign(session, campaign_id, worker, now, limit - len(claimed), lease)
+        start = (from_at, from_id) if from_at is not None else None
+        claimed += await _claim_campaign(session, campaign_id, start, worker, now, limit - len(claimed), lease)
     return claimed
 
 
-async def _claim_campaign(session: AsyncSession, campaign_id: str, worker: str, now: datetime, limit: int,
-                          lease: timedelta) -> list[Claimed]:
-    rows = (await session.execute(
-        select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
-        .outerjoin(Contact, Contact.id == Delivery.contact_id)
-        .where(Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now, ~_LEASED)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    )).all()
-    if not rows:
-        return []
-    (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
-    lease_id = (await session.execute(
-        insert(DeliveryLease).values(campaign_id=campaign_id, owner=worker, expires_at=now + lease,
-                                     first_at=first_at, first_id=first_id, last_at=last_at, last_id=last_id)
-        .returning(DeliveryLease.id)
-    )).scalar_one()
+async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[datetime, int] | None, worker: str,
+                          now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+    rows = await _due_rows(session, campaign_id, now, limit, start)
+    if len(rows) < limit and start is not None:
+        rows = await _due_rows(session, campaign_id, now, limit, None)  # the head too (see `claim`)
+    lease_id = None
+    if rows:
+        (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
+        lease_id = (await session.execute(
+            insert(DeliveryLease).values(campaign_id=campaign_id, owner=worker, expires_at=now + lease,
+                                         first_at=first_at, first_id=first_id, last_at=last_at, last_id=last_id)
+            .returning(DeliveryLease.id)
+        )).scalar_one()
+    if not rows and start is None:
+        return []  # nothing to move (an idle poll writes nothing)
+    # The next claim's start: the first key of the oldest live lease (this one included), or the
+    # head when none lives.
+    oldest = (select(DeliveryLease.first_at, DeliveryLease.first_id).where(DeliveryLease.campaign_id == campaign_id)
+              .order_by(DeliveryLease.first_at, DeliveryLease.first_id).limit(1))
+    await session.execute(
+        update(Campaign).where(Campaign.id == campaign_id)
+        .values(queue_from_at=oldest.with_only_columns(DeliveryLease.first_at).scalar_subquery(),
+                queue_from_id=oldest.with_only_columns(DeliveryLease.first_id).scalar_subquery())
+        .execution_options(synchronize_session=False)
+    )
     return [
         Claimed(id=id_, campaign_id=campaign_id, contact_id=contact_id, email=email, variant=variant,
                 attempts=attempts, created_at=created_at, first_name=first_name, last_name=last_name,
@@ -92,6 +115,22 @@ async def _claim_campaign(session: AsyncSession, campaign_id: str, worker: str, 
         for (id_, _at, contact_id, email, variant, attempts, created_at,
              first_name, last_name, attributes, unsubscribed, suppressed, exists_) in rows
     ]
+
+
+async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limit: int,
+                    start: tuple[datetime, int] | None) -> Sequence[Any]:
+    """The campaign's first `limit` due rows that no live lease covers, from `start` (a key of
+    the queue's order; None: the head), with their contacts."""
+    where = [Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now, ~_LEASED]
+    if start is not None:
+        where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(*start))
+    return (await session.execute(
+        select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
+        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        .where(*where)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(limit)
+    )).all()
 
 
 # A due row inside the range of a live lease of its campaign (the claim deleted the expired ones).
