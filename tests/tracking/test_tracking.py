@@ -78,6 +78,27 @@ async def test_click_redirects_to_the_stored_target(tenant, sent, sessions):
     assert len(await _events(sessions)) == 2  # nothing recorded for tampered or wrong-purpose tokens
 
 
+async def test_each_variant_clicks_through_to_its_own_link(tenant, worker, relay, sessions):
+    """Links are read once per campaign variant and kept: an A and a B recipient of one campaign,
+    each clicking for the first time, go where their own message's link pointed."""
+    await tenant.verified_domain()
+    audience = await tenant.audience(contacts=8)
+    ab = {"enabled": True, "split_percent": 50, "sample_percent": 100, "winner_metric": None,
+          "variant_b": {"html": '<p><a href="https://example.com/b">Beta</a></p>'}}
+    await tenant.campaign(audience, draft=None, html='<p><a href="https://example.com/a">Alpha</a></p>', ab_test=ab)
+    await worker.run_until_idle()
+    clicks = {}
+    for m in relay.handler.messages:
+        body = m.message.get_body(("html",)).get_content()
+        variant = "b" if "Beta" in body else "a"
+        clicks.setdefault(variant, []).append(re.search(r'href="http://127.0.0.1:8025(/t/c/[^"]+)"', body).group(1))
+    assert len(clicks["a"]) == len(clicks["b"]) == 4
+    for variant in ("a", "b", "a", "b"):
+        r = await tenant.client.get(clicks[variant].pop(), headers=BROWSER)
+        assert r.status_code == 302 and r.headers["location"] == f"https://example.com/{variant}"
+    assert [kind for kind, _ in await _events(sessions)].count("click") == 4
+
+
 async def test_unsubscribe_get_confirms_post_unsubscribes(tenant, sent, sessions):
     campaign, links = sent
     path = links["t2@example.org"]["unsub"]

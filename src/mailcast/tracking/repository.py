@@ -15,6 +15,18 @@ async def delivery_with_campaign(session: AsyncSession, delivery_id: int) -> tup
     return (row[0], row[1]) if row else None
 
 
+async def click_delivery(session: AsyncSession, delivery_id: int) -> tuple[str, str, str | None, str] | None:
+    """(campaign id, variant, contact id, address) of a delivery: what a click needs of it."""
+    stmt = select(Delivery.campaign_id, Delivery.variant, Delivery.contact_id, Delivery.email).where(
+        Delivery.id == delivery_id)
+    row = (await session.execute(stmt)).first()
+    return tuple(row) if row else None
+
+
+async def campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:
+    return await session.get(Campaign, campaign_id)
+
+
 async def contact(session: AsyncSession, contact_id: str | None) -> Contact | None:
     return await session.get(Contact, contact_id) if contact_id else None
 

@@ -57,11 +57,10 @@ def open_hit(codec: TokenCodec, token: str, user_agent: str | None, now: datetim
     return Hit("open", claim.delivery_id, now, user_agent)
 
 
-@lru_cache(maxsize=512)
-def _links(campaign_id: str, variant: str, updated_at: datetime, subject: str, html: str | None,
-           text: str | None) -> list[str]:
-    # Content is frozen once a campaign sends, so the link list of a variant never changes.
-    return compile_variant(subject, html, text, None).links
+@dataclass(frozen=True)
+class _CampaignLinks:
+    links: list[str]
+    unsubscribe_url: str
 
 
 @dataclass(frozen=True)
@@ -75,12 +74,17 @@ class _ClickTarget:
 class ClickResolver:
     """The stored target of a tracked link (never a URL from the request). What a delivery's links
     are never changes once it was sent, so the most recent deliveries are kept in memory: a reader
-    who clicks twice, or a scanner that follows every link, costs no read."""
+    who clicks twice, or a scanner that follows every link, costs no read. A click of a delivery
+    not kept reads the delivery's few columns; the links of a campaign's variant are kept apart
+    (its content is frozen once it sends), so the campaign and its body are read once per
+    process, not once per recipient who clicks."""
 
-    def __init__(self, codec: TokenCodec, size: int = 10_000) -> None:
+    def __init__(self, codec: TokenCodec, size: int = 10_000, campaigns: int = 512) -> None:
         self.codec = codec
         self.size = size
+        self.campaigns = campaigns
         self._recent: OrderedDict[int, _ClickTarget] = OrderedDict()
+        self._variants: OrderedDict[tuple[str, str], _CampaignLinks] = OrderedDict()
 
     async def resolve(self, sessions: async_sessionmaker[AsyncSession], token: str, user_agent: str | None,
                       now: datetime) -> Hit:
@@ -90,14 +94,7 @@ class ClickResolver:
         found = self._recent.get(claim.delivery_id)
         if found is None:
             async with sessions() as session:
-                row = await repo.delivery_with_campaign(session, claim.delivery_id)
-            if row is None:
-                raise NotFound("This link is not valid")
-            delivery, campaign = row
-            parts = ab.content(campaign, delivery.variant)
-            found = _ClickTarget(_links(campaign.id, delivery.variant, campaign.updated_at, parts["subject"],
-                                        parts["html"], parts["text"]),
-                                 delivery.contact_id, delivery.email, campaign.unsubscribe_url)
+                found = await self._read(session, claim.delivery_id)
             self._recent[claim.delivery_id] = found
             if len(self._recent) > self.size:
                 self._recent.popitem(last=False)
@@ -112,6 +109,24 @@ class ClickResolver:
                                         contact.attributes if contact else None, found.unsubscribe_url)
             target = TEXT_ENV.from_string(target).render(**context).strip()
         return Hit("click", claim.delivery_id, now, user_agent, target)
+
+    async def _read(self, session: AsyncSession, delivery_id: int) -> _ClickTarget:
+        row = await repo.click_delivery(session, delivery_id)
+        if row is None:
+            raise NotFound("This link is not valid")
+        campaign_id, variant, contact_id, email = row
+        variant_links = self._variants.get((campaign_id, variant))
+        if variant_links is None:
+            campaign = await repo.campaign(session, campaign_id)
+            if campaign is None:
+                raise NotFound("This link is not valid")
+            parts = ab.content(campaign, variant)
+            variant_links = _CampaignLinks(compile_variant(parts["subject"], parts["html"], parts["text"], None).links,
+                                           campaign.unsubscribe_url)
+            self._variants[(campaign_id, variant)] = variant_links
+            if len(self._variants) > self.campaigns:
+                self._variants.popitem(last=False)
+        return _ClickTarget(variant_links.links, contact_id, email, variant_links.unsubscribe_url)
 
 
 @dataclass
