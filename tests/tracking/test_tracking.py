@@ -12,7 +12,7 @@ from aiosmtpd.smtp import SMTP as SMTPServer
 from sqlalchemy import select
 
 from mailcast.db.models import Event
-from mailcast.delivery.tokens import TokenCodec
+from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.tracking.bounces import BounceHandler, classify
 
 BROWSER = {"User-Agent": "Mozilla/5.0 (Windows NT 10.0; Win64; x64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"}
@@ -76,6 +76,19 @@ async def test_click_redirects_to_the_stored_target(tenant, sent, sessions):
         r = await tenant.client.get(bad, headers=BROWSER)
         assert r.status_code == 404 and "not valid" in r.text
     assert len(await _events(sessions)) == 2  # nothing recorded for tampered or wrong-purpose tokens
+
+
+async def test_clicks_arriving_together_are_looked_up_together(tenant, sent, sessions, settings):
+    """Cold clicks that arrive while a look-up is out share the next one: each still goes to its
+    own recipient's target, and a token of a delivery that no longer exists is refused alone."""
+    _, links = sent
+    gone = "/t/c/" + TokenCodec(settings.secret()).encode(10**9, Purpose.CLICK, 0)
+    paths = [links[f"t{i}@example.org"]["click"] for i in range(3)] + [gone]
+    answers = await asyncio.gather(*(tenant.client.get(p, headers=BROWSER) for p in paths))
+    assert [r.status_code for r in answers] == [302, 302, 302, 404]
+    assert [r.headers["location"] for r in answers[:3]] == [
+        f"https://example.com/deal?id=t{i}@example.org" for i in range(3)]
+    assert [kind for kind, _ in await _events(sessions)].count("click") == 3
 
 
 async def test_each_variant_clicks_through_to_its_own_link(tenant, worker, relay, sessions):

@@ -15,12 +15,11 @@ async def delivery_with_campaign(session: AsyncSession, delivery_id: int) -> tup
     return (row[0], row[1]) if row else None
 
 
-async def click_delivery(session: AsyncSession, delivery_id: int) -> tuple[str, str, str | None, str] | None:
-    """(campaign id, variant, contact id, address) of a delivery: what a click needs of it."""
-    stmt = select(Delivery.campaign_id, Delivery.variant, Delivery.contact_id, Delivery.email).where(
-        Delivery.id == delivery_id)
-    row = (await session.execute(stmt)).first()
-    return tuple(row) if row else None
+async def click_deliveries(session: AsyncSession, delivery_ids: list[int]) -> list[tuple[int, str, str, str | None, str]]:
+    """(id, campaign id, variant, contact id, address) of each delivery found: what a click needs."""
+    stmt = select(Delivery.id, Delivery.campaign_id, Delivery.variant, Delivery.contact_id, Delivery.email).where(
+        Delivery.id.in_(delivery_ids))
+    return [tuple(row) for row in await session.execute(stmt)]
 
 
 async def campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:
