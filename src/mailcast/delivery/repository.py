@@ -55,7 +55,10 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     claim that finds less than a full batch from the start reads from the head as well."""
     # The next sending campaign, locked; and whether it has leases that ran out.
     ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
-    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out, Campaign.queue_from_at,
+    # Whether one lives: with none, no row needs the check against the leases' ranges (only claims
+    # add leases, and they take turns on the campaign's lock).
+    live = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at > now)
+    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out, live, Campaign.queue_from_at,
                             Campaign.queue_from_id)
                      .where(Campaign.status == "sending")
                      .order_by(Campaign.send_started_at, Campaign.id).limit(1)
@@ -70,7 +73,7 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
         campaign = (await session.execute(stmt)).first()
         if campaign is None:
             break
-        campaign_id, started_at, expired, from_at, from_id = campaign
+        campaign_id, started_at, expired, leased, from_at, from_id = campaign
         after = (started_at, campaign_id)
         if expired:
             await session.execute(
@@ -78,15 +81,16 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
                 .execution_options(synchronize_session=False)
             )
         start = (from_at, from_id) if from_at is not None else None
-        claimed += await _claim_campaign(session, campaign_id, start, worker, now, limit - len(claimed), lease)
+        claimed += await _claim_campaign(session, campaign_id, start, leased, worker, now, limit - len(claimed),
+                                         lease)
     return claimed
 
 
-async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[datetime, int] | None, worker: str,
-                          now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
-    rows = await _due_rows(session, campaign_id, now, limit, start)
+async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[datetime, int] | None,
+                          leased: bool, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+    rows = await _due_rows(session, campaign_id, now, limit, start, leased)
     if len(rows) < limit and start is not None:
-        rows = await _due_rows(session, campaign_id, now, limit, None)  # the head too (see `claim`)
+        rows = await _due_rows(session, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
     lease_id = None
     if rows:
         (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
@@ -118,10 +122,13 @@ async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[
 
 
 async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limit: int,
-                    start: tuple[datetime, int] | None) -> Sequence[Any]:
-    """The campaign's first `limit` due rows that no live lease covers, from `start` (a key of
-    the queue's order; None: the head), with their contacts."""
-    where = [Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now, ~_LEASED]
+                    start: tuple[datetime, int] | None, leased: bool) -> Sequence[Any]:
+    """The campaign's first `limit` due rows that no live lease covers (`leased`: whether the
+    campaign has one), from `start` (a key of the queue's order; None: the head), with their
+    contacts."""
+    where = [Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now]
+    if leased:
+        where.append(~_LEASED)
     if start is not None:
         where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(*start))
     return (await session.execute(
