@@ -45,8 +45,9 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     Where the read starts: a row that leaves the queue (sent) leaves a dead entry in the due
     index until VACUUM removes it, and a read from the head walks past all of them: a claim's
     cost grew with the campaign (batches of 1,000 with half of a million-recipient campaign
-    sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim starts at the campaign's `queue_from` key and leaves there the
-    first key of the campaign's oldest live lease. Nothing due and unleased lies before it: the
+    sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim
+    starts at the campaign's `queue_from` key and leaves there the first key of the campaign's
+    oldest live lease. Nothing due and unleased lies before it: the
     read is in key order, and a lease's rows that go back to the queue (its owner ended it or
     died) keep their keys, which are not before the lease's first. A row given a new key (a
     retry, a released A/B holdback) gets the time it was given, later than the keys claimed
