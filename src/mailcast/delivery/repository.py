@@ -47,9 +47,9 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     cost grew with the campaign (batches of 1,000 with half of a million-recipient campaign
     sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim
     starts at the campaign's `queue_from` key and leaves there the first key of the campaign's
-    oldest live lease. Nothing due and unleased lies before it: the
-    read is in key order, and a lease's rows that go back to the queue (its owner ended it or
-    died) keep their keys, which are not before the lease's first. A row given a new key (a
+    oldest live lease. Nothing due and unleased lies before it: the read is in key order, and a
+    lease's rows that go back to the queue (its owner ended it or died) keep their keys, which
+    are not before the lease's first. A row given a new key (a
     retry, a released A/B holdback) gets the time it was given, later than the keys claimed
     before. Should a new key still come before the start (written by a worker whose clock is
     behind, or at the very same instant with a smaller id), the row is not lost, only later: a

@@ -139,9 +139,7 @@ class ClickResolver:
             for delivery_id, futures in batch.items():
                 target = found.get(delivery_id)
                 if target is not None:
-                    self._recent[delivery_id] = target
-                    if len(self._recent) > self.size:
-                        self._recent.popitem(last=False)
+                    _remember(self._recent, delivery_id, target, self.size)
                 for future in futures:
                     if not future.done():
                         future.set_result(target)
@@ -158,11 +156,16 @@ class ClickResolver:
                 variant_links = _CampaignLinks(
                     compile_variant(parts["subject"], parts["html"], parts["text"], None).links,
                     campaign.unsubscribe_url)
-                self._variants[(campaign_id, variant)] = variant_links
-                if len(self._variants) > self.campaigns:
-                    self._variants.popitem(last=False)
+                _remember(self._variants, (campaign_id, variant), variant_links, self.campaigns)
             found[delivery_id] = _ClickTarget(variant_links.links, contact_id, email, variant_links.unsubscribe_url)
         return found
+
+
+def _remember(cache: OrderedDict, key, value, size: int) -> None:
+    """Keep `value`, dropping the oldest entry past `size`."""
+    cache[key] = value
+    if len(cache) > size:
+        cache.popitem(last=False)
 
 
 @dataclass
