@@ -25,7 +25,7 @@ async def _mark(sessions, worker: str, chunk, now) -> set[int]:
     async with sessions() as session:
         ours = await queue.mark_sending(session, worker, chunk, now, LEASE)
         await session.commit()
-        return ours
+        return set(ours)
 
 
 async def _sending_campaign(tenant, recipients: int) -> None:
@@ -96,3 +96,21 @@ async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(tena
         await session.commit()
     again = await _claim(sessions, "c", now, limit=2)
     assert {x.id for x in again} == {x.id for x in left}
+
+
+async def test_a_batch_reads_its_contacts_as_they_are_when_it_sends(tenant, sessions, clock):
+    """A batch waits its turn after the claim (chunk after chunk): whoever unsubscribes, is
+    deleted or is renamed meanwhile gets nothing or the new name."""
+    await _sending_campaign(tenant, 3)
+    now = clock()
+    batch = await _claim(sessions, "a", now)
+    leaving, deleted, renamed = [(await tenant.get("/v1/contacts", params={"email": d.email})).json()["data"][0]
+                                 for d in batch]
+    await tenant.request("PATCH", f"/v1/contacts/{leaving['id']}", json={"unsubscribed": True})
+    assert (await tenant.request("DELETE", f"/v1/contacts/{deleted['id']}")).status_code == 200
+    await tenant.request("PATCH", f"/v1/contacts/{renamed['id']}", json={"first_name": "Renamed"})
+    async with sessions() as session:
+        ours = await queue.mark_sending(session, "a", batch, now, LEASE)
+        await session.commit()
+    assert [ours[d.id].reachable for d in batch] == [False, False, True]
+    assert ours[batch[2].id].first_name == "Renamed"

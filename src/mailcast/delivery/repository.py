@@ -22,11 +22,20 @@ class Claimed:
     variant: str
     attempts: int
     created_at: datetime
+    lease_id: int  # the batch's DeliveryLease
+
+
+@dataclass
+class Recipient:
+    """A delivery's contact as it is just before the message goes out (`mark_sending`)."""
+
     first_name: str | None
     last_name: str | None
     metadata: dict[str, Any] | None
     reachable: bool  # the contact still exists, is subscribed and not suppressed
-    lease_id: int  # the batch's DeliveryLease
+
+
+UNREACHABLE = Recipient(None, None, None, False)  # the contact was deleted
 
 
 async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
@@ -34,7 +43,8 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     first, each campaign's rows by due time. The lease is one DeliveryLease row per campaign
     covering a range of the queue's order, not a write to every delivery: the rows are only
     read (through the partial index of due rows, `ix_deliveries_due`, so a claim costs the same
-    with a million sent rows behind it), with their contacts, in one statement.
+    with a million sent rows behind it), in one statement. Their contacts are read per chunk
+    just before sending (`mark_sending`), outside the campaign's lock that claims take turns on.
 
     Claims of one campaign take turns on the campaign's row lock (PostgreSQL; SQLite runs one
     writer at a time anyway). Under it, leases that ran out are deleted first, then rows in the
@@ -114,27 +124,22 @@ async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[
     )
     return [
         Claimed(id=id_, campaign_id=campaign_id, contact_id=contact_id, email=email, variant=variant,
-                attempts=attempts, created_at=created_at, first_name=first_name, last_name=last_name,
-                metadata=attributes, reachable=exists_ is not None and not unsubscribed and suppressed is None,
-                lease_id=lease_id)
-        for (id_, _at, contact_id, email, variant, attempts, created_at,
-             first_name, last_name, attributes, unsubscribed, suppressed, exists_) in rows
+                attempts=attempts, created_at=created_at, lease_id=lease_id)
+        for (id_, _at, contact_id, email, variant, attempts, created_at) in rows
     ]
 
 
 async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limit: int,
                     start: tuple[datetime, int] | None, leased: bool) -> Sequence[Any]:
     """The campaign's first `limit` due rows that no live lease covers (`leased`: whether the
-    campaign has one), from `start` (a key of the queue's order; None: the head), with their
-    contacts."""
+    campaign has one), from `start` (a key of the queue's order; None: the head)."""
     where = [Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now]
     if leased:
         where.append(~_LEASED)
     if start is not None:
         where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(*start))
     return (await session.execute(
-        select(*_CLAIMED_DELIVERY, *_CLAIMED_CONTACT)
-        .outerjoin(Contact, Contact.id == Delivery.contact_id)
+        select(*_CLAIMED)
         .where(*where)
         .order_by(Delivery.next_attempt_at, Delivery.id)
         .limit(limit)
@@ -147,18 +152,16 @@ _LEASED = exists().where(
     tuple_(Delivery.next_attempt_at, Delivery.id).between(
         tuple_(DeliveryLease.first_at, DeliveryLease.first_id), tuple_(DeliveryLease.last_at, DeliveryLease.last_id)),
 )
-_CLAIMED_DELIVERY = (Delivery.id, Delivery.next_attempt_at, Delivery.contact_id, Delivery.email, Delivery.variant,
-                     Delivery.attempts, Delivery.created_at)
-# Contact.id: NULL when the contact was deleted (its delivery keeps the id; see the model).
-_CLAIMED_CONTACT = (Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
-                    Contact.suppressed_reason, Contact.id)
+_CLAIMED = (Delivery.id, Delivery.next_attempt_at, Delivery.contact_id, Delivery.email, Delivery.variant,
+            Delivery.attempts, Delivery.created_at)
 
 
 async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
-                       lease: timedelta) -> set[int]:
+                       lease: timedelta) -> dict[int, Recipient]:
     """Just before handing them to a relay. Renews the chunk's leases; only rows of a lease this
-    worker still holds, and still pending, come back: a row cancelled meanwhile, or of a lease
-    that ran out and was taken over, is not sent."""
+    worker still holds, and still pending, come back, each with its contact as it is now: a row
+    cancelled meanwhile, or of a lease that ran out and was taken over, is not sent, and a
+    contact who unsubscribed after the claim is not written to."""
     held = set((await session.execute(
         update(DeliveryLease)
         .where(DeliveryLease.id.in_({c.lease_id for c in chunk}), DeliveryLease.owner == worker)
@@ -167,16 +170,26 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
     )).scalars())
     ids = [c.id for c in chunk if c.lease_id in held]
     if not ids:
-        return set()
+        return {}
     stmt = (
         update(Delivery)
         .where(Delivery.id.in_(ids), Delivery.status.in_(PENDING))
         .values(status="sending", attempts=Delivery.attempts + 1, lease_owner=worker, lease_expires_at=now + lease,
                 updated_at=now)
-        .returning(Delivery.id)
+        .returning(Delivery.id, Delivery.contact_id)
         .execution_options(synchronize_session=False)
     )
-    return set((await session.execute(stmt)).scalars())
+    marked = (await session.execute(stmt)).all()
+    # A deleted contact's delivery keeps its id (see the model): no row here, so unreachable.
+    wanted = {contact_id for _, contact_id in marked if contact_id is not None}
+    contacts = {
+        contact_id: Recipient(first_name, last_name, attributes, not unsubscribed and suppressed is None)
+        for contact_id, first_name, last_name, attributes, unsubscribed, suppressed in (await session.execute(
+            select(Contact.id, Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
+                   Contact.suppressed_reason).where(Contact.id.in_(wanted))
+        )).all()
+    } if wanted else {}
+    return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in marked}
 
 
 async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int]) -> None:

@@ -116,7 +116,8 @@ class Sender:
             ours = await repo.mark_sending(session, self.worker_id, chunk, self.clock(), self.lease)
             await session.commit()
         work = [c for c in chunk if c.id in ours]
-        outcomes = await asyncio.gather(*(self._deliver(c, plans[(c.campaign_id, c.variant)]) for c in work))
+        outcomes = await asyncio.gather(*(self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)])
+                                          for c in work))
         now = self.clock()
         rows, bounced_contacts = [], []
         for delivery, (result, message_id) in zip(work, outcomes):
@@ -148,11 +149,12 @@ class Sender:
             row["sent_at"] = now
         return row
 
-    async def _deliver(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[Result, str | None]:
-        if not delivery.reachable:
+    async def _deliver(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan
+                       ) -> tuple[Result, str | None]:
+        if not recipient.reachable:
             return _failed("unsubscribed or suppressed before sending"), None
         try:
-            data, message_id = self.build(delivery, plan)
+            data, message_id = self.build(delivery, recipient, plan)
         except RenderError as exc:
             return _failed(str(exc)), None
         envelope = Envelope(sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
@@ -160,11 +162,11 @@ class Sender:
                             wire_ready=mime.builds_itself(delivery.email))
         return await self.transport.send(envelope), message_id
 
-    def build(self, delivery: repo.Claimed, plan: CampaignPlan) -> tuple[bytes, str]:
+    def build(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan) -> tuple[bytes, str]:
         url = self.settings.public_url
         unsubscribe_token = self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)
         unsubscribe = url(f"/u/{unsubscribe_token}")
-        context = recipient_context(delivery.email, delivery.first_name, delivery.last_name, delivery.metadata,
+        context = recipient_context(delivery.email, recipient.first_name, recipient.last_name, recipient.metadata,
                                     unsubscribe)
         tokens = self.codec.encode_many(delivery.id, Purpose.CLICK, range(len(plan.compiled.links)))
         # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
@@ -173,7 +175,7 @@ class Sender:
         rendered = render(plan.compiled, context, [click + t for t in tokens], pixel,
                           [click_html + t for t in tokens])
         message_id = mime.new_message_id(plan.sender_domain)
-        name = " ".join(filter(None, (delivery.first_name, delivery.last_name)))
+        name = " ".join(filter(None, (recipient.first_name, recipient.last_name)))
         mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
         data = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
                           subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
