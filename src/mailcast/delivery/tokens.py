@@ -14,11 +14,12 @@ which tag to check, and either way a token whose tag does not match is refused."
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import hmac
 import struct
-from dataclasses import dataclass
 from enum import IntEnum
+from typing import NamedTuple
 
 from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 
@@ -26,6 +27,14 @@ _MAGIC = b"mc2"
 _MAGIC_HMAC = b"mc1"  # the first version, HMAC tags
 _TAG = 16
 _LINK = struct.Struct(">H")
+_BLOCK = struct.Struct(">3sQBH2s")  # version mark, delivery id, purpose, link number, two zero bytes
+_LENGTH = 43  # 32 bytes in URL-safe base64 without padding
+# The URL-safe alphabet turned into the standard one for the decoder, whose strict mode refuses any
+# character outside that; "+" and "/" become "*" so it refuses them too (they are not in tokens).
+_FROM_URLSAFE = bytes.maketrans(b"-_+/", b"+/**")
+# 43 characters carry 258 bits for 256: the last one's two spare bits must be zero, or two
+# different strings would be the same token (the decoder ignores them).
+_CANONICAL_LAST = frozenset("AEIMQUYcgkosw048")
 
 
 class Purpose(IntEnum):
@@ -35,8 +44,10 @@ class Purpose(IntEnum):
     BOUNCE = 4
 
 
-@dataclass(frozen=True)
-class Claim:
+_PURPOSES = {purpose.value: purpose for purpose in Purpose}
+
+
+class Claim(NamedTuple):
     delivery_id: int
     purpose: Purpose
     link: int = 0
@@ -79,26 +90,18 @@ class TokenCodec:
         return self._tagger.update(sealed)
 
     def decode(self, token: str, purpose: Purpose | None = None) -> Claim:
+        """Every pixel load and click decodes one, so this is kept short: about 1.5 us."""
+        if len(token) != _LENGTH or token[-1] not in _CANONICAL_LAST:
+            raise InvalidToken
         try:
-            raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
-        except (ValueError, TypeError):
+            raw = binascii.a2b_base64(token.encode().translate(_FROM_URLSAFE) + b"=", strict_mode=True)
+        except (binascii.Error, UnicodeEncodeError):
             raise InvalidToken from None
-        if len(raw) != 16 + _TAG or base64.urlsafe_b64encode(raw).decode().rstrip("=") != token:
-            # Only the canonical spelling: base64 decoding ignores the last character's spare
-            # bits, so without this two different strings would be the same token.
+        sealed = raw[:16]
+        magic, delivery_id, kind, link, zeros = _BLOCK.unpack(self._decryptor.update(sealed))
+        if magic not in (_MAGIC, _MAGIC_HMAC) or not hmac.compare_digest(raw[16:], self._tag(sealed, magic)):
             raise InvalidToken
-        sealed, tag = raw[:16], raw[16:]
-        block = self._decryptor.update(sealed)
-        magic = block[:3]
-        if magic not in (_MAGIC, _MAGIC_HMAC) or not hmac.compare_digest(tag, self._tag(sealed, magic)):
+        kind = _PURPOSES.get(kind)
+        if kind is None or zeros != b"\x00\x00" or (purpose is not None and kind is not purpose):
             raise InvalidToken
-        if block[14:] != b"\x00\x00":
-            raise InvalidToken
-        delivery_id, kind, link = struct.unpack(">QBH", block[3:14])
-        try:
-            claim = Claim(delivery_id, Purpose(kind), link)
-        except ValueError:
-            raise InvalidToken from None
-        if purpose is not None and claim.purpose is not purpose:
-            raise InvalidToken
-        return claim
+        return Claim(delivery_id, kind, link)

@@ -83,7 +83,8 @@ class TrackingFastPath:
         path: str = scope["path"]
         if path.startswith("/t/o/") and path.endswith(".gif") and path.count("/") == 3:
             await record_open(self.state, path[5:-4], _user_agent(scope))
-            await _answer(send, 200, [(b"content-type", b"image/gif"), *_FAST_NO_STORE], PIXEL)
+            await send(_PIXEL_START)
+            await send(_PIXEL_BODY)
             return True
         if path.startswith("/t/c/") and path.count("/") == 3:
             try:
@@ -99,6 +100,11 @@ class TrackingFastPath:
 
 
 _FAST_NO_STORE = [(k.lower().encode(), v.encode()) for k, v in _NO_STORE.items()]
+# The pixel's answer never changes: the same two messages every time (the server only reads them).
+_PIXEL_START = {"type": "http.response.start", "status": 200,
+                "headers": [(b"content-type", b"image/gif"), *_FAST_NO_STORE,
+                            (b"content-length", str(len(PIXEL)).encode())]}
+_PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
 
 
 def _user_agent(scope) -> str | None:
