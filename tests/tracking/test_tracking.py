@@ -220,6 +220,37 @@ async def test_concurrent_hits_share_transactions_and_lose_nothing(tenant, sent,
 
 
 
+async def test_two_writers_of_one_delivery_record_its_first_open_once(tenant, sent, sessions, engine):
+    # Two HTTP processes writing loads of the same delivery at once: the second waits for the
+    # first's transaction (the rows a chunk counts loads on are locked as they are read) and then
+    # sees the open it recorded, so the delivery has one person's open event and every load.
+    if engine.dialect.name != "postgresql":
+        pytest.skip("SQLite runs one writing transaction at a time (BEGIN IMMEDIATE)")
+    from datetime import UTC, datetime
+
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import Hit, write
+    from mailcast.tracking.service import is_machine
+
+    async with sessions() as session:
+        delivery_id = (await session.execute(select(Delivery.id).where(Delivery.email == "t0@example.org"))).scalar_one()
+    loads = [Hit("open", delivery_id, datetime.now(UTC), BROWSER["User-Agent"])] * 3
+    async with engine.connect() as first, engine.connect() as second:
+        await first.begin()
+        await write(first, loads, 2, is_machine)
+        await second.begin()
+        waiting = asyncio.create_task(write(second, loads, 2, is_machine))
+        await asyncio.sleep(0.5)
+        assert not waiting.done()  # held by the first writer's transaction
+        await first.commit()
+        await asyncio.wait_for(waiting, 10)
+        await second.commit()
+    async with sessions() as session:
+        opens = (await session.execute(select(Event).where(Event.delivery_id == delivery_id, Event.type == "open"))).all()
+        count = (await session.execute(select(Delivery.open_count).where(Delivery.id == delivery_id))).scalar_one()
+    assert (len(opens), count) == (1, 6)
+
+
 async def test_buffered_hits_are_answered_at_once_and_written_by_a_clean_shutdown(tenant, sent, sessions, app):
     # MAILCAST_TRACKING_FLUSH_SECONDS > 0: nothing is written while the requests are answered;
     # the shutdown (what the app's lifespan calls) writes every acknowledged hit, once.
