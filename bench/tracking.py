@@ -4,7 +4,12 @@ ASGI app serving the same GIF with the same server settings in the same run. Aft
 shutdown every answered hit must be in the database.
 
     python bench/tracking.py [--db sqlite|postgresql] [--workers 2] [--connections 64]
-                             [--duration 10] [--deliveries 10000] [--flush-seconds 1] [--quick]
+                             [--duration 10] [--rounds 3] [--deliveries 10000] [--flush-seconds 1] [--quick]
+
+Two rates are reported for each endpoint: requests answered per second while wrk runs, and hits
+answered *and written* per second (the run's hits over the run's time plus the time until the
+last of them is in the database). With buffered writes the first can run ahead of the second:
+a run shorter than the buffer's capacity is answered without waiting for any write.
 """
 
 from __future__ import annotations
@@ -130,19 +135,51 @@ def stop(proc: subprocess.Popen) -> None:
     proc.wait(timeout=60)
 
 
+def written_within(url: str, kind: int, answered: int, timeout: float = 120) -> float:
+    """Seconds until `answered` hits of `kind` (0: pixel loads, 1: clicks) are in the database."""
+    start = time.perf_counter()
+    while asyncio.run(stored(url))[kind] < answered:
+        if time.perf_counter() - start > timeout:
+            raise SystemExit(f"after {timeout:.0f} s only {asyncio.run(stored(url))[kind]} of {answered} hits are written")
+        time.sleep(0.05)
+    return time.perf_counter() - start
+
+
+def phase(runs: list[dict]) -> dict:
+    """Several wrk runs as one: requests per second over their summed time, the worst p99."""
+    seconds = sum(r["requests"] / r["per_second"] for r in runs)
+    answered = sum(r["answered"] for r in runs)
+    written = sum(r.get("write_seconds", 0.0) for r in runs)
+    return {"answered": answered, "per_second": sum(r["requests"] for r in runs) / seconds,
+            "p99_ms": max(r["p99_ms"] for r in runs), "write_seconds": written,
+            "sustained_per_second": answered / (seconds + written)}
+
+
+def start_server(command: list[str], url: str, env: dict | None = None) -> subprocess.Popen:
+    proc = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_for(url, proc)
+    except BaseException:
+        proc.kill()
+        raise
+    return proc
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--db", choices=["sqlite", "postgresql"], default="sqlite")
     parser.add_argument("--workers", type=int, default=2, help="HTTP processes (uvicorn workers)")
     parser.add_argument("--connections", type=int, default=64)
     parser.add_argument("--duration", type=int, default=10, help="seconds of each wrk run")
+    parser.add_argument("--rounds", type=int, default=3,
+                        help="pixel runs, each right after a run of the bare app (the machine's speed drifts)")
     parser.add_argument("--deliveries", type=int, default=10_000)
     parser.add_argument("--flush-seconds", type=float, default=1.0,
                         help="MAILCAST_TRACKING_FLUSH_SECONDS (0: group commit, answered once committed)")
     parser.add_argument("--quick", action="store_true", help="a small run that only proves the harness works")
     args = parser.parse_args()
     if args.quick:
-        args.deliveries, args.duration, args.connections = 200, 1, 8
+        args.deliveries, args.duration, args.connections, args.rounds = 200, 1, 8, 1
     require("wrk")
 
     from mailcast.delivery.tokens import Purpose, TokenCodec
@@ -152,49 +189,61 @@ def main() -> None:
         codec = TokenCodec(SECRET.encode())
         pixels = lua_script(Path(tmp), "pixels", [f"/t/o/{codec.encode(i, Purpose.OPEN)}.gif" for i in ids])
         clicks = lua_script(Path(tmp), "clicks", [f"/t/c/{codec.encode(i, Purpose.CLICK, 0)}" for i in ids])
-        port = free_port()
-        base = f"http://127.0.0.1:{port}"
+        port, bare_port = free_port(), free_port()
+        base, bare_base = f"http://127.0.0.1:{port}", f"http://127.0.0.1:{bare_port}"
         env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp, "MAILCAST_SECRET_KEY": SECRET,
                "MAILCAST_EMBEDDED_WORKER": "false", "MAILCAST_BASE_URL": base,
                "MAILCAST_TRACKING_FLUSH_SECONDS": str(args.flush_seconds)}
-        server = subprocess.Popen([sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port), "--workers",
-                                   str(args.workers), "--no-access-log"], env=env,
-                                  stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        server = start_server([sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port), "--workers",
+                               str(args.workers), "--no-access-log"], f"{base}/healthz", env)
+        bare = None
         try:
-            wait_for(f"{base}/healthz", server)
-            pixel = wrk(base, args.connections, args.duration, pixels)
-            click = wrk(base, args.connections, args.duration, clicks)
+            bare = start_server([sys.executable, "-m", "uvicorn", "bare_gif:app", "--port", str(bare_port),
+                                 "--workers", str(args.workers), "--no-access-log", "--app-dir",
+                                 str(Path(__file__).parent)], f"{bare_base}/")
+            # Both servers are up; one is idle while wrk drives the other. Each pixel run follows a
+            # reference run and is followed by the wait until its hits are written, so the write
+            # of one run's hits never falls into the next run (the reference's or its own).
+            references, pixel_runs, answered = [], [], 0
+            for _ in range(args.rounds):
+                references.append(wrk(bare_base, args.connections, args.duration, pixels))
+                run = wrk(base, args.connections, args.duration, pixels)
+                answered += run["answered"]
+                run["write_seconds"] = written_within(url, 0, answered)
+                pixel_runs.append(run)
+            click_run = wrk(base, args.connections, args.duration, clicks)
+            click_run["write_seconds"] = written_within(url, 1, click_run["answered"])
         finally:
             stop(server)
+            if bare is not None:
+                stop(bare)
         loads, click_events = asyncio.run(stored(url))
 
-        port = free_port()
-        bare = subprocess.Popen([sys.executable, "-m", "uvicorn", "bare_gif:app", "--port", str(port), "--workers",
-                                 str(args.workers), "--no-access-log", "--app-dir", str(Path(__file__).parent)],
-                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-        try:
-            wait_for(f"http://127.0.0.1:{port}/", bare)
-            reference = wrk(f"http://127.0.0.1:{port}/t/o/x.gif", args.connections, args.duration)
-        finally:
-            stop(bare)
-
+    pixel, reference, click = phase(pixel_runs), phase(references), phase([click_run])
     ratio = pixel["per_second"] / reference["per_second"]
+    sustained_ratio = pixel["sustained_per_second"] / reference["per_second"]
     print(f"machine: {machine()}")
     writes = f"buffered, flushed every {args.flush_seconds:g} s" if args.flush_seconds else "group commit"
     print(f"mailcast ({args.db}, {args.workers} HTTP processes, {args.connections} connections, "
-          f"{len(ids)} deliveries, events {writes}):")
-    print(f"  pixel: {pixel['per_second']:,.0f} requests/s, p99 {pixel['p99_ms']:.1f} ms; "
-          f"{pixel['answered']} answered, {loads} loads stored after shutdown")
-    print(f"  click: {click['per_second']:,.0f} requests/s, p99 {click['p99_ms']:.1f} ms; "
-          f"{click['answered']} answered, {click_events} click events stored after shutdown")
-    print(f"bare ASGI GIF app (same server settings): {reference['per_second']:,.0f} requests/s, "
+          f"{len(ids)} deliveries, events {writes}; {args.rounds} pixel runs of {args.duration} s, each "
+          f"after one of the bare app):")
+    for name, figures, count in (("pixel", pixel, loads), ("click", click, click_events)):
+        print(f"  {name}: {figures['per_second']:,.0f} requests/s answered, p99 {figures['p99_ms']:.1f} ms; "
+              f"all written {figures['write_seconds']:.2f} s after the runs ended: "
+              f"{figures['sustained_per_second']:,.0f} hits/s answered and written; "
+              f"{figures['answered']} answered, {count} stored after shutdown")
+    print(f"bare ASGI GIF app (same server settings, same requests): {reference['per_second']:,.0f} requests/s, "
           f"p99 {reference['p99_ms']:.1f} ms")
-    print(f"ratio pixel / bare: {ratio:.3f}")
+    print(f"ratio pixel / bare: {ratio:.3f} answered, {sustained_ratio:.3f} answered and written")
     emit({"scenario": "tracking", "db": args.db, "workers": args.workers, "connections": args.connections,
-          "flush_seconds": args.flush_seconds,
+          "flush_seconds": args.flush_seconds, "deliveries": len(ids), "rounds": args.rounds,
           "pixel_per_second": round(pixel["per_second"], 1), "pixel_p99_ms": round(pixel["p99_ms"], 2),
+          "pixel_sustained_per_second": round(pixel["sustained_per_second"], 1),
+          "pixel_write_seconds": round(pixel["write_seconds"], 2),
           "click_per_second": round(click["per_second"], 1), "click_p99_ms": round(click["p99_ms"], 2),
+          "click_sustained_per_second": round(click["sustained_per_second"], 1),
           "reference_per_second": round(reference["per_second"], 1), "ratio": round(ratio, 4),
+          "sustained_ratio": round(sustained_ratio, 4),
           "pixel_answered": pixel["answered"], "pixel_stored": loads,
           "click_answered": click["answered"], "click_stored": click_events})
     if loads < pixel["answered"] or click_events < click["answered"]:
