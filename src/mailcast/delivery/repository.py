@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -13,8 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
 
 
-@dataclass
-class Claimed:
+class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
     id: int
     campaign_id: str
     contact_id: str | None
@@ -122,11 +122,8 @@ async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[
                 queue_from_id=oldest.with_only_columns(DeliveryLease.first_id).scalar_subquery())
         .execution_options(synchronize_session=False)
     )
-    return [
-        Claimed(id=id_, campaign_id=campaign_id, contact_id=contact_id, email=email, variant=variant,
-                attempts=attempts, created_at=created_at, lease_id=lease_id)
-        for (id_, _at, contact_id, email, variant, attempts, created_at) in rows
-    ]
+    return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, created_at, lease_id)
+            for (id_, _at, contact_id, email, variant, attempts, created_at) in rows]
 
 
 async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limit: int,
@@ -138,7 +135,9 @@ async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limi
         where.append(~_LEASED)
     if start is not None:
         where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(*start))
-    return (await session.execute(
+    # Through the connection: plain rows, without the ORM's loading of a thousand of them.
+    connection = await session.connection()
+    return (await connection.execute(
         select(*_CLAIMED)
         .where(*where)
         .order_by(Delivery.next_attempt_at, Delivery.id)
