@@ -7,7 +7,8 @@ one transaction instead of four statements and a commit of its own.
 
 Buffered (`flush_seconds` > 0): a request is answered at once and its event is written with the
 others of the last `flush_seconds`, and on shutdown. A clean shutdown loses nothing; a crash
-(kill -9, power) loses at most the last interval's events. A failed write is retried at the
+(kill -9, power) loses what is not written yet: the last interval's events, or up to
+`max_buffered` while hits arrive faster than they are written. A failed write is retried at the
 next interval. When `max_buffered` events wait, a request waits until the next chunk is written
 (back-pressure: one chunk's write, not the whole backlog; while writes fail it does not wait)."""
 
