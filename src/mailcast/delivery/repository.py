@@ -11,6 +11,7 @@ from typing import Any
 from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, tuple_, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailcast.db.lists import among
 from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
 
 
@@ -172,7 +173,7 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
         return {}
     stmt = (
         update(Delivery)
-        .where(Delivery.id.in_(ids), Delivery.status.in_(PENDING))
+        .where(among(session, Delivery.id, ids), Delivery.status.in_(PENDING))
         .values(status="sending", attempts=Delivery.attempts + 1, lease_owner=worker, lease_expires_at=now + lease,
                 updated_at=now)
         .returning(Delivery.id, Delivery.contact_id)
@@ -185,7 +186,7 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
         contact_id: Recipient(first_name, last_name, attributes, not unsubscribed and suppressed is None)
         for contact_id, first_name, last_name, attributes, unsubscribed, suppressed in (await session.execute(
             select(Contact.id, Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
-                   Contact.suppressed_reason).where(Contact.id.in_(wanted))
+                   Contact.suppressed_reason).where(among(session, Contact.id, wanted))
         )).all()
     } if wanted else {}
     return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in marked}

@@ -21,10 +21,10 @@ from collections import Counter
 from datetime import datetime
 from typing import NamedTuple
 
-from sqlalchemy import BigInteger, any_, bindparam, func, insert, select, text, update
-from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
+from mailcast.db.lists import among, is_postgresql
 from mailcast.db.models import Delivery, Event
 
 log = logging.getLogger("mailcast.tracking")
@@ -154,24 +154,31 @@ class EventWriter:
 _MACHINE_OPENED = select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open",
                                          Event.machine.is_(True)).exists()
 _READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None), _MACHINE_OPENED)
-# PostgreSQL: the chunk's deliveries by one array parameter (one prepared statement whatever the
-# chunk's size, where an IN list is a new statement per length), and the loads added by one
-# statement over arrays (an executemany was a statement per delivery: ~24 us of PostgreSQL's time
-# a pixel load, now ~13). That statement's row locks come in whatever order its plan takes, so
-# the rows it writes are locked first, in id order (`_lock`): two processes writing hits of the
-# same deliveries then wait for each other instead of deadlocking (PostgreSQL breaks a deadlock
-# only after its 1 s deadlock_timeout). FOR NO KEY UPDATE, the lock an UPDATE takes: it does not
-# conflict with the key-share locks of other transactions' event inserts (their foreign key).
-_IDS = bindparam("ids", type_=ARRAY(BigInteger))
+# PostgreSQL: the loads added by one statement over arrays (an executemany was a statement per
+# delivery: ~24 us of PostgreSQL's time a pixel load, now ~13). That statement's row locks come in
+# whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
+# two processes writing hits of the same deliveries then wait for each other instead of
+# deadlocking (PostgreSQL breaks a deadlock only after its 1 s deadlock_timeout). FOR NO KEY
+# UPDATE, the lock an UPDATE takes: it does not conflict with the key-share locks of other
+# transactions' event inserts (their foreign key).
 _ADD_LOADS_PG = text(
     "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = coalesce(d.opened_at, u.opened) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS timestamptz[])) "
     "AS u(id, loads, opened) WHERE d.id = u.id"
 )
+# PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
+# number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
+_INSERT_EVENTS_PG = text(
+    "INSERT INTO events (delivery_id, type, at, url, user_agent, machine) "
+    "SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:type AS varchar[]), CAST(:at AS timestamptz[]), "
+    "CAST(:url AS text[]), CAST(:user_agent AS text[]), CAST(:machine AS boolean[]))"
+)
+_EVENT_COLUMNS = ("delivery_id", "type", "at", "url", "user_agent", "machine")
 
 
-def _lock(stmt):
-    return stmt.where(Delivery.id == any_(_IDS)).order_by(Delivery.id).with_for_update(of=Delivery, key_share=True)
+def _locked(session, stmt, ids: list[int]):
+    return (stmt.where(among(session, Delivery.id, ids)).order_by(Delivery.id)
+            .with_for_update(of=Delivery, key_share=True))
 
 
 async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int, is_machine) -> None:
@@ -179,14 +186,13 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     person's) is an event and every pixel load is counted; a click records the open too when
     none was recorded (images may be blocked). Hits of unknown deliveries are dropped. In the
     caller's transaction (a session's or a connection's)."""
-    dialect = session.bind.dialect if isinstance(session, AsyncSession) else session.dialect
-    postgres = dialect.name == "postgresql"
+    postgres = is_postgresql(session)
     ids = sorted({hit.delivery_id for hit in hits})
     # Pixel loads always update their deliveries: locked as they are read. Clicks seldom do (only
     # a first open), so a chunk of clicks only locks the deliveries it turns out to update.
     locked = postgres and any(hit.kind == "open" for hit in hits)
-    read = (_lock(select(*_READ_COLUMNS)).params(ids=ids) if locked
-            else select(*_READ_COLUMNS).where(Delivery.id.in_(ids)))
+    read = (_locked(session, select(*_READ_COLUMNS), ids) if locked
+            else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids)))
     sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
     for delivery_id, sent, human_open, machine_open in await session.execute(read):
         sent_at[delivery_id] = sent
@@ -211,7 +217,9 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         else:
             events.append({"delivery_id": hit.delivery_id, "type": "click", "at": hit.at,
                            "url": (hit.url or "")[:2000], "user_agent": agent, "machine": machine})
-    if events:
+    if events and postgres:
+        await session.execute(_INSERT_EVENTS_PG, {c: [e[c] for e in events] for c in _EVENT_COLUMNS})
+    elif events:
         # Through the table, not the entity: the ORM's bulk insert asks for the new ids back and
         # writes one multi-row VALUES statement per batch size, so nearly every chunk was a new
         # statement of thousands of parameters to parse and plan (a fresh process's first chunks
@@ -223,7 +231,7 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         return
     if postgres:
         if not locked:
-            await session.execute(_lock(select(Delivery.id)).params(ids=changed))
+            await session.execute(_locked(session, select(Delivery.id), changed))
         await session.execute(_ADD_LOADS_PG, {"ids": changed, "loads": [loads[i] for i in changed],
                                               "opened": [opened.get(i) for i in changed]})
         return

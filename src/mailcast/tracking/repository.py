@@ -5,6 +5,7 @@ from datetime import datetime
 from sqlalchemy import insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailcast.db.lists import among
 from mailcast.db.models import Campaign, Contact, Delivery, Event
 
 
@@ -18,7 +19,7 @@ async def delivery_with_campaign(session: AsyncSession, delivery_id: int) -> tup
 async def click_deliveries(session: AsyncSession, delivery_ids: list[int]) -> list[tuple[int, str, str, str | None, str]]:
     """(id, campaign id, variant, contact id, address) of each delivery found: what a click needs."""
     stmt = select(Delivery.id, Delivery.campaign_id, Delivery.variant, Delivery.contact_id, Delivery.email).where(
-        Delivery.id.in_(delivery_ids))
+        among(session, Delivery.id, delivery_ids))
     return [tuple(row) for row in await session.execute(stmt)]
 
 

@@ -1,0 +1,24 @@
+"""`column IN (values)` for a list that changes with every call."""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+
+from sqlalchemy import any_, bindparam
+from sqlalchemy.dialects.postgresql import ARRAY
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+
+
+def is_postgresql(executor: AsyncSession | AsyncConnection) -> bool:
+    dialect = executor.bind.dialect if isinstance(executor, AsyncSession) else executor.dialect
+    return dialect.name == "postgresql"
+
+
+def among(executor: AsyncSession | AsyncConnection, column, values: Collection):
+    """On PostgreSQL `column = ANY(:array)`: one statement whatever the number of values. An IN list
+    is rendered again for every length, and each length is a statement of its own for the server
+    to parse and plan (the tracking writer, the click look-up and the sender's chunks each ask
+    with a list of up to a few hundred ids). SQLite has no arrays: an IN list there."""
+    if is_postgresql(executor):
+        return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
+    return column.in_(list(values))
