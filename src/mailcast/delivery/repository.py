@@ -8,11 +8,13 @@ from typing import NamedTuple
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, bindparam, delete, exists, func, insert, or_, select, text, tuple_, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, exists, func, insert, or_, select, text,
+                        tuple_, update)
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among
 from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
+from mailcast.db.types import UTCDateTime
 
 
 class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
@@ -65,85 +67,81 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     before. Should a new key still come before the start (written by a worker whose clock is
     behind, or at the very same instant with a smaller id), the row is not lost, only later: a
     claim that finds less than a full batch from the start reads from the head as well."""
-    # The next sending campaign, locked; and whether it has leases that ran out.
-    ran_out = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= now)
-    # Whether one lives: with none, no row needs the check against the leases' ranges (only claims
-    # add leases, and they take turns on the campaign's lock).
-    live = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at > now)
-    next_campaign = (select(Campaign.id, Campaign.send_started_at, ran_out, live, Campaign.queue_from_at,
-                            Campaign.queue_from_id)
-                     .where(Campaign.status == "sending")
-                     .order_by(Campaign.send_started_at, Campaign.id).limit(1)
-                     # FOR NO KEY UPDATE: a lease's foreign key check does not wait
-                     .with_for_update(of=Campaign, key_share=True))
+    connection = await session.connection()  # plain rows: no ORM loading of a thousand of them
     claimed: list[Claimed] = []
     after = None  # (send_started_at, id) of the campaign done last
     while len(claimed) < limit:
-        stmt = next_campaign
-        if after is not None:
-            stmt = stmt.where(tuple_(Campaign.send_started_at, Campaign.id) > tuple_(*after))
-        campaign = (await session.execute(stmt)).first()
+        if after is None:
+            campaign = (await connection.execute(_NEXT_CAMPAIGN, {"now": now})).first()
+        else:
+            campaign = (await connection.execute(_NEXT_CAMPAIGN_AFTER,
+                                                 {"now": now, "after_at": after[0], "after_id": after[1]})).first()
         if campaign is None:
             break
         campaign_id, started_at, expired, leased, from_at, from_id = campaign
         after = (started_at, campaign_id)
         if expired:
-            await session.execute(
-                delete(DeliveryLease).where(DeliveryLease.campaign_id == campaign_id, DeliveryLease.expires_at <= now)
-                .execution_options(synchronize_session=False)
-            )
+            await connection.execute(_DELETE_RAN_OUT, {"campaign_id": campaign_id, "now": now})
         start = (from_at, from_id) if from_at is not None else None
-        claimed += await _claim_campaign(session, campaign_id, start, leased, worker, now, limit - len(claimed),
-                                         lease)
+        claimed += await _claim_campaign(connection, campaign_id, start, leased, worker, now,
+                                         limit - len(claimed), lease)
     return claimed
 
 
-async def _claim_campaign(session: AsyncSession, campaign_id: str, start: tuple[datetime, int] | None,
+# A claim's statements are built once, with bound parameters: building and keying five
+# statements per claim was a millisecond of Python (bench/RESULTS.md, seventh round).
+_NOW = bindparam("now", type_=UTCDateTime())
+_CAMPAIGN_ID = bindparam("campaign_id", type_=String())
+# Whether the campaign has leases that ran out; whether one lives: with none, no row needs the check
+# against the leases' ranges (only claims add leases, and they take turns on the campaign's lock).
+_RAN_OUT = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= _NOW)
+_LIVE = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at > _NOW)
+# The next sending campaign, locked (FOR NO KEY UPDATE: a lease's foreign key check does not wait).
+_NEXT_CAMPAIGN = (select(Campaign.id, Campaign.send_started_at, _RAN_OUT, _LIVE, Campaign.queue_from_at,
+                         Campaign.queue_from_id)
+                  .where(Campaign.status == "sending")
+                  .order_by(Campaign.send_started_at, Campaign.id).limit(1)
+                  .with_for_update(of=Campaign, key_share=True))
+_NEXT_CAMPAIGN_AFTER = _NEXT_CAMPAIGN.where(tuple_(Campaign.send_started_at, Campaign.id) > tuple_(
+    bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=String())))
+_LEASES = DeliveryLease.__table__
+_DELETE_RAN_OUT = delete(_LEASES).where(_LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW)
+_INSERT_LEASE = insert(_LEASES).returning(_LEASES.c.id)
+# The next claim's start: the first key of the oldest live lease, or the head when none lives.
+_OLDEST = (select(_LEASES.c.first_at, _LEASES.c.first_id).where(_LEASES.c.campaign_id == _CAMPAIGN_ID)
+           .order_by(_LEASES.c.first_at, _LEASES.c.first_id).limit(1))
+_MOVE_START = (update(Campaign.__table__).where(Campaign.__table__.c.id == _CAMPAIGN_ID)
+               .values(queue_from_at=_OLDEST.with_only_columns(_LEASES.c.first_at).scalar_subquery(),
+                       queue_from_id=_OLDEST.with_only_columns(_LEASES.c.first_id).scalar_subquery()))
+
+
+async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: tuple[datetime, int] | None,
                           leased: bool, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
-    rows = await _due_rows(session, campaign_id, now, limit, start, leased)
+    rows = await _due_rows(connection, campaign_id, now, limit, start, leased)
     if len(rows) < limit and start is not None:
-        rows = await _due_rows(session, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
+        rows = await _due_rows(connection, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
     lease_id = None
     if rows:
         (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
-        lease_id = (await session.execute(
-            insert(DeliveryLease).values(campaign_id=campaign_id, owner=worker, expires_at=now + lease,
-                                         first_at=first_at, first_id=first_id, last_at=last_at, last_id=last_id)
-            .returning(DeliveryLease.id)
-        )).scalar_one()
+        lease_id = (await connection.execute(_INSERT_LEASE, {
+            "campaign_id": campaign_id, "owner": worker, "expires_at": now + lease,
+            "first_at": first_at, "first_id": first_id, "last_at": last_at, "last_id": last_id,
+        })).scalar_one()
     if not rows and start is None:
         return []  # nothing to move (an idle poll writes nothing)
-    # The next claim's start: the first key of the oldest live lease (this one included), or the
-    # head when none lives.
-    oldest = (select(DeliveryLease.first_at, DeliveryLease.first_id).where(DeliveryLease.campaign_id == campaign_id)
-              .order_by(DeliveryLease.first_at, DeliveryLease.first_id).limit(1))
-    await session.execute(
-        update(Campaign).where(Campaign.id == campaign_id)
-        .values(queue_from_at=oldest.with_only_columns(DeliveryLease.first_at).scalar_subquery(),
-                queue_from_id=oldest.with_only_columns(DeliveryLease.first_id).scalar_subquery())
-        .execution_options(synchronize_session=False)
-    )
+    await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
     return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, created_at, lease_id)
             for (id_, _at, contact_id, email, variant, attempts, created_at) in rows]
 
 
-async def _due_rows(session: AsyncSession, campaign_id: str, now: datetime, limit: int,
+async def _due_rows(connection: AsyncConnection, campaign_id: str, now: datetime, limit: int,
                     start: tuple[datetime, int] | None, leased: bool) -> Sequence[Any]:
     """The campaign's first `limit` due rows that no live lease covers (`leased`: whether the
     campaign has one), from `start` (a key of the queue's order; None: the head)."""
-    where = [Delivery.campaign_id == campaign_id, text(DUE_CONDITION), Delivery.next_attempt_at <= now]
-    if leased:
-        where.append(~_LEASED)
+    params = {"campaign_id": campaign_id, "now": now, "limit": limit}
     if start is not None:
-        where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(*start))
-    # Through the connection: plain rows, without the ORM's loading of a thousand of them.
-    connection = await session.connection()
-    return (await connection.execute(
-        select(*_CLAIMED)
-        .where(*where)
-        .order_by(Delivery.next_attempt_at, Delivery.id)
-        .limit(limit)
-    )).all()
+        params["start_at"], params["start_id"] = start
+    return (await connection.execute(_DUE_ROWS[(leased, start is not None)], params)).all()
 
 
 # A due row inside the range of a live lease of its campaign (the claim deleted the expired ones).
@@ -154,6 +152,21 @@ _LEASED = exists().where(
 )
 _CLAIMED = (Delivery.id, Delivery.next_attempt_at, Delivery.contact_id, Delivery.email, Delivery.variant,
             Delivery.attempts, Delivery.created_at)
+
+
+def _due_rows_statement(leased: bool, from_start: bool):
+    where = [Delivery.campaign_id == _CAMPAIGN_ID, text(DUE_CONDITION), Delivery.next_attempt_at <= _NOW]
+    if leased:
+        where.append(~_LEASED)
+    if from_start:
+        where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(
+            bindparam("start_at", type_=UTCDateTime()), bindparam("start_id", type_=BigInteger())))
+    return (select(*_CLAIMED).where(*where).order_by(Delivery.next_attempt_at, Delivery.id)
+            .limit(bindparam("limit", type_=Integer())))
+
+
+_DUE_ROWS = {(leased, from_start): _due_rows_statement(leased, from_start)
+             for leased in (False, True) for from_start in (False, True)}
 
 
 async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
