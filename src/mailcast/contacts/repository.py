@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
 from mailcast.db.owned import paginate_query
+from mailcast.db.lists import is_postgresql
 from mailcast.db.models import AudienceMember, Contact
 
 _CHUNK = 500
@@ -63,7 +64,7 @@ async def refresh_statistics(session: AsyncSession) -> None:
     account, compared with 500 addresses": an import slowed down with every 10,000 contacts
     (1 s -> 13 s a chunk at 80,000). ANALYZE samples a bounded number of rows (~0.1 s at a
     million); it holds a lock that only another ANALYZE or VACUUM waits for."""
-    if session.bind.dialect.name == "postgresql":
+    if is_postgresql(session):
         await session.execute(text("ANALYZE contacts, audience_members"))
 
 

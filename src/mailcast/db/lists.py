@@ -1,4 +1,4 @@
-"""`column IN (values)` for a list that changes with every call."""
+"""Which database a session talks to, and `column IN (values)` for a list that changes with every call."""
 
 from __future__ import annotations
 

@@ -5,8 +5,10 @@ from __future__ import annotations
 from sqlalchemy.dialects import postgresql, sqlite
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailcast.db.lists import is_postgresql
+
 
 def insert_for(session: AsyncSession):
-    if session.bind.dialect.name == "postgresql":
+    if is_postgresql(session):
         return postgresql.insert
     return sqlite.insert
