@@ -251,6 +251,40 @@ async def test_two_writers_of_one_delivery_record_its_first_open_once(tenant, se
     assert (len(opens), count) == (1, 6)
 
 
+async def test_a_long_flush_on_sqlite_lets_api_requests_through(tenant, sent, sessions, app, engine):
+    # SQLite gives the process one connection: the buffered writer hands it back after every
+    # chunk, so an API request waits for one chunk's write, not for the whole backlog's.
+    if engine.dialect.name != "sqlite":
+        pytest.skip("PostgreSQL's pool has a connection for the request while the writer keeps one")
+    from datetime import UTC, datetime
+
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import FLUSH_CHUNK, EventWriter, Hit
+    from mailcast.tracking.service import is_machine
+
+    async with sessions() as session:
+        delivery_id = (await session.execute(select(Delivery.id).limit(1))).scalar_one()
+    writer = app.state.events = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600)
+    writer._buffer.extend([Hit("open", delivery_id, datetime.now(UTC), BROWSER["User-Agent"])] * (FLUSH_CHUNK * 8))
+    finished = []
+
+    async def flush():
+        await writer.flush()
+        finished.append("flush")
+
+    async def request():
+        assert (await tenant.get("/v1/campaigns")).status_code == 200
+        finished.append("request")
+
+    flushing = asyncio.create_task(flush())
+    await asyncio.sleep(0)  # the writer takes the connection first
+    await asyncio.gather(flushing, request())
+    assert finished == ["request", "flush"]
+    async with sessions() as session:
+        assert (await session.execute(select(Delivery.open_count).where(Delivery.id == delivery_id))).scalar_one() \
+            == FLUSH_CHUNK * 8
+
+
 async def test_buffered_hits_are_answered_at_once_and_written_by_a_clean_shutdown(tenant, sent, sessions, app):
     # MAILCAST_TRACKING_FLUSH_SECONDS > 0: nothing is written while the requests are answered;
     # the shutdown (what the app's lifespan calls) writes every acknowledged hit, once.

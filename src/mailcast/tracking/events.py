@@ -110,27 +110,32 @@ class EventWriter:
     async def flush(self) -> None:
         """Write what is buffered now; on failure the events stay buffered and this raises."""
         async with self._flushing:
-            if not self._buffer:
-                return
-            # One connection for every chunk: taking one from the pool per chunk cost two more
-            # round trips a chunk (the pool's liveness ping and its rollback on return).
-            async with self.sessions.kw["bind"].connect() as connection:
-                while self._buffer:
-                    # In transactions of FLUSH_CHUNK hits: the requests answered meanwhile wait for
-                    # one chunk's work on the event loop, not for the whole interval's.
-                    batch = self._buffer[:FLUSH_CHUNK]
-                    del self._buffer[:FLUSH_CHUNK]
-                    try:
-                        async with connection.begin():
-                            await write(connection, batch, self.window, self.is_machine)
-                    except BaseException:
-                        self._buffer[:0] = batch
-                        self._failing = True
-                        raise
-                    else:
-                        self._failing = False
-                    finally:
-                        self._room.set()
+            engine = self.sessions.kw["bind"]
+            # PostgreSQL: one connection for all the chunks (taking one from the pool per chunk
+            # cost two more round trips a chunk: the pool's liveness ping and its rollback on
+            # return). SQLite: the process has one connection, given back after every chunk so
+            # that the API's requests are not held for a whole flush.
+            one_per_chunk = engine.dialect.name == "sqlite"
+            while self._buffer:
+                async with engine.connect() as connection:
+                    while self._buffer:
+                        # In transactions of FLUSH_CHUNK hits: the requests answered meanwhile wait
+                        # for one chunk's work on the event loop, not for the whole interval's.
+                        batch = self._buffer[:FLUSH_CHUNK]
+                        del self._buffer[:FLUSH_CHUNK]
+                        try:
+                            async with connection.begin():
+                                await write(connection, batch, self.window, self.is_machine)
+                        except BaseException:
+                            self._buffer[:0] = batch
+                            self._failing = True
+                            raise
+                        else:
+                            self._failing = False
+                        finally:
+                            self._room.set()
+                        if one_per_chunk:
+                            break
 
     async def close(self) -> None:
         """On shutdown: every acknowledged event is written before this returns."""
