@@ -6,10 +6,10 @@ from collections.abc import Collection
 
 from sqlalchemy import any_, bindparam
 from sqlalchemy.dialects.postgresql import ARRAY
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
 
-def is_postgresql(executor: AsyncSession | AsyncConnection) -> bool:
+def is_postgresql(executor: AsyncSession | AsyncConnection | AsyncEngine) -> bool:
     dialect = executor.bind.dialect if isinstance(executor, AsyncSession) else executor.dialect
     return dialect.name == "postgresql"
 

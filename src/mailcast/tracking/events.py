@@ -92,9 +92,13 @@ class EventWriter:
                     if not future.done():
                         future.set_result(None)
 
+    @property
+    def _engine(self):
+        return self.sessions.kw["bind"]  # the factory's: a test may swap the factory
+
     async def _commit(self, hits: list[Hit]) -> None:
         """Group commit: one transaction for a batch."""
-        async with self.sessions.kw["bind"].begin() as connection:
+        async with self._engine.begin() as connection:
             await write(connection, hits, self.window, self.is_machine)
 
     async def _flush_every(self) -> None:
@@ -110,12 +114,12 @@ class EventWriter:
     async def flush(self) -> None:
         """Write what is buffered now; on failure the events stay buffered and this raises."""
         async with self._flushing:
-            engine = self.sessions.kw["bind"]
+            engine = self._engine
             # PostgreSQL: one connection for all the chunks (taking one from the pool per chunk
             # cost two more round trips a chunk: the pool's liveness ping and its rollback on
             # return). SQLite: the process has one connection, given back after every chunk so
             # that the API's requests are not held for a whole flush.
-            one_per_chunk = engine.dialect.name == "sqlite"
+            one_per_chunk = not is_postgresql(engine)
             while self._buffer:
                 async with engine.connect() as connection:
                     while self._buffer:
