@@ -247,13 +247,12 @@ def main() -> None:
 
         api_server = probe = None
         if args.api:
-            from tracking import wait_for
+            from tracking import start_server
 
             api_port = free_port()
-            api_server = subprocess.Popen(
+            api_server = start_server(
                 [sys.executable, "-m", "mailcast.cli", "serve", "--port", str(api_port), "--no-access-log"],
-                env={**env, "MAILCAST_EMBEDDED_WORKER": "false"}, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
-            wait_for(f"http://127.0.0.1:{api_port}/healthz", api_server)
+                f"http://127.0.0.1:{api_port}/healthz", {**env, "MAILCAST_EMBEDDED_WORKER": "false"})
             probe = ApiProbe(f"http://127.0.0.1:{api_port}", api_key, campaign_id)
 
         def spawn():
