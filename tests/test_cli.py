@@ -84,6 +84,28 @@ async def test_contacts_import_reports_bad_lines_and_keeps_good_rows(cli, client
     assert missing.returncode == 1 and "No such audience" in missing.stderr
 
 
+async def test_recount_derives_the_campaign_figures_again(cli, tenant, sessions):
+    """The counts a campaign's figures are read from are a cache: lost or wrong, `mailcast
+    recount` counts them again from the deliveries."""
+    from sqlalchemy import delete, insert
+
+    from mailcast.db.models import CampaignCount
+
+    campaign = await tenant.campaign(await tenant.audience(contacts=7), draft=None)
+    other = await tenant.campaign(await tenant.audience(contacts=3), draft=None)
+    async with sessions() as session:
+        await session.execute(delete(CampaignCount).where(CampaignCount.campaign_id == campaign["id"]))
+        await session.execute(insert(CampaignCount).values(campaign_id=other["id"], total=100, sent=5, bounced=0,
+                                                           failed=0, unknown=0))
+        await session.commit()
+    totals = [(await tenant.get(f"/v1/campaigns/{c['id']}/stats")).json()["total"] for c in (campaign, other)]
+    assert totals == [0, 103]
+    assert "counted the deliveries of 2 campaign(s)" in cli("recount").stderr
+    for c, n in ((campaign, 7), (other, 3)):
+        stats = (await tenant.get(f"/v1/campaigns/{c['id']}/stats")).json()
+        assert (stats["total"], stats["sent"]) == (n, 0)
+
+
 def test_serve_first_start_prints_a_key_once(tmp_path):
     """What `make run` does: a fresh data dir, SQLite, the first account's key printed once."""
     port = _free_tcp_port()

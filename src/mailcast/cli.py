@@ -83,6 +83,15 @@ def migrate() -> None:
 
 
 @app.command()
+def recount() -> None:
+    """Count every campaign's deliveries again and replace the counts its figures are read from."""
+    from mailcast.campaigns import repository as campaigns_repo
+
+    counted = _in_session(lambda session, settings: campaigns_repo.recount(session))
+    err.print(f"counted the deliveries of {counted} campaign(s)")
+
+
+@app.command()
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,

@@ -2,16 +2,17 @@
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import insert, select, text
+from sqlalchemy import delete, func, insert, select, text, update
 
 from mailcast.db.engine import create_engine, is_sqlite
 from mailcast.db.migrate import upgrade
-from mailcast.db.models import Base, Delivery
+from mailcast.db.models import Base, CampaignCount, Delivery
 
 
 async def test_migrated_schema_matches_the_models(engine):
@@ -32,13 +33,14 @@ async def test_migrated_schema_matches_the_models(engine):
     assert differences == []
 
 
-async def test_upgrading_takes_each_deliverys_first_human_open_from_its_events(db_url, tmp_path):
-    """0005 adds deliveries.opened_at; rows sent before it get the time of their first open by a
-    person (a machine's open does not count), the same thing the tracking endpoints record now."""
+@contextlib.asynccontextmanager
+async def _old_database(db_url: str, tmp_path):
+    """An engine on a database of its own (SQLite) or a schema of its own (PostgreSQL), so the
+    suite's migrated one is left alone; migrate it to the revision a test starts from."""
     kwargs: dict = {}
     if is_sqlite(db_url):
         db_url = f"sqlite+aiosqlite:///{tmp_path / 'old.db'}"
-    else:  # a schema of its own, so the suite's migrated one is left alone
+    else:
         schema = f"upgrade_{uuid.uuid4().hex[:8]}"
         kwargs = {"connect_args": {"server_settings": {"search_path": schema}}}
         admin = create_engine(db_url)
@@ -47,22 +49,41 @@ async def test_upgrading_takes_each_deliverys_first_human_open_from_its_events(d
         await admin.dispose()
     engine = create_engine(db_url, **kwargs)
     try:
+        yield engine
+    finally:
+        await engine.dispose()
+        if kwargs:
+            admin = create_engine(db_url)
+            async with admin.begin() as conn:
+                await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
+            await admin.dispose()
+
+
+async def _one_campaign(conn, t: datetime, statuses: list[str]) -> None:
+    tables = Base.metadata.tables
+    await conn.execute(insert(tables["accounts"]), {"id": "acc_1", "name": "A", "plan": "free", "created_at": t})
+    await conn.execute(insert(tables["contacts"]), [
+        {"id": f"con_{i}", "account_id": "acc_1", "email": f"r{i}@example.org", "unsubscribed": False,
+         "created_at": t, "updated_at": t} for i in range(len(statuses))])
+    await conn.execute(insert(tables["campaigns"]), {
+        "id": "camp_1", "account_id": "acc_1", "name": "N", "subject": "S", "from_address": "a@example.com",
+        "audience_id": "aud_1", "unsubscribe_url": "https://example.com/u", "status": "sent",
+        "created_at": t, "updated_at": t})
+    await conn.execute(insert(tables["deliveries"]), [
+        {"id": i + 1, "campaign_id": "camp_1", "contact_id": f"con_{i}", "email": f"r{i}@example.org",
+         "variant": "a", "status": status, "attempts": 1, "created_at": t, "updated_at": t}
+        for i, status in enumerate(statuses)])
+
+
+async def test_upgrading_takes_each_deliverys_first_human_open_from_its_events(db_url, tmp_path):
+    """0005 adds deliveries.opened_at; rows sent before it get the time of their first open by a
+    person (a machine's open does not count), the same thing the tracking endpoints record now."""
+    async with _old_database(db_url, tmp_path) as engine:
         await upgrade(engine, "0004")
         t = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
-        tables = Base.metadata.tables
         async with engine.begin() as conn:
-            await conn.execute(insert(tables["accounts"]), {"id": "acc_1", "name": "A", "plan": "free", "created_at": t})
-            await conn.execute(insert(tables["contacts"]), [
-                {"id": f"con_{i}", "account_id": "acc_1", "email": f"r{i}@example.org", "unsubscribed": False,
-                 "created_at": t, "updated_at": t} for i in range(3)])
-            await conn.execute(insert(tables["campaigns"]), {
-                "id": "camp_1", "account_id": "acc_1", "name": "N", "subject": "S", "from_address": "a@example.com",
-                "audience_id": "aud_1", "unsubscribe_url": "https://example.com/u", "status": "sent",
-                "created_at": t, "updated_at": t})
-            await conn.execute(insert(tables["deliveries"]), [
-                {"id": i + 1, "campaign_id": "camp_1", "contact_id": f"con_{i}", "email": f"r{i}@example.org",
-                 "variant": "a", "status": "sent", "attempts": 1, "created_at": t, "updated_at": t} for i in range(3)])
-            await conn.execute(insert(tables["events"]), [
+            await _one_campaign(conn, t, ["sent"] * 3)
+            await conn.execute(insert(Base.metadata.tables["events"]), [
                 {"delivery_id": 1, "type": "open", "at": t + timedelta(hours=1), "machine": True},
                 {"delivery_id": 1, "type": "open", "at": t + timedelta(hours=3), "machine": False},
                 {"delivery_id": 1, "type": "click", "at": t + timedelta(hours=2), "machine": False},
@@ -72,10 +93,27 @@ async def test_upgrading_takes_each_deliverys_first_human_open_from_its_events(d
         async with engine.connect() as conn:
             rows = dict((await conn.execute(select(Delivery.id, Delivery.opened_at).order_by(Delivery.id))).all())
         assert rows == {1: t + timedelta(hours=3), 2: None, 3: None}
-    finally:
-        await engine.dispose()
-        if kwargs:
-            admin = create_engine(db_url)
-            async with admin.begin() as conn:
-                await conn.execute(text(f"DROP SCHEMA {schema} CASCADE"))
-            await admin.dispose()
+
+
+async def test_upgrading_counts_the_deliveries_there_are_and_counts_on_from_there(db_url, tmp_path):
+    """0008 adds the campaign counts: a campaign sent before it gets its figures counted once, and
+    the triggers count every change after."""
+    async with _old_database(db_url, tmp_path) as engine:
+        await upgrade(engine, "0007")
+        t = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+        async with engine.begin() as conn:
+            await _one_campaign(conn, t, ["sent", "sent", "bounced", "failed", "unknown", "queued"])
+        await upgrade(engine)
+
+        async def figures() -> tuple[int, ...]:
+            async with engine.connect() as conn:
+                return tuple(int(n) for n in (await conn.execute(
+                    select(func.sum(CampaignCount.total), func.sum(CampaignCount.sent),
+                           func.sum(CampaignCount.bounced), func.sum(CampaignCount.failed),
+                           func.sum(CampaignCount.unknown)).where(CampaignCount.campaign_id == "camp_1"))).one())
+
+        assert await figures() == (6, 2, 1, 1, 1)
+        async with engine.begin() as conn:
+            await conn.execute(update(Delivery).where(Delivery.id == 6).values(status="sent"))
+            await conn.execute(delete(Delivery).where(Delivery.id == 4))
+        assert await figures() == (5, 3, 1, 0, 1)

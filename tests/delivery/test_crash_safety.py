@@ -32,6 +32,15 @@ async def _statuses(sessions, campaign_id: str) -> dict[str, int]:
         return dict(rows.all())
 
 
+async def _figures_agree(tenant, campaign_id: str, statuses: dict[str, int]) -> None:
+    """The campaign's figures (counts the database keeps as several processes record) equal a
+    recount of its deliveries."""
+    stats = (await tenant.get(f"/v1/campaigns/{campaign_id}/stats")).json()
+    bounced = statuses.get("bounced", 0)
+    assert (stats["total"], stats["sent"], stats["bounced"]) == (
+        sum(statuses.values()), statuses.get("sent", 0) + bounced, bounced)
+
+
 async def _wait_for(predicate, timeout: float, what: str):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
@@ -92,6 +101,7 @@ async def test_kill_minus_nine_mid_campaign_loses_nobody(tenant, sessions, setti
         elif status == "unknown":
             assert counts[email_address] <= 1
     assert statuses.get("unknown", 0) <= 50  # at most one chunk was in flight when the worker died
+    await _figures_agree(tenant, campaign["id"], statuses)
 
 
 async def _count_at_least(relay, n: int) -> bool:
@@ -114,3 +124,4 @@ async def test_several_workers_share_one_campaign(tenant, sessions, settings, re
     counts = relay.handler.counts()
     assert len(counts) == n and set(counts.values()) == {1}  # zero losses, zero duplicates
     assert await _statuses(sessions, campaign["id"]) == {"sent": n}
+    await _figures_agree(tenant, campaign["id"], {"sent": n})

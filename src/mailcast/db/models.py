@@ -236,6 +236,28 @@ class Delivery(Base):
     sent_at: Mapped[datetime | None]
 
 
+class CampaignCount(Base):
+    """A campaign's delivery counts as additions: a campaign's figures are the sums of its rows.
+    Kept by triggers on `deliveries` (migration 0008) in the transaction of every insert, status
+    change and delete, whichever code makes it, so the campaign list and get read a few rows
+    instead of counting every delivery (a campaign of 100,000 took 30-80 ms a request).
+
+    On PostgreSQL each statement that changes counts adds one row (no row is updated, so workers
+    recording at once never wait for each other on a counter) and the worker folds a campaign's
+    rows into one now and then (`fold_counts`). SQLite, one writer at a time, keeps one row per
+    campaign and updates it per delivery."""
+
+    __tablename__ = "campaign_counts"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    total: Mapped[int] = mapped_column(BigInteger)  # deliveries, in any status
+    sent: Mapped[int] = mapped_column(BigInteger)  # status sent (accepted by the relay, no bounce since)
+    bounced: Mapped[int] = mapped_column(BigInteger)
+    failed: Mapped[int] = mapped_column(BigInteger)
+    unknown: Mapped[int] = mapped_column(BigInteger)
+
+
 class DeliveryLease(Base):
     """A worker's claim on one batch of a campaign's due deliveries: one row per batch instead of
     a write to every delivery in it. The batch is every due delivery whose key in the queue's

@@ -50,6 +50,9 @@ class Worker:
             recovered = await delivery_repo.recover_expired(session, now)
             finished = await delivery_repo.finish_done_campaigns(session, now)
             await session.commit()
+        async with self.sessions() as session:
+            await campaigns_repo.fold_counts(session)
+            await session.commit()
         if recovered:
             log.warning("%d deliveries were in flight when a worker stopped; marked unknown", recovered)
         for campaign_id in finished:
