@@ -96,14 +96,15 @@ async def test_recount_derives_the_campaign_figures_again(cli, tenant, sessions)
     async with sessions() as session:
         await session.execute(delete(CampaignCount).where(CampaignCount.campaign_id == campaign["id"]))
         await session.execute(insert(CampaignCount).values(campaign_id=other["id"], total=100, sent=5, bounced=0,
-                                                           failed=0, unknown=0))
+                                                           failed=0, unknown=0, opened=9, clicked=0, complained=0,
+                                                           unsubscribed=0))
         await session.commit()
     totals = [(await tenant.get(f"/v1/campaigns/{c['id']}/stats")).json()["total"] for c in (campaign, other)]
     assert totals == [0, 103]
     assert "counted the deliveries of 2 campaign(s)" in cli("recount").stderr
     for c, n in ((campaign, 7), (other, 3)):
         stats = (await tenant.get(f"/v1/campaigns/{c['id']}/stats")).json()
-        assert (stats["total"], stats["sent"]) == (n, 0)
+        assert (stats["total"], stats["sent"], stats["opened"]) == (n, 0, 0)
 
 
 def test_serve_first_start_prints_a_key_once(tmp_path):

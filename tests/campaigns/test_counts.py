@@ -1,15 +1,17 @@
 """A campaign's figures come from counts the database keeps with every change of its deliveries
 (campaign_counts, kept by triggers): after every kind of change they equal a recount of the
-deliveries themselves, and a campaign's counts go when the campaign goes."""
+deliveries themselves (and, for readers, of the events), and a campaign's counts go when the
+campaign goes."""
 
 from __future__ import annotations
 
+import re
 from datetime import timedelta
 
-from sqlalchemy import func, select
+from sqlalchemy import and_, distinct, func, or_, select
 
 from mailcast.campaigns import repository as campaigns_repo
-from mailcast.db.models import CampaignCount, Delivery
+from mailcast.db.models import CampaignCount, Delivery, Event
 from mailcast.delivery import repository as queue
 from mailcast.tracking import service as tracking
 
@@ -122,3 +124,62 @@ async def test_many_rows_of_counts_read_as_their_sum(tenant, sessions, worker, r
     await worker.schedule_once()
     assert await _count_rows(sessions, campaign["id"]) == 1
     await _agrees(tenant, sessions, campaign["id"], expected)
+
+
+async def _readers_from_events(sessions, campaign_id: str) -> dict[str, int]:
+    """What the figures of readers mean, counted from the events themselves: deliveries with an
+    open / a click by a person, with a complaint, with an unsubscribe."""
+    async with sessions() as session:
+        rows = (await session.execute(
+            select(Event.type, func.count(distinct(Event.delivery_id)))
+            .join(Delivery, Delivery.id == Event.delivery_id)
+            .where(Delivery.campaign_id == campaign_id,
+                   or_(Event.type.in_(("complaint", "unsubscribe")),
+                       and_(Event.type.in_(("open", "click")), Event.machine.is_(False))))
+            .group_by(Event.type))).all()
+    found = dict(rows)
+    return {"opened": found.get("open", 0), "clicked": found.get("click", 0),
+            "complained": found.get("complaint", 0), "unsubscribed": found.get("unsubscribe", 0)}
+
+
+async def test_readers_are_counted_once_a_delivery_and_never_for_machines(tenant, sessions, worker, relay, clock):
+    await tenant.verified_domain()
+    html = ('<html><body><p><a href="https://shop.example.com/sale">Sale</a> '
+            '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>')
+    campaign = await tenant.campaign(await tenant.audience(contacts=12), draft=None, html=html)
+    cid = campaign["id"]
+    await worker.run_until_idle()
+    messages = sorted(relay.handler.messages, key=lambda m: m.rcpt_to)
+    browser = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5"}
+
+    def urls(i: int) -> tuple[str, str, str]:
+        html = messages[i].message.get_body(("html",)).get_content()
+        return (re.search(r'src="http://127.0.0.1:8025(/t/o/[^"]+)"', html).group(1),
+                re.search(r'href="http://127.0.0.1:8025(/t/c/[^"]+)"', html).group(1),
+                re.search(r'href="http://127.0.0.1:8025(/u/[^"]+)"', html).group(1))
+
+    for i in range(3):  # a mail privacy proxy loads 0-2 the moment they arrive: machine opens
+        assert (await tenant.client.get(urls(i)[0], headers=browser)).status_code == 200
+    clock.advance(minutes=10)
+    for i in range(1, 5):  # people open 1-4, twice each
+        for _ in range(2):
+            assert (await tenant.client.get(urls(i)[0], headers=browser)).status_code == 200
+    for i in (4, 5, 5):  # people click 4 and 5 (5 twice, without loading images: an open too)
+        assert (await tenant.client.get(urls(i)[1], headers=browser)).status_code == 302
+    for i in (6, 6):  # an unsubscribe, sent twice
+        assert (await tenant.client.post(urls(i)[2], data={"List-Unsubscribe": "One-Click"})).status_code == 200
+    async with sessions() as session:
+        delivery_ids = dict((await session.execute(select(Delivery.email, Delivery.id)
+                                                   .where(Delivery.campaign_id == cid))).all())
+    for _ in range(2):  # a complaint, reported twice
+        async with sessions() as session:
+            assert await tracking.record_complaint(session, delivery_ids[messages[7].rcpt_to], clock())
+            await session.commit()
+
+    readers = {"opened": 5, "clicked": 2, "complained": 1, "unsubscribed": 1}
+    assert await _readers_from_events(sessions, cid) == readers
+    async with sessions() as session:
+        s = (await campaigns_repo.stats(session, [cid]))[cid]
+    assert {name: getattr(s, name) for name in readers} == readers
+    stats = (await tenant.get(f"/v1/campaigns/{cid}/stats")).json()
+    assert {name: stats[name] for name in readers} == readers

@@ -96,24 +96,39 @@ async def test_upgrading_takes_each_deliverys_first_human_open_from_its_events(d
 
 
 async def test_upgrading_counts_the_deliveries_there_are_and_counts_on_from_there(db_url, tmp_path):
-    """0008 adds the campaign counts: a campaign sent before it gets its figures counted once, and
-    the triggers count every change after."""
+    """0008 adds the campaign counts and the deliveries' first click, complaint and unsubscribe: a
+    campaign sent before it gets those from its events and its figures counted once, and the
+    triggers count every change after."""
     async with _old_database(db_url, tmp_path) as engine:
         await upgrade(engine, "0007")
         t = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
         async with engine.begin() as conn:
             await _one_campaign(conn, t, ["sent", "sent", "bounced", "failed", "unknown", "queued"])
+            await conn.execute(update(Delivery).where(Delivery.id == 1).values(opened_at=t))
+            await conn.execute(insert(Base.metadata.tables["events"]), [
+                {"delivery_id": 1, "type": "click", "at": t + timedelta(hours=2), "machine": False},
+                {"delivery_id": 1, "type": "click", "at": t + timedelta(hours=1), "machine": False},
+                {"delivery_id": 2, "type": "click", "at": t, "machine": True},  # a link scanner
+                {"delivery_id": 2, "type": "complaint", "at": t, "machine": False},
+                {"delivery_id": 3, "type": "unsubscribe", "at": t, "machine": False},
+            ])
         await upgrade(engine)
 
         async def figures() -> tuple[int, ...]:
+            names = ("total", "sent", "bounced", "failed", "unknown", "opened", "clicked", "complained",
+                     "unsubscribed")
             async with engine.connect() as conn:
                 return tuple(int(n) for n in (await conn.execute(
-                    select(func.sum(CampaignCount.total), func.sum(CampaignCount.sent),
-                           func.sum(CampaignCount.bounced), func.sum(CampaignCount.failed),
-                           func.sum(CampaignCount.unknown)).where(CampaignCount.campaign_id == "camp_1"))).one())
+                    select(*[func.sum(getattr(CampaignCount, name)) for name in names])
+                    .where(CampaignCount.campaign_id == "camp_1"))).one())
 
-        assert await figures() == (6, 2, 1, 1, 1)
+        async with engine.connect() as conn:
+            first = {row[0]: row[1:] for row in await conn.execute(
+                select(Delivery.id, Delivery.clicked_at, Delivery.complained_at, Delivery.unsubscribed_at))}
+        assert first[1] == (t + timedelta(hours=1), None, None)
+        assert first[2] == (None, t, None) and first[3] == (None, None, t)
+        assert await figures() == (6, 2, 1, 1, 1, 1, 1, 1, 1)
         async with engine.begin() as conn:
-            await conn.execute(update(Delivery).where(Delivery.id == 6).values(status="sent"))
+            await conn.execute(update(Delivery).where(Delivery.id == 6).values(status="sent", clicked_at=t))
             await conn.execute(delete(Delivery).where(Delivery.id == 4))
-        assert await figures() == (5, 3, 1, 0, 1)
+        assert await figures() == (5, 3, 1, 0, 1, 1, 2, 1, 1)

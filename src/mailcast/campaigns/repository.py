@@ -5,7 +5,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, delete, distinct, func, insert, literal, select, text, update
+from sqlalchemy import and_, case, delete, distinct, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
@@ -143,33 +143,23 @@ async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     return (await session.execute(stmt)).rowcount
 
 
+# A campaign's figures, each the sum of its rows of counts (CampaignCount).
+_FIGURES = ("total", "sent", "bounced", "failed", "unknown", "opened", "clicked", "complained", "unsubscribed")
+
+
 async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str, Stats]:
-    """Deliveries by status from the counts the database keeps with every change (CampaignCount);
-    readers from their events."""
+    """From the counts the database keeps with every change of a delivery (CampaignCount): a
+    few rows a campaign, whatever its size and however many events it has."""
     result = {cid: Stats() for cid in campaign_ids}
     if not campaign_ids:
         return result
-    ids = list(campaign_ids)
-    by_status = (select(CampaignCount.campaign_id, func.sum(CampaignCount.total), func.sum(CampaignCount.sent),
-                        func.sum(CampaignCount.bounced), func.sum(CampaignCount.failed),
-                        func.sum(CampaignCount.unknown))
-                 .where(among(session, CampaignCount.campaign_id, ids)).group_by(CampaignCount.campaign_id))
-    for campaign_id, *sums in await session.execute(by_status):
-        total, sent, bounced, failed, unknown = map(int, sums)  # PostgreSQL's sum of bigints is a numeric
+    sums = (select(CampaignCount.campaign_id, *[func.sum(getattr(CampaignCount, f)) for f in _FIGURES])
+            .where(among(session, CampaignCount.campaign_id, list(campaign_ids))).group_by(CampaignCount.campaign_id))
+    for campaign_id, *values in await session.execute(sums):
         s = result[campaign_id]
-        # `sent` here is what reached the relay: bounced mail was sent too.
-        s.total, s.sent, s.bounced, s.failed, s.unknown = total, sent + bounced, bounced, failed, unknown
-    by_event = (
-        select(Delivery.campaign_id, Event.type, func.count(distinct(Event.delivery_id)))
-        .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(Delivery.campaign_id.in_(ids), Event.type.in_(("open", "click", "complaint", "unsubscribe")),
-               # Mail privacy proxies and link scanners are not readers: their opens and clicks do not count.
-               ~(Event.type.in_(("open", "click")) & Event.machine.is_(True)))
-        .group_by(Delivery.campaign_id, Event.type)
-    )
-    field = {"open": "opened", "click": "clicked", "complaint": "complained", "unsubscribe": "unsubscribed"}
-    for campaign_id, kind, n in await session.execute(by_event):
-        setattr(result[campaign_id], field[kind], n)
+        for figure, value in zip(_FIGURES, values):
+            setattr(s, figure, int(value))  # PostgreSQL's sum of bigints is a numeric
+        s.sent += s.bounced  # what reached the relay: bounced mail was sent too
     for s in result.values():
         s.delivered = s.sent - s.bounced
     return result
@@ -183,10 +173,9 @@ _FOLD_COUNTS = text(
     "WITH locked AS (SELECT id FROM campaigns WHERE id IN "
     "(SELECT campaign_id FROM campaign_counts GROUP BY campaign_id HAVING count(*) > 1) FOR KEY SHARE), "
     "folded AS (DELETE FROM campaign_counts WHERE campaign_id IN (SELECT id FROM locked) "
-    "RETURNING campaign_id, total, sent, bounced, failed, unknown) "
-    "INSERT INTO campaign_counts (campaign_id, total, sent, bounced, failed, unknown) "
-    "SELECT campaign_id, sum(total), sum(sent), sum(bounced), sum(failed), sum(unknown) FROM folded "
-    "GROUP BY campaign_id"
+    f"RETURNING campaign_id, {', '.join(_FIGURES)}) "
+    f"INSERT INTO campaign_counts (campaign_id, {', '.join(_FIGURES)}) "
+    f"SELECT campaign_id, {', '.join(f'sum({f})' for f in _FIGURES)} FROM folded GROUP BY campaign_id"
 )
 
 
@@ -205,11 +194,14 @@ async def fold_counts(session: AsyncSession) -> int:
 _FOLD_LOCK = 0x6D63_636F_756E_7473  # "mccounts": the advisory lock of `fold_counts`
 
 
-_RECOUNT = text(
-    "INSERT INTO campaign_counts (campaign_id, total, sent, bounced, failed, unknown) "
-    "SELECT campaign_id, count(*), " + ", ".join(f"sum(CASE WHEN status = '{s}' THEN 1 ELSE 0 END)"
-                                                 for s in ("sent", "bounced", "failed", "unknown")) +
-    " FROM deliveries WHERE campaign_id IN (SELECT id FROM campaigns) GROUP BY campaign_id"
+# Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
+_FACTS = {**{status: Delivery.status == status for status in ("sent", "bounced", "failed", "unknown")},
+          "opened": Delivery.opened_at.is_not(None), "clicked": Delivery.clicked_at.is_not(None),
+          "complained": Delivery.complained_at.is_not(None), "unsubscribed": Delivery.unsubscribed_at.is_not(None)}
+_RECOUNT = insert(CampaignCount).from_select(
+    ["campaign_id", *_FIGURES],
+    select(Delivery.campaign_id, func.count(), *[func.sum(case((_FACTS[f], 1), else_=0)) for f in _FIGURES[1:]])
+    .where(Delivery.campaign_id.in_(select(Campaign.id))).group_by(Delivery.campaign_id),
 )
 
 

@@ -162,7 +162,8 @@ class EventWriter:
 # The delivery in the row has a machine's open event (a person's first open is `opened_at`).
 _MACHINE_OPENED = select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open",
                                          Event.machine.is_(True)).exists()
-_READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None), _MACHINE_OPENED)
+_READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None), _MACHINE_OPENED,
+                 Delivery.clicked_at.is_not(None))
 # PostgreSQL: the loads added by one statement over arrays (an executemany was a statement per
 # delivery: ~24 us of PostgreSQL's time a pixel load, now ~13). That statement's row locks come in
 # whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
@@ -171,9 +172,10 @@ _READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None),
 # UPDATE, the lock an UPDATE takes: it does not conflict with the key-share locks of other
 # transactions' event inserts (their foreign key).
 _ADD_LOADS_PG = text(
-    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = coalesce(d.opened_at, u.opened) "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS timestamptz[])) "
-    "AS u(id, loads, opened) WHERE d.id = u.id"
+    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = coalesce(d.opened_at, u.opened), "
+    "clicked_at = coalesce(d.clicked_at, u.clicked) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS timestamptz[]), "
+    "CAST(:clicked AS timestamptz[])) AS u(id, loads, opened, clicked) WHERE d.id = u.id"
 )
 # PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
 # number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
@@ -193,7 +195,8 @@ def _locked(session, stmt, ids: list[int]):
 async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int, is_machine) -> None:
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
-    none was recorded (images may be blocked). Hits of unknown deliveries are dropped. In the
+    none was recorded (images may be blocked). A person's first open and first click are also
+    kept on the delivery (`opened_at`, `clicked_at`: the campaign's figures follow them). Hits of unknown deliveries are dropped. In the
     caller's transaction (a session's or a connection's)."""
     postgres = is_postgresql(session)
     ids = sorted({hit.delivery_id for hit in hits})
@@ -203,13 +206,16 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     read = (_locked(session, select(*_READ_COLUMNS), ids) if locked
             else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids)))
     sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
-    for delivery_id, sent, human_open, machine_open in await session.execute(read):
+    clicked_before = set()  # deliveries with a person's click recorded (`clicked_at`)
+    for delivery_id, sent, human_open, machine_open, human_click in await session.execute(read):
         sent_at[delivery_id] = sent
         if human_open:
             seen.add((delivery_id, False))
         if machine_open:
             seen.add((delivery_id, True))
-    events, loads, opened = [], Counter(), {}
+        if human_click:
+            clicked_before.add(delivery_id)
+    events, loads, opened, clicked = [], Counter(), {}, {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
             continue
@@ -226,6 +232,9 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         else:
             events.append({"delivery_id": hit.delivery_id, "type": "click", "at": hit.at,
                            "url": (hit.url or "")[:2000], "user_agent": agent, "machine": machine})
+            if not machine and hit.delivery_id not in clicked_before:
+                clicked_before.add(hit.delivery_id)
+                clicked[hit.delivery_id] = hit.at
     if events and postgres:
         await session.execute(_INSERT_EVENTS_PG, {c: [e[c] for e in events] for c in _EVENT_COLUMNS})
     elif events:
@@ -234,20 +243,22 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         # statement of thousands of parameters to parse and plan (a fresh process's first chunks
         # of clicks took 100-150 ms instead of 15).
         await session.execute(insert(Event.__table__), events)
-    # Both in one statement: the load count and the first human open.
-    changed = sorted(loads.keys() | opened.keys())
+    # All in one statement: the load count, the first human open and the first human click.
+    changed = sorted(loads.keys() | opened.keys() | clicked.keys())
     if not changed:
         return
     if postgres:
         if not locked:
             await session.execute(_locked(session, select(Delivery.id), changed))
         await session.execute(_ADD_LOADS_PG, {"ids": changed, "loads": [loads[i] for i in changed],
-                                              "opened": [opened.get(i) for i in changed]})
+                                              "opened": [opened.get(i) for i in changed],
+                                              "clicked": [clicked.get(i) for i in changed]})
         return
     table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
     await session.execute(
         update(table).where(table.c.id == bindparam("row_id"))
         .values(open_count=table.c.open_count + bindparam("loads"),
-                opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type))),
-        [{"row_id": i, "loads": loads[i], "opened": opened.get(i)} for i in changed],
+                opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type)),
+                clicked_at=func.coalesce(table.c.clicked_at, bindparam("clicked", type_=table.c.clicked_at.type))),
+        [{"row_id": i, "loads": loads[i], "opened": opened.get(i), "clicked": clicked.get(i)} for i in changed],
     )

@@ -43,6 +43,16 @@ async def count_open(session: AsyncSession, delivery_id: int) -> None:
                           .values(open_count=Delivery.open_count + 1).execution_options(synchronize_session=False))
 
 
+async def first_of_its_kind(session: AsyncSession, delivery_id: int, column: str, at: datetime) -> bool:
+    """Sets the delivery's `complained_at` / `unsubscribed_at` if still empty; whether it was,
+    i.e. whether this is the delivery's first such event. The row's lock makes two at once
+    count once (the campaign's figures follow the column)."""
+    result = await session.execute(
+        update(Delivery).where(Delivery.id == delivery_id, getattr(Delivery, column).is_(None))
+        .values({column: at}).execution_options(synchronize_session=False))
+    return result.rowcount == 1
+
+
 async def add_event(session: AsyncSession, delivery_id: int, kind: str, at: datetime, url: str | None = None,
                     user_agent: str | None = None, machine: bool = False) -> None:
     await session.execute(insert(Event).values(delivery_id=delivery_id, type=kind, at=at, url=url,

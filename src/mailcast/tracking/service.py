@@ -202,7 +202,7 @@ async def unsubscribe_delivery(session: AsyncSession, delivery_id: int, now: dat
     delivery, info = await _target(session, delivery_id)
     if delivery.contact_id:
         await repo.unsubscribe_contact(session, delivery.contact_id, now)
-    if not await repo.has_event(session, delivery.id, "unsubscribe"):
+    if await repo.first_of_its_kind(session, delivery.id, "unsubscribed_at", now):
         await repo.add_event(session, delivery.id, "unsubscribe", now)
     return info
 
@@ -227,7 +227,7 @@ async def record_complaint(session: AsyncSession, delivery_id: int, now: datetim
     if found is None:
         return False
     delivery, _ = found
-    if not await repo.has_event(session, delivery.id, "complaint"):
+    if await repo.first_of_its_kind(session, delivery.id, "complained_at", now):
         await repo.add_event(session, delivery.id, "complaint", now)
     if delivery.contact_id:
         await repo.suppress(session, delivery.contact_id, "complaint", now)

@@ -1,4 +1,5 @@
-"""campaign_counts: a campaign's delivery counts kept by triggers, so reading them costs a few rows
+"""campaign_counts: a campaign's figures kept by triggers, so reading them costs a few rows; the
+deliveries' first click, complaint and unsubscribe, which the figures follow like opened_at
 
 Revision ID: 0008
 Revises: 0007
@@ -7,43 +8,50 @@ Create Date: 2026-12-03
 from alembic import op
 import sqlalchemy as sa
 
+import mailcast.db.types
+
 
 revision = '0008'
 down_revision = '0007'
 branch_labels = None
 depends_on = None
 
-COUNTED = ("sent", "bounced", "failed", "unknown")  # the statuses the campaign figures name; total counts all
+STATUSES = ("sent", "bounced", "failed", "unknown")  # the statuses the figures name; total counts all
+READERS = {"opened": "opened_at", "clicked": "clicked_at", "complained": "complained_at",
+           "unsubscribed": "unsubscribed_at"}  # a figure: the deliveries with this column set
+COLUMNS = ", ".join(["total", *STATUSES, *READERS])
 
 
-def _per_status(sign: str) -> str:
-    return ", ".join(f"{sign}count(*) FILTER (WHERE status = '{s}')" for s in COUNTED)
+def _facts(row: str) -> dict[str, str]:
+    """Each figure's 0-or-1 for one row (`row.` prefix, or '' for the bare columns)."""
+    return {**{s: f"({row}status = '{s}')" for s in STATUSES},
+            **{name: f"({row}{column} IS NOT NULL)" for name, column in READERS.items()}}
 
 
 # PostgreSQL: one trigger per statement, reading the statement's rows (transition tables), adds one
 # row of differences per campaign it changed. Nothing is updated in place, so workers recording at
-# the same time never wait for each other on a counter row. A statement that changes no count (a
-# pixel load, `sending`) adds nothing. Rows deleted after their campaign (campaigns/repository.py
-# deletes the campaign first; its counts go with it by foreign key) add nothing either.
+# the same time never wait for each other on a counter row. A statement that changes no figure (a
+# pixel load after the first, `sending`) adds nothing. Rows deleted after their campaign
+# (campaigns/repository.py deletes the campaign first; its counts go with it by foreign key) add
+# nothing either.
+def _pg_sums(rows: str, sign: int) -> str:
+    facts = _facts("")
+    return (f"SELECT campaign_id, {sign} AS total, "
+            + ", ".join(f"{'-' if sign < 0 else ''}{fact}::int AS {name}" for name, fact in facts.items())
+            + f" FROM {rows}")
+
+
+_PG_ADD = f"""
+    INSERT INTO campaign_counts (campaign_id, {COLUMNS})
+    SELECT campaign_id, {", ".join(f"sum({c})" for c in COLUMNS.split(", "))} FROM ({{changes}}) AS changes
+    WHERE EXISTS (SELECT 1 FROM campaigns WHERE campaigns.id = changes.campaign_id)
+    GROUP BY campaign_id
+    HAVING {" OR ".join(f"sum({c}) <> 0" for c in COLUMNS.split(", "))}"""
 _PG_FUNCTIONS = {
-    "campaign_counts_inserted": f"""
-        INSERT INTO campaign_counts (campaign_id, total, {", ".join(COUNTED)})
-        SELECT campaign_id, count(*), {_per_status("")} FROM new_rows GROUP BY campaign_id""",
-    "campaign_counts_deleted": f"""
-        INSERT INTO campaign_counts (campaign_id, total, {", ".join(COUNTED)})
-        SELECT campaign_id, -count(*), {_per_status("-")} FROM old_rows
-        WHERE EXISTS (SELECT 1 FROM campaigns WHERE campaigns.id = old_rows.campaign_id) GROUP BY campaign_id""",
-    "campaign_counts_updated": f"""
-        INSERT INTO campaign_counts (campaign_id, total, {", ".join(COUNTED)})
-        SELECT campaign_id, sum(total), {", ".join(f"sum({s})" for s in COUNTED)} FROM (
-            SELECT campaign_id, 1 AS total, {", ".join(f"(status = '{s}')::int AS {s}" for s in COUNTED)}
-            FROM new_rows
-            UNION ALL
-            SELECT campaign_id, -1, {", ".join(f"-(status = '{s}')::int" for s in COUNTED)} FROM old_rows
-        ) AS changes
-        WHERE EXISTS (SELECT 1 FROM campaigns WHERE campaigns.id = changes.campaign_id)
-        GROUP BY campaign_id
-        HAVING sum(total) <> 0 OR {" OR ".join(f"sum({s}) <> 0" for s in COUNTED)}""",
+    "campaign_counts_inserted": _PG_ADD.format(changes=_pg_sums("new_rows", 1)),
+    "campaign_counts_deleted": _PG_ADD.format(changes=_pg_sums("old_rows", -1)),
+    "campaign_counts_updated": _PG_ADD.format(
+        changes=f"{_pg_sums('new_rows', 1)} UNION ALL {_pg_sums('old_rows', -1)}"),
 }
 _PG_TRIGGERS = {
     "campaign_counts_inserted": ("INSERT", "NEW TABLE AS new_rows"),
@@ -53,7 +61,7 @@ _PG_TRIGGERS = {
 
 
 def _sqlite_change(row: str, sign: str) -> str:
-    return ", ".join(f"{s} = {s} {sign} ({row}.status = '{s}')" for s in COUNTED)
+    return ", ".join(f"{name} = {name} {sign} {fact}" for name, fact in _facts(f"{row}.").items())
 
 
 # SQLite: triggers per row (it has no others) updating the campaign's one row; SQLite writes one
@@ -61,8 +69,8 @@ def _sqlite_change(row: str, sign: str) -> str:
 _SQLITE_TRIGGERS = {
     "campaign_counts_inserted": f"""
         AFTER INSERT ON deliveries BEGIN
-            INSERT INTO campaign_counts (campaign_id, total, {", ".join(COUNTED)})
-            SELECT NEW.campaign_id, 0, 0, 0, 0, 0
+            INSERT INTO campaign_counts (campaign_id, {COLUMNS})
+            SELECT NEW.campaign_id, {", ".join("0" for _ in COLUMNS.split(", "))}
             WHERE NOT EXISTS (SELECT 1 FROM campaign_counts WHERE campaign_id = NEW.campaign_id);
             UPDATE campaign_counts SET total = total + 1, {_sqlite_change("NEW", "+")}
             WHERE campaign_id = NEW.campaign_id;
@@ -73,34 +81,44 @@ _SQLITE_TRIGGERS = {
             WHERE campaign_id = OLD.campaign_id;
         END""",
     "campaign_counts_updated": f"""
-        AFTER UPDATE OF status ON deliveries WHEN OLD.status IS NOT NEW.status BEGIN
-            UPDATE campaign_counts SET {", ".join(f"{s} = {s} + (NEW.status = '{s}') - (OLD.status = '{s}')"
-                                                  for s in COUNTED)}
+        AFTER UPDATE OF status, {", ".join(READERS.values())} ON deliveries
+        WHEN OLD.status IS NOT NEW.status
+             OR {" OR ".join(f"(OLD.{c} IS NULL) IS NOT (NEW.{c} IS NULL)" for c in READERS.values())} BEGIN
+            UPDATE campaign_counts SET {", ".join(f"{name} = {name} + {fact} - {_facts('OLD.')[name]}"
+                                                  for name, fact in _facts("NEW.").items())}
             WHERE campaign_id = NEW.campaign_id;
         END""",
 }
+# Each campaign counted from its deliveries (the migration's start; `mailcast recount` does the same).
+_COUNT_ALL = f"""
+    INSERT INTO campaign_counts (campaign_id, {COLUMNS})
+    SELECT campaign_id, count(*), {", ".join(f"sum(CASE WHEN {fact} THEN 1 ELSE 0 END)" for fact in _facts("").values())}
+    FROM deliveries WHERE campaign_id IN (SELECT id FROM campaigns) GROUP BY campaign_id"""
+# A delivery's first click by a person, first complaint and first unsubscribe, from its events.
+_FIRST = {"clicked_at": "type = 'click' AND NOT events.machine", "complained_at": "type = 'complaint'",
+          "unsubscribed_at": "type = 'unsubscribe'"}
 
 
 def upgrade() -> None:
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        for column in _FIRST:
+            batch_op.add_column(sa.Column(column, mailcast.db.types.UTCDateTime(timezone=True), nullable=True))
+    for column, condition in _FIRST.items():
+        op.execute(f"UPDATE deliveries SET {column} = (SELECT min(events.at) FROM events "
+                   f"WHERE events.delivery_id = deliveries.id AND {condition}) "
+                   f"WHERE EXISTS (SELECT 1 FROM events WHERE events.delivery_id = deliveries.id AND {condition})")
     op.create_table(
         'campaign_counts',
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
         sa.Column('campaign_id', sa.String(length=40), nullable=False),
-        sa.Column('total', sa.BigInteger(), nullable=False),
-        sa.Column('sent', sa.BigInteger(), nullable=False),
-        sa.Column('bounced', sa.BigInteger(), nullable=False),
-        sa.Column('failed', sa.BigInteger(), nullable=False),
-        sa.Column('unknown', sa.BigInteger(), nullable=False),
+        *[sa.Column(name, sa.BigInteger(), nullable=False) for name in COLUMNS.split(", ")],
         sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
     )
     with op.batch_alter_table('campaign_counts', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_campaign_counts_campaign_id'), ['campaign_id'], unique=False)
     # The campaigns there are: counted once, before the triggers count every change after.
-    op.execute(f"""
-        INSERT INTO campaign_counts (campaign_id, total, {", ".join(COUNTED)})
-        SELECT campaign_id, count(*), {", ".join(f"sum(CASE WHEN status = '{s}' THEN 1 ELSE 0 END)" for s in COUNTED)}
-        FROM deliveries WHERE campaign_id IN (SELECT id FROM campaigns) GROUP BY campaign_id""")
+    op.execute(_COUNT_ALL)
     if op.get_bind().dialect.name == "postgresql":
         for name, body in _PG_FUNCTIONS.items():
             op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body}; "
@@ -122,3 +140,6 @@ def downgrade() -> None:
     with op.batch_alter_table('campaign_counts', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_campaign_counts_campaign_id'))
     op.drop_table('campaign_counts')
+    with op.batch_alter_table('deliveries', schema=None) as batch_op:
+        for column in reversed(list(_FIRST)):
+            batch_op.drop_column(column)
