@@ -95,12 +95,15 @@ async def test_assignment_is_deterministic_and_exact(tenant, sessions, n, sample
     assert sorted(groups["b"]) == sorted(everyone[n_a:n_a + n_b])
 
 
-async def _open(sessions, campaign_id: str, group: str, how_many: int, clock, machine: bool = False) -> None:
+async def _open(sessions, campaign_id: str, group: str, how_many: int, clock, machine: bool = False,
+                kind: str = "open") -> None:
     async with sessions() as session:
         ids = (await session.execute(select(Delivery.id).where(Delivery.campaign_id == campaign_id,
                                                                Delivery.ab_group == group)
                                      .order_by(Delivery.id).limit(how_many))).scalars().all()
-        await write(session, [Hit("open", i, clock(), "Mail") for i in ids], 0, lambda *_: machine)  # as the pixel does
+        # as the pixel (or the click redirect) does
+        await write(session, [Hit(kind, i, clock(), "Mail", "https://example.com/") for i in ids], 0,
+                    lambda *_: machine)
         await session.commit()
 
 
@@ -121,6 +124,10 @@ async def test_auto_pick_waits_then_picks_the_higher_rate(ab_ready, worker, rela
     results = (await ab_ready.get(f"/v1/campaigns/{c['id']}/ab-test/results")).json()
     assert results["winner_variant"] == "b" and results["variant_b"]["open_rate"] == 0.5
     assert results["variant_a"] == {"sent": 6, "opened": 2, "clicked": 0, "open_rate": 0.3333, "click_rate": 0.0}
+    await _open(sessions, c["id"], "a", 3, clock, kind="click")  # the first two opened already: one more open
+    await _open(sessions, c["id"], "a", 6, clock, machine=True, kind="click")  # a link scanner's: no count
+    results = (await ab_ready.get(f"/v1/campaigns/{c['id']}/ab-test/results")).json()
+    assert results["variant_a"] == {"sent": 6, "opened": 3, "clicked": 3, "open_rate": 0.5, "click_rate": 0.5}
     await worker.run_until_idle()
     # The holdback went out with B's content, and only then is the campaign sent.
     assert len(relay.handler.messages) == 20 and set(relay.handler.counts().values()) == {1}

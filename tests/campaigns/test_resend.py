@@ -20,12 +20,14 @@ async def _sent_campaign(tenant, worker, n: int = 6) -> dict:
     return got
 
 
-async def _opens(sessions, campaign_id: str, emails: list[str], clock, machine: bool = False) -> None:
+async def _opens(sessions, campaign_id: str, emails: list[str], clock, machine: bool = False,
+                 kind: str = "open") -> None:
     async with sessions() as session:
         rows = (await session.execute(select(Delivery.id, Delivery.email)
                                       .where(Delivery.campaign_id == campaign_id))).all()
-        hits = [Hit("open", delivery_id, clock(), "Mail") for delivery_id, email in rows if email in emails]
-        await write(session, hits, 0, lambda *_: machine)  # what the pixel endpoint records
+        hits = [Hit(kind, delivery_id, clock(), "Mail", "https://example.com/")
+                for delivery_id, email in rows if email in emails]
+        await write(session, hits, 0, lambda *_: machine)  # what the pixel (or click) endpoint records
         await session.commit()
 
 
@@ -157,6 +159,13 @@ async def test_engagement_rules_and_their_validation(tenant, worker, relay, cloc
     rules = [{"type": "opened", "campaign_id": original["id"]}]
     c = await tenant.campaign(original["audience_id"], draft=None, audience_rules=rules)
     assert c["stats"]["total_recipients"] == 2
+    # Clicks: a person's on 1 and 2, a link scanner's on 3.
+    await _opens(sessions, original["id"], [_email(1, suffix), _email(2, suffix)], clock, kind="click")
+    await _opens(sessions, original["id"], [_email(3, suffix)], clock, machine=True, kind="click")
+    for kind, expected in (("clicked", 2), ("not_clicked", 2), ("opened", 3)):
+        c = await tenant.campaign(original["audience_id"], draft=None,
+                                  audience_rules=[{"type": kind, "campaign_id": original["id"]}])
+        assert c["stats"]["total_recipients"] == expected, kind
     # A campaign of another account, or none at all, is not found.
     stranger = await make_tenant()
     stranger_campaign = await stranger.campaign()

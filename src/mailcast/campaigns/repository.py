@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, distinct, func, insert, literal, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
-from mailcast.db.models import AudienceMember, Campaign, CampaignCount, Contact, Delivery, Event
+from mailcast.db.models import AudienceMember, Campaign, CampaignCount, Contact, Delivery
 from mailcast.db.types import UTCDateTime
 
 
@@ -68,19 +68,11 @@ async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -
 
 def _engaged(kind: str, campaign_id: str):
     """A person (not a machine) opened / clicked campaign `campaign_id`: the contact of the outer query.
-    Opens are read from the delivery (`opened_at`, found through the (campaign, contact) index)."""
-    if kind == "open":
-        return (select(Delivery.id)
-                .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id,
-                       Delivery.opened_at.is_not(None))
-                .exists())
-    return (
-        select(Event.id)
-        .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id, Event.type == kind,
-               Event.machine.is_(False))
-        .exists()
-    )
+    Read from the delivery (`opened_at` / `clicked_at`, found through the (campaign, contact) index)."""
+    first = Delivery.opened_at if kind == "open" else Delivery.clicked_at
+    return (select(Delivery.id)
+            .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id, first.is_not(None))
+            .exists())
 
 
 def rule_condition(rule: dict[str, Any]):
@@ -266,20 +258,15 @@ async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, 
     """Per A/B group: deliveries sent (accepted or rejected), and deliveries a person opened / clicked."""
     out = {g: {"sent": 0, "opened": 0, "clicked": 0, "total": 0} for g in ("a", "b", "holdback")}
     rows = await session.execute(
-        select(Delivery.ab_group, Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
-        .group_by(Delivery.ab_group, Delivery.status))
-    for group, status, n in rows:
+        select(Delivery.ab_group, Delivery.status, func.count(), func.count(Delivery.opened_at),
+               func.count(Delivery.clicked_at))
+        .where(Delivery.campaign_id == campaign_id).group_by(Delivery.ab_group, Delivery.status))
+    for group, status, n, opened, clicked in rows:
         out[group]["total"] += n
         if status in ("sent", "bounced"):
             out[group]["sent"] += n
-    rows = await session.execute(
-        select(Delivery.ab_group, Event.type, func.count(distinct(Event.delivery_id)))
-        .join(Delivery, Delivery.id == Event.delivery_id)
-        .where(Delivery.campaign_id == campaign_id, Event.type.in_(("open", "click")), Event.machine.is_(False),
-               Delivery.status.in_(("sent", "bounced")))
-        .group_by(Delivery.ab_group, Event.type))
-    for group, kind, n in rows:
-        out[group]["opened" if kind == "open" else "clicked"] = n
+            out[group]["opened"] += opened
+            out[group]["clicked"] += clicked
     return out
 
 
