@@ -135,8 +135,8 @@ async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     return (await session.execute(stmt)).rowcount
 
 
-# A campaign's figures, each the sum of its rows of counts (CampaignCount).
-_FIGURES = ("total", "sent", "bounced", "failed", "unknown", "opened", "clicked", "complained", "unsubscribed")
+# A campaign's figures (total first), each the sum of its rows of counts: CampaignCount's columns.
+_FIGURES = tuple(c.name for c in CampaignCount.__table__.c if c.name not in ("id", "campaign_id"))
 
 
 async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str, Stats]:
@@ -171,19 +171,19 @@ _FOLD_COUNTS = text(
 )
 
 
+_FOLD_LOCK = 0x6D63_636F_756E_7473  # "mccounts": the advisory lock of `fold_counts`
+
+
 async def fold_counts(session: AsyncSession) -> int:
     """Keeps reading a campaign's counts a matter of a row or a few (see CampaignCount): each
-    worker calls it every second, in a transaction of its own. The number of campaigns folded. SQLite keeps one row a
-    campaign anyway: nothing to do there."""
+    worker calls it every second, in a transaction of its own. The number of campaigns folded.
+    SQLite keeps one row a campaign anyway: nothing to do there."""
     if not is_postgresql(session):
         return 0
     # One fold at a time (the others skip their turn): two would wait on each other's rows.
     if not (await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})).scalar():
         return 0
     return (await session.execute(_FOLD_COUNTS)).rowcount
-
-
-_FOLD_LOCK = 0x6D63_636F_756E_7473  # "mccounts": the advisory lock of `fold_counts`
 
 
 # Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).

@@ -1,10 +1,12 @@
-"""Which database a session talks to, and `column IN (values)` for a list that changes with every call."""
+"""Which database a session talks to, `column IN (values)` for a list that changes with every call,
+and rows passed to PostgreSQL as one array a column."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Collection, Sequence
 
-from sqlalchemy import any_, bindparam
+from sqlalchemy import Table, any_, bindparam
+from sqlalchemy.dialects import postgresql
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession
 
@@ -22,3 +24,12 @@ def among(executor: AsyncSession | AsyncConnection, column, values: Collection):
     if is_postgresql(executor):
         return column == any_(bindparam(None, list(values), type_=ARRAY(column.type)))
     return column.in_(list(values))
+
+
+def unnest(table: Table, columns: Sequence[str]) -> str:
+    """PostgreSQL: `unnest(...)` of one array parameter a column, each named after its column and
+    cast to the column's type: the rows of a statement as arrays, so it is one prepared statement
+    whatever their number (an executemany is a statement a row, a multi-row VALUES a new
+    statement for every number of rows)."""
+    dialect = postgresql.dialect()
+    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"

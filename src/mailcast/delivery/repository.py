@@ -10,10 +10,9 @@ from typing import Any, NamedTuple
 
 from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, exists, func, insert, or_, select, text,
                         tuple_, update)
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
-from mailcast.db.lists import among, is_postgresql
+from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
 from mailcast.db.types import UTCDateTime
 
@@ -227,7 +226,7 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
     for columns, rows in groups.items():
         if postgres:
             await session.execute(_record_over_arrays(columns), {
-                "worker": worker, "ids": [r["id"] for r in rows], **{c: [r[c] for r in rows] for c in columns}})
+                "worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}})
             continue
         table = Delivery.__table__
         stmt = (
@@ -244,13 +243,10 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
 @functools.cache
 def _record_over_arrays(columns: tuple[str, ...]):
     """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column."""
-    table = Delivery.__table__
-    types = {c: table.c[c].type.compile(dialect=postgresql.dialect()) for c in columns}
     return text(
         f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
         "lease_owner = NULL, lease_expires_at = NULL "
-        f"FROM unnest(CAST(:ids AS bigint[]){''.join(f', CAST(:{c} AS {types[c]}[])' for c in columns)}) "
-        f"AS u(id{''.join(f', {c}' for c in columns)}) "
+        f"FROM {unnest(Delivery.__table__, ('id', *columns))} AS u(id{''.join(f', {c}' for c in columns)}) "
         "WHERE d.id = u.id AND d.lease_owner = :worker AND d.status IN ('sending', 'unknown')"
     )
 

@@ -24,7 +24,7 @@ from typing import NamedTuple
 from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from mailcast.db.lists import among, is_postgresql
+from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import Delivery, Event
 
 log = logging.getLogger("mailcast.tracking")
@@ -179,12 +179,9 @@ _ADD_LOADS_PG = text(
 )
 # PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
 # number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
-_INSERT_EVENTS_PG = text(
-    "INSERT INTO events (delivery_id, type, at, url, user_agent, machine) "
-    "SELECT * FROM unnest(CAST(:delivery_id AS bigint[]), CAST(:type AS varchar[]), CAST(:at AS timestamptz[]), "
-    "CAST(:url AS text[]), CAST(:user_agent AS text[]), CAST(:machine AS boolean[]))"
-)
 _EVENT_COLUMNS = ("delivery_id", "type", "at", "url", "user_agent", "machine")
+_INSERT_EVENTS_PG = text(
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM {unnest(Event.__table__, _EVENT_COLUMNS)}")
 
 
 def _locked(session, stmt, ids: list[int]):
@@ -196,12 +193,14 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
     none was recorded (images may be blocked). A person's first open and first click are also
-    kept on the delivery (`opened_at`, `clicked_at`: the campaign's figures follow them). Hits of unknown deliveries are dropped. In the
-    caller's transaction (a session's or a connection's)."""
+    kept on the delivery (`opened_at`, `clicked_at`: the campaign's figures follow them). Hits
+    of unknown deliveries are dropped. In the caller's transaction (a session's or a
+    connection's)."""
     postgres = is_postgresql(session)
     ids = sorted({hit.delivery_id for hit in hits})
     # Pixel loads always update their deliveries: locked as they are read. Clicks seldom do (only
-    # a first open), so a chunk of clicks only locks the deliveries it turns out to update.
+    # a first open or a person's first click), so a chunk of clicks only locks the deliveries it
+    # turns out to update.
     locked = postgres and any(hit.kind == "open" for hit in hits)
     read = (_locked(session, select(*_READ_COLUMNS), ids) if locked
             else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids)))
