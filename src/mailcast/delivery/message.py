@@ -143,26 +143,6 @@ _QP_CACHE: dict[str, bytes] = {}
 _QP_CACHE_SIZE = 20_000
 
 
-def _unchanged_by_qp(piece: str) -> bool:
-    """Text that quoted-printable leaves as it is, in a line short enough for a soft break after
-    it: what most merge values and links are (binascii encodes "=", anything not printable ASCII,
-    a space or tab ending the text; `_qp` a "." starting a line)."""
-    return (len(piece) <= 75 and piece.isascii() and piece.isprintable() and "=" not in piece
-            and piece[-1] != " " and piece[0] != ".")
-
-
-def _qp_piece(piece: str) -> bytes:
-    """A piece encoded so that a soft line break may follow it: its last line at most 75
-    characters, so the "=" fits in 76."""
-    if _unchanged_by_qp(piece):
-        return piece.encode("ascii")  # a third of the cost of encoding it
-    encoded = _qp(piece)
-    start = encoded.rfind(b"\n") + 1
-    if len(encoded) - start <= 75:
-        return encoded
-    return encoded[:start] + _no_leading_dots(_wrap(encoded[start:], 75), 75)
-
-
 def qp_pieces(pieces: list[str], memo: dict[str, bytes] | None = None) -> bytes:
     """Quoted-printable of "".join(pieces), encoded piece by piece with a soft line break between
     pieces that do not end a line. A decoder joins them again, so the decoded text is the same;
@@ -193,10 +173,21 @@ _SPLIT_CRLF = b"\r"
 
 
 def _written(piece: str) -> bytes:
-    """A piece as `qp_pieces` writes it: encoded, and a soft line break unless it ends a line."""
+    """A piece as `qp_pieces` writes it: encoded so that a soft line break may follow it (its last
+    line at most 75 characters, so the "=" fits in 76), and the soft break unless it ends a line.
+    One function, not three: it runs for every merge value and link of every message."""
     if piece[-1] == "\r":
         return _SPLIT_CRLF
-    encoded = _qp_piece(piece)
+    # What most merge values and links are: text quoted-printable leaves as it is (binascii
+    # encodes "=", anything not printable ASCII, a space or tab ending the text; `_qp` a "."
+    # starting a line), short enough for the soft break. A third of the cost of encoding it.
+    if (len(piece) <= 75 and piece.isascii() and piece.isprintable() and "=" not in piece
+            and piece[-1] != " " and piece[0] != "."):
+        return piece.encode("ascii") + b"=\r\n"
+    encoded = _qp(piece)
+    start = encoded.rfind(b"\n") + 1
+    if len(encoded) - start > 75:
+        encoded = encoded[:start] + _no_leading_dots(_wrap(encoded[start:], 75), 75)
     return encoded if encoded[-1] == 10 else encoded + b"=\r\n"  # 10: b"\n"
 
 
