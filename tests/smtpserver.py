@@ -1,5 +1,6 @@
 """A real SMTP relay on loopback (aiosmtpd) that records what it receives and can refuse,
-defer or drop on cue."""
+defer or drop on cue. It offers PIPELINING unless told not to (aiosmtpd reads commands one
+line at a time, so commands written together are simply answered in order)."""
 
 from __future__ import annotations
 
@@ -27,9 +28,14 @@ class Received:
 @dataclass
 class RecordingHandler:
     messages: list[Received] = field(default_factory=list)
+    pipelining: bool = True  # offer PIPELINING (RFC 2920) as nearly every relay does
     reject: set[str] = field(default_factory=set)  # 550 at RCPT
     defer_once: set[str] = field(default_factory=set)  # 451 at RCPT the first time
     _deferred: set[str] = field(default_factory=set)
+
+    async def handle_EHLO(self, server, session, envelope, hostname, responses):
+        session.host_name = hostname  # what aiosmtpd does itself when there is no hook
+        return [*responses[:-1], "250-PIPELINING", responses[-1]] if self.pipelining else responses
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:

@@ -18,7 +18,7 @@ from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
 from aiosmtplib import SMTPException, SMTPHeloError, SMTPRecipientsRefused, SMTPResponseException, SMTPServerDisconnected
-from aiosmtplib.protocol import normalize_message_line_endings
+from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
 
 log = logging.getLogger("mailcast.delivery")
 
@@ -222,9 +222,13 @@ class SmtpRelay:
             # Plain ASCII addresses (every VERP sender, nearly every recipient) are written as they
             # are; aiosmtplib's own mail()/rcpt() parse each address with the email package, which
             # was a fifth of the SMTP client's time. The rest (SMTPUTF8) goes through them.
-            await _command(client, b"MAIL FROM:<" + envelope.sender.encode() + b">", (250,))
+            mail = b"MAIL FROM:<" + envelope.sender.encode() + b">"
+            rcpt = b"RCPT TO:<" + envelope.recipient.encode() + b">"
+            if client.supports_extension("pipelining") and isinstance(client.protocol, _PipeliningProtocol):
+                return await self._pipelined(client, envelope, mail, rcpt, phase)
+            await _command(client, mail, (250,))
             phase.append(_Phase.RECIPIENT)
-            await _command(client, b"RCPT TO:<" + envelope.recipient.encode() + b">", (250, 251))
+            await _command(client, rcpt, (250, 251))
         else:
             utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
             if utf8 and not client.supports_extension("smtputf8"):
@@ -236,6 +240,42 @@ class SmtpRelay:
         start = await client.execute_command(b"DATA")
         if start.code != 354:
             return _classify(start.code, start.message)
+        phase.append(_Phase.BODY)
+        response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
+        return _classify(response.code, response.message)
+
+    async def _pipelined(self, client: aiosmtplib.SMTP, envelope: Envelope, mail: bytes, rcpt: bytes,
+                         phase: list[_Phase]) -> Result:
+        """RFC 2920 (PIPELINING, which nearly every relay offers): MAIL, RCPT and DATA in one
+        write and their three replies read in order, two round trips a message instead of four
+        (8-12% more messages a second, bench/RESULTS.md). Every reply is read before anything
+        is decided, so the connection is never left with one unread. The outcome is what the
+        same replies mean one command at a time: the sender refused is the relay refusing us, a
+        recipient refused is that recipient's, DATA refused is the message's. A relay that
+        answers DATA with 354 after refusing the sender or the recipient gets the final dot at
+        once (an empty message for nobody) before the refusal is reported."""
+        protocol = client.protocol
+        if protocol is None:
+            raise SMTPServerDisconnected("Connection lost")
+        protocol.due = 3
+        protocol._response_pending = True
+        protocol.write(b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt))
+        to_mail = await _next_reply(protocol, self.timeout)
+        to_rcpt = await _next_reply(protocol, self.timeout)
+        to_data = await _next_reply(protocol, self.timeout)
+        refused = (to_mail if to_mail.code != 250 else to_rcpt if to_rcpt.code not in (250, 251) else None)
+        if refused is not None and to_data.code == 354:
+            protocol.due = 1
+            protocol._response_pending = True
+            protocol.write(b".\r\n")
+            await _next_reply(protocol, self.timeout)
+        if to_mail.code != 250:
+            raise SMTPResponseException(to_mail.code, to_mail.message)  # the session's phase: see `send`
+        phase.append(_Phase.RECIPIENT)
+        if refused is not None:
+            return _classify(to_rcpt.code, to_rcpt.message)
+        if to_data.code != 354:
+            return _classify(to_data.code, to_data.message)
         phase.append(_Phase.BODY)
         response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
         return _classify(response.code, response.message)
@@ -264,6 +304,41 @@ async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, .
     if response.code not in accept:
         raise SMTPResponseException(response.code, response.message)
     return response
+
+
+class _PipeliningProtocol(SMTPProtocol):
+    """aiosmtplib's protocol, keeping every reply of a pipelined group. Alone it takes one reply
+    per command: data that arrives while a reply it parsed waits to be taken is dropped (so it
+    cannot be paired with a later command). With several commands in one write the next reply
+    may arrive in just that moment (the loop reads again before the sender has run); while
+    replies of a group are due (`due`), such data is kept in the buffer, where `_next_reply`
+    looks first. The event loop calls this class's method, so it holds whatever the loop
+    (asyncio's or uvloop, which keeps the protocol's methods when it connects)."""
+
+    due = 0  # replies of a pipelined group not yet taken
+
+    def data_received(self, data: bytes) -> None:
+        waiter = self._response_waiter
+        if self.due and waiter is not None and waiter.done():
+            self._buffer.extend(data)
+            return
+        super().data_received(data)
+
+
+# aiosmtplib makes its protocol by this name when it connects (private to aiosmtplib 5.1, like
+# the attributes `_send_body` and `_next_reply` use; the version is pinned, and a connection
+# with any other protocol sends one command at a time).
+aiosmtplib.smtp.SMTPProtocol = _PipeliningProtocol
+
+
+async def _next_reply(protocol: _PipeliningProtocol, timeout: float):
+    """The next reply of a pipelined group, in order: one that came with an earlier reply and is
+    still in the buffer, or else the next to arrive."""
+    reply = protocol._read_response_from_buffer()
+    if reply is None:
+        reply = await protocol.read_response(timeout=timeout)
+    protocol.due -= 1
+    return reply
 
 
 def wire_body(data: bytes, wire_ready: bool = False) -> bytes:
