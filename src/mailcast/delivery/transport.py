@@ -312,8 +312,8 @@ class _PipeliningProtocol(SMTPProtocol):
     cannot be paired with a later command). With several commands in one write the next reply
     may arrive in just that moment (the loop reads again before the sender has run); while
     replies of a group are due (`due`), such data is kept in the buffer, where `_next_reply`
-    looks first. The event loop calls this class's method, so it holds whatever the loop
-    (asyncio's or uvloop, which keeps the protocol's methods when it connects)."""
+    looks first. A subclass, not a patched instance: uvloop takes a protocol's methods once,
+    when it connects, and would go on calling the original."""
 
     due = 0  # replies of a pipelined group not yet taken
 
