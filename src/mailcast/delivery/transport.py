@@ -225,10 +225,12 @@ class SmtpRelay:
             mail = b"MAIL FROM:<" + envelope.sender.encode() + b">"
             rcpt = b"RCPT TO:<" + envelope.recipient.encode() + b">"
             if client.supports_extension("pipelining") and isinstance(client.protocol, _PipeliningProtocol):
-                return await self._pipelined(client, envelope, mail, rcpt, phase)
-            await _command(client, mail, (250,))
-            phase.append(_Phase.RECIPIENT)
-            await _command(client, rcpt, (250, 251))
+                start = await self._pipelined(client, mail, rcpt, phase)
+            else:
+                await _command(client, mail, (250,))
+                phase.append(_Phase.RECIPIENT)
+                await _command(client, rcpt, (250, 251))
+                start = await client.execute_command(b"DATA")
         else:
             utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
             if utf8 and not client.supports_extension("smtputf8"):
@@ -237,23 +239,22 @@ class SmtpRelay:
             await client.mail(envelope.sender, options=["SMTPUTF8"] if utf8 else None, encoding=encoding)
             phase.append(_Phase.RECIPIENT)
             await client.rcpt(envelope.recipient, encoding=encoding)
-        start = await client.execute_command(b"DATA")
+            start = await client.execute_command(b"DATA")
         if start.code != 354:
             return _classify(start.code, start.message)
         phase.append(_Phase.BODY)
         response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
         return _classify(response.code, response.message)
 
-    async def _pipelined(self, client: aiosmtplib.SMTP, envelope: Envelope, mail: bytes, rcpt: bytes,
-                         phase: list[_Phase]) -> Result:
+    async def _pipelined(self, client: aiosmtplib.SMTP, mail: bytes, rcpt: bytes, phase: list[_Phase]):
         """RFC 2920 (PIPELINING, which nearly every relay offers): MAIL, RCPT and DATA in one
         write and their three replies read in order, two round trips a message instead of four
         (8-12% more messages a second, bench/RESULTS.md). Every reply is read before anything
-        is decided, so the connection is never left with one unread. The outcome is what the
-        same replies mean one command at a time: the sender refused is the relay refusing us, a
-        recipient refused is that recipient's, DATA refused is the message's. A relay that
-        answers DATA with 354 after refusing the sender or the recipient gets the final dot at
-        once (an empty message for nobody) before the refusal is reported."""
+        is decided, so the connection is never left with one unread. Returns the reply that
+        decides whether the body follows, as DATA's does one command at a time: DATA's, or the
+        recipient's refusal; the sender refused is the relay refusing us (raised, in the
+        session's phase: see `send`). A relay that answers DATA with 354 after refusing the
+        sender or the recipient gets the final dot at once (an empty message for nobody)."""
         protocol = client.protocol
         if protocol is None:
             raise SMTPServerDisconnected("Connection lost")
@@ -263,22 +264,16 @@ class SmtpRelay:
         to_mail = await _next_reply(protocol, self.timeout)
         to_rcpt = await _next_reply(protocol, self.timeout)
         to_data = await _next_reply(protocol, self.timeout)
-        refused = (to_mail if to_mail.code != 250 else to_rcpt if to_rcpt.code not in (250, 251) else None)
-        if refused is not None and to_data.code == 354:
+        refused = to_mail.code != 250 or to_rcpt.code not in (250, 251)
+        if refused and to_data.code == 354:
             protocol.due = 1
             protocol._response_pending = True
             protocol.write(b".\r\n")
             await _next_reply(protocol, self.timeout)
         if to_mail.code != 250:
-            raise SMTPResponseException(to_mail.code, to_mail.message)  # the session's phase: see `send`
+            raise SMTPResponseException(to_mail.code, to_mail.message)
         phase.append(_Phase.RECIPIENT)
-        if refused is not None:
-            return _classify(to_rcpt.code, to_rcpt.message)
-        if to_data.code != 354:
-            return _classify(to_data.code, to_data.message)
-        phase.append(_Phase.BODY)
-        response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
-        return _classify(response.code, response.message)
+        return to_rcpt if refused else to_data
 
     def _discard(self, client: aiosmtplib.SMTP | None) -> None:
         if client is not None:
