@@ -19,7 +19,8 @@ depends_on = None
 STATUSES = ("sent", "bounced", "failed", "unknown")  # the statuses the figures name; total counts all
 READERS = {"opened": "opened_at", "clicked": "clicked_at", "complained": "complained_at",
            "unsubscribed": "unsubscribed_at"}  # a figure: the deliveries with this column set
-COLUMNS = ", ".join(["total", *STATUSES, *READERS])
+FIGURES = ("total", *STATUSES, *READERS)
+COLUMNS = ", ".join(FIGURES)
 
 
 def _facts(row: str) -> dict[str, str]:
@@ -43,10 +44,10 @@ def _pg_sums(rows: str, sign: int) -> str:
 
 _PG_ADD = f"""
     INSERT INTO campaign_counts (campaign_id, {COLUMNS})
-    SELECT campaign_id, {", ".join(f"sum({c})" for c in COLUMNS.split(", "))} FROM ({{changes}}) AS changes
+    SELECT campaign_id, {", ".join(f"sum({c})" for c in FIGURES)} FROM ({{changes}}) AS changes
     WHERE EXISTS (SELECT 1 FROM campaigns WHERE campaigns.id = changes.campaign_id)
     GROUP BY campaign_id
-    HAVING {" OR ".join(f"sum({c}) <> 0" for c in COLUMNS.split(", "))}"""
+    HAVING {" OR ".join(f"sum({c}) <> 0" for c in FIGURES)}"""
 _PG_FUNCTIONS = {
     "campaign_counts_inserted": _PG_ADD.format(changes=_pg_sums("new_rows", 1)),
     "campaign_counts_deleted": _PG_ADD.format(changes=_pg_sums("old_rows", -1)),
@@ -70,7 +71,7 @@ _SQLITE_TRIGGERS = {
     "campaign_counts_inserted": f"""
         AFTER INSERT ON deliveries BEGIN
             INSERT INTO campaign_counts (campaign_id, {COLUMNS})
-            SELECT NEW.campaign_id, {", ".join("0" for _ in COLUMNS.split(", "))}
+            SELECT NEW.campaign_id, {", ".join("0" for _ in FIGURES)}
             WHERE NOT EXISTS (SELECT 1 FROM campaign_counts WHERE campaign_id = NEW.campaign_id);
             UPDATE campaign_counts SET total = total + 1, {_sqlite_change("NEW", "+")}
             WHERE campaign_id = NEW.campaign_id;
@@ -111,7 +112,7 @@ def upgrade() -> None:
         'campaign_counts',
         sa.Column('id', sa.BigInteger().with_variant(sa.Integer(), 'sqlite'), autoincrement=True, nullable=False),
         sa.Column('campaign_id', sa.String(length=40), nullable=False),
-        *[sa.Column(name, sa.BigInteger(), nullable=False) for name in COLUMNS.split(", ")],
+        *[sa.Column(name, sa.BigInteger(), nullable=False) for name in FIGURES],
         sa.ForeignKeyConstraint(['campaign_id'], ['campaigns.id'], ondelete='CASCADE'),
         sa.PrimaryKeyConstraint('id'),
     )
