@@ -65,6 +65,9 @@ class Settings(BaseSettings):
     # leaves at most this many deliveries `unknown`.
     worker_concurrency: int = Field(default=50, ge=1, le=10_000)
     worker_lease_seconds: int = Field(default=300, ge=10)
+    # The recipient snapshot is queued in chunks of this many audience members: the first when
+    # sending starts, the next by a worker whenever fewer than two chunks' worth wait unsent.
+    queue_fill_chunk: int = Field(default=10_000, ge=1, le=1_000_000)
     worker_poll_seconds: float = 0.5
     retry_base_seconds: int = 60
     retry_max_seconds: int = 3600

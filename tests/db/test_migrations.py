@@ -8,7 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import column, delete, func, insert, select, table, text, update
 
 from mailcast.db.engine import create_engine, is_sqlite
 from mailcast.db.migrate import upgrade
@@ -65,10 +65,11 @@ async def _one_campaign(conn, t: datetime, statuses: list[str]) -> None:
     await conn.execute(insert(tables["contacts"]), [
         {"id": f"con_{i}", "account_id": "acc_1", "email": f"r{i}@example.org", "unsubscribed": False,
          "created_at": t, "updated_at": t} for i in range(len(statuses))])
-    await conn.execute(insert(tables["campaigns"]), {
-        "id": "camp_1", "account_id": "acc_1", "name": "N", "subject": "S", "from_address": "a@example.com",
-        "audience_id": "aud_1", "unsubscribe_url": "https://example.com/u", "status": "sent",
-        "created_at": t, "updated_at": t})
+    campaign = {"id": "camp_1", "account_id": "acc_1", "name": "N", "subject": "S", "from_address": "a@example.com",
+                "audience_id": "aud_1", "unsubscribe_url": "https://example.com/u", "status": "sent",
+                "created_at": t, "updated_at": t}
+    # Only these columns: the model's defaults of later columns would name columns the old schema lacks.
+    await conn.execute(insert(table("campaigns", *map(column, campaign))), campaign)
     await conn.execute(insert(tables["deliveries"]), [
         {"id": i + 1, "campaign_id": "camp_1", "contact_id": f"con_{i}", "email": f"r{i}@example.org",
          "variant": "a", "status": status, "attempts": 1, "created_at": t, "updated_at": t}

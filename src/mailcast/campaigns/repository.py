@@ -91,41 +91,120 @@ def rule_condition(rule: dict[str, Any]):
     return value.icontains(rule["value"], autoescape=True)
 
 
-async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: datetime) -> int:
-    """Queue one delivery per eligible audience member in a single INSERT ... SELECT: members,
-    minus unsubscribed and suppressed contacts, minus those the campaign's rules exclude.
-
-    Idempotent: the snapshot is one statement, so a campaign that has any delivery has all of
-    them, and a second call queues nothing. That is asked with one index probe, not per row:
-    `ON CONFLICT DO NOTHING` (a speculative insertion per row) made a million-recipient snapshot
-    take 10.6 s on PostgreSQL instead of 8.2 s (bench/RESULTS.md, sixth round), and a NOT EXISTS
-    per row once made PostgreSQL scan the rows it was inserting. Two snapshots of one campaign
-    cannot run side by side: each follows the guarded move to `sending` in its transaction, and
-    the (campaign, contact) unique index would refuse the second anyway."""
-    taken = select(Delivery.id).where(Delivery.campaign_id == campaign.id).limit(1)
-    if (await session.execute(taken)).first() is not None:
-        return 0
-    ts = literal(now, UTCDateTime())
-    eligible = (
-        select(
-            literal(campaign.id), Contact.id, Contact.email, literal("a"), literal("queued"), literal(0), ts, ts, ts,
-        )
+def _eligible(campaign: Campaign, *columns, after: str | None = None, upto: str | None = None):
+    """The campaign's recipients among its audience's members (in contact id order from `after`
+    to `upto`, each end open when None): subscribed, not suppressed, kept by the campaign's rules,
+    and members since before sending started."""
+    in_range = []
+    if after is not None:
+        in_range.append(AudienceMember.contact_id > after)
+    if upto is not None:
+        in_range.append(AudienceMember.contact_id <= upto)
+    return (
+        select(*columns)
         .select_from(AudienceMember)
         .join(Contact, Contact.id == AudienceMember.contact_id)
         .where(
             AudienceMember.audience_id == campaign.audience_id,
+            AudienceMember.created_at <= campaign.send_started_at,
             Contact.account_id == campaign.account_id,
             Contact.unsubscribed.is_(False),
             Contact.suppressed_reason.is_(None),
             *[rule_condition(rule) for rule in campaign.audience_rules or []],
+            *in_range,
         )
     )
+
+
+async def _queue(session: AsyncSession, campaign: Campaign, now: datetime, after: str | None,
+                 limit: int | None) -> tuple[int, str | None]:
+    """Queue the recipients among the campaign's next `limit` members after the member `after`
+    (all of them: None; from the first: None), in one INSERT ... SELECT. Returns how many were
+    queued, and the last member's id of the range (None: the range reached the audience's end)."""
+    upto = None
+    if limit is not None:
+        members = select(AudienceMember.contact_id).where(AudienceMember.audience_id == campaign.audience_id)
+        if after is not None:
+            members = members.where(AudienceMember.contact_id > after)
+        upto = (await session.execute(members.order_by(AudienceMember.contact_id).offset(limit - 1).limit(1))
+                ).scalar_one_or_none()
+    ts = literal(now, UTCDateTime())
+    rows = _eligible(campaign, literal(campaign.id), Contact.id, Contact.email, literal("a"), literal("queued"),
+                     literal(0), ts, ts, ts, after=after, upto=upto)
     stmt = insert(Delivery).from_select(
         ["campaign_id", "contact_id", "email", "variant", "status", "attempts", "next_attempt_at",
          "created_at", "updated_at"],
-        eligible,
+        rows,
     )
-    return (await session.execute(stmt)).rowcount
+    return (await session.execute(stmt)).rowcount, upto
+
+
+async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: datetime,
+                              first: int | None = None) -> int:
+    """The recipient snapshot, when sending starts: the recipients are counted, and the first
+    `first` audience members (all: None) are queued, one delivery per recipient. The rest are
+    queued by the workers as the campaign sends (`fill_queue`), in chunks of members in contact
+    id order; the snapshot is what the members since before the start and the rules let through.
+    Queuing a million deliveries at once took 8-13 s (indexes and WAL: bench/RESULTS.md, tenth
+    round), all of it in the request that started the campaign and before its first message.
+    Returns the number of recipients (what the month's quota counts).
+
+    Idempotent: a campaign that has any delivery was started already, and a second call queues
+    nothing. That is asked with one index probe, not per row: `ON CONFLICT DO NOTHING` (a
+    speculative insertion per row) made a million-recipient snapshot take 10.6 s on PostgreSQL
+    instead of 8.2 s (sixth round). Two snapshots of one campaign cannot run side by side: each
+    follows the guarded move to `sending` in its transaction, and the (campaign, contact) unique
+    index would refuse the second anyway."""
+    taken = select(Delivery.id).where(Delivery.campaign_id == campaign.id).limit(1)
+    if (await session.execute(taken)).first() is not None:
+        return 0
+    queued, upto = await _queue(session, campaign, now, None, first)
+    campaign.queue_fill_after, campaign.queue_filled = upto, upto is None
+    if upto is None:
+        campaign.recipients = queued
+    else:
+        campaign.recipients = (await session.execute(_eligible(campaign, func.count()))).scalar_one()
+    return campaign.recipients
+
+
+_FILL_LOCK = 0x6D63_6669  # "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill
+
+
+async def fill_queue(session: AsyncSession, campaign_id: str, now: datetime, limit: int) -> tuple[int, bool] | None:
+    """The worker's part of the snapshot: queue the recipients among a sending campaign's next
+    `limit` members (more chunks if one had none). Returns (queued, whether the queue is now
+    full), or None when there was nothing to do: the campaign is not sending or is full, or
+    another worker is filling it (PostgreSQL: one fill a campaign at a time, the others skip).
+    The fill key moves with a guarded update, so a fill that raced a pause or another fill
+    changes nothing (the caller rolls back)."""
+    if is_postgresql(session) and not (await session.execute(
+            text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:id))"), {"cls": _FILL_LOCK, "id": campaign_id})
+            ).scalar():
+        return None
+    campaign = (await session.execute(
+        select(Campaign).where(Campaign.id == campaign_id).execution_options(populate_existing=True))).scalar_one_or_none()
+    if campaign is None or campaign.status != "sending" or campaign.queue_filled:
+        return None
+    after, queued, upto = campaign.queue_fill_after, 0, campaign.queue_fill_after
+    while True:
+        n, upto = await _queue(session, campaign, now, upto, limit)
+        queued += n
+        if n or upto is None:
+            break
+    stmt = (update(Campaign)
+            .where(Campaign.id == campaign_id, Campaign.status == "sending", Campaign.queue_filled.is_(False),
+                   Campaign.queue_fill_after.is_(None) if after is None else Campaign.queue_fill_after == after)
+            .values(queue_fill_after=upto, queue_filled=upto is None)
+            .execution_options(synchronize_session=False))
+    if (await session.execute(stmt)).rowcount != 1:
+        return None
+    return queued, upto is None
+
+
+async def filling(session: AsyncSession) -> list[Campaign]:
+    """Sending campaigns whose queue is not full yet."""
+    stmt = select(Campaign).where(Campaign.status == "sending", Campaign.queue_filled.is_(False))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:

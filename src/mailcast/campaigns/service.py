@@ -132,7 +132,9 @@ async def _begin_sending(session: AsyncSession, settings: Settings, account, cam
             campaign.text = campaign.text or template.text
     await ab.freeze(session, campaign)
     await session.flush()
-    queued = await repo.snapshot_recipients(session, campaign, now)
+    # An A/B test's groups are sized on the whole snapshot: it is queued at once.
+    first = None if ab.enabled(campaign) else settings.queue_fill_chunk
+    queued = await repo.snapshot_recipients(session, campaign, now, first)
     await ab.assign(session, campaign)
     await accounts.consume_quota(session, settings, account, queued, now)
     await session.flush()
@@ -152,7 +154,42 @@ async def list_campaigns(session: AsyncSession, account_id: str, limit: int, cur
 
 
 async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Stats]:
-    return await repo.stats(session, [c.id for c in campaigns])
+    result = await repo.stats(session, [c.id for c in campaigns])
+    for c in campaigns:  # until its queue is full, a campaign's total is its recipients at the start
+        if not c.queue_filled and c.recipients:
+            result[c.id].total = max(result[c.id].total, c.recipients)
+    return result
+
+
+async def queues_to_fill(session: AsyncSession, settings: Settings) -> list[str]:
+    """Sending campaigns whose queue is not full and has fewer than two chunks' worth unsent."""
+    filling = await repo.filling(session)
+    counts = await repo.stats(session, [c.id for c in filling])
+    return [c.id for c in filling
+            if counts[c.id].total - counts[c.id].sent - counts[c.id].failed - counts[c.id].unknown
+            < 2 * settings.queue_fill_chunk]
+
+
+async def fill_queue(session: AsyncSession, settings: Settings, campaign_id: str, now: datetime) -> int | None:
+    """Queue a sending campaign's next chunk of recipients (see `repository.fill_queue`). With the
+    last chunk, what the quota counted at the start for recipients the snapshot then let go
+    (unsubscribed or left the audience meanwhile) is given back. None: nothing was done."""
+    filled = await repo.fill_queue(session, campaign_id, now, settings.queue_fill_chunk)
+    if filled is None:
+        return None
+    queued, full = filled
+    if full:
+        campaign = await session.get(Campaign, campaign_id)
+        await accounts.release_quota(session, campaign.account_id, await _unqueued(session, campaign),
+                                     campaign.send_started_at or now)
+    return queued
+
+
+async def _unqueued(session: AsyncSession, campaign: Campaign) -> int:
+    """Recipients the quota counted at the start that the snapshot has not queued."""
+    if campaign.recipients is None:
+        return 0
+    return max(0, campaign.recipients - (await repo.stats(session, [campaign.id]))[campaign.id].total)
 
 
 def _refuse(campaign: Campaign, what: str, allowed: frozenset[Status]) -> InvalidTransition:
@@ -267,10 +304,13 @@ async def cancel_campaign(session: AsyncSession, account_id: str, campaign_id: s
     campaign = await get_campaign(session, account_id, campaign_id)
     sources, target = ACTIONS[Action.CANCEL]
     was = Status(campaign.status)
-    await _move(session, campaign, target, {"cancelled_at": now, "updated_at": now}, "cancel", sources)
+    unqueued = 0 if campaign.queue_filled else await _unqueued(session, campaign)
+    # The snapshot's rest is never queued: a fill racing this finds the campaign no longer sending.
+    await _move(session, campaign, target, {"cancelled_at": now, "updated_at": now, "queue_filled": True},
+                "cancel", sources)
     if was is Status.PAUSED:
         dropped = await repo.drop_unsent(session, campaign.id)
-        await accounts.release_quota(session, account_id, dropped, campaign.send_started_at or now)
+        await accounts.release_quota(session, account_id, dropped + unqueued, campaign.send_started_at or now)
     return campaign
 
 

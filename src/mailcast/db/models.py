@@ -16,6 +16,7 @@ from sqlalchemy import (
     Text,
     UniqueConstraint,
     text,
+    true,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
@@ -176,6 +177,13 @@ class Campaign(Base):
     # (see delivery/repository.py). NULL: the head of the queue.
     queue_from_at: Mapped[datetime | None]
     queue_from_id: Mapped[int | None] = mapped_column(BigInteger)
+    # The recipient snapshot, queued in chunks (campaigns/repository.py, `fill_queue`): the
+    # audience's members in contact id order, up to `queue_fill_after` (NULL: none yet), are
+    # queued; `queue_filled` once all are. `recipients`: how many were eligible when sending
+    # started, what the month's quota counted and what the total shows until the queue is full.
+    queue_fill_after: Mapped[str | None] = mapped_column(String(40))
+    queue_filled: Mapped[bool] = mapped_column(Boolean, default=True, server_default=true())
+    recipients: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
 

@@ -280,12 +280,13 @@ async def signing_domain(session: AsyncSession, account_id: str, name: str) -> D
 
 async def finish_done_campaigns(session: AsyncSession, now: datetime, campaign_ids: Sequence[str] | None = None
                                 ) -> list[str]:
-    """sending -> sent for campaigns with nothing left to send (guarded, so it happens once)."""
+    """sending -> sent for campaigns with nothing left to send, their whole snapshot queued
+    (guarded, so it happens once)."""
     # "held": an A/B holdback waiting for the winner; the campaign is sent only after it went out.
     unfinished = exists().where(
         Delivery.campaign_id == Campaign.id, Delivery.status.in_(("queued", "deferred", "sending", "held"))
     )
-    where = [Campaign.status == "sending", ~unfinished]
+    where = [Campaign.status == "sending", Campaign.queue_filled.is_(True), ~unfinished]
     if campaign_ids is not None:
         where.append(Campaign.id.in_(list(campaign_ids)))
     stmt = (update(Campaign).where(and_(*where)).values(status="sent", sent_at=now, updated_at=now)

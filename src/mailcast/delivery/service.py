@@ -22,6 +22,7 @@ from markupsafe import escape
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
+from mailcast.campaigns import service as campaigns
 from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
@@ -69,6 +70,7 @@ class Sender:
 
     async def send_batch(self) -> int:
         """One batch; returns how many deliveries it claimed (0: nothing is due)."""
+        await self.fill_queues()
         async with self.sessions() as session:
             claimed = await repo.claim(session, self.worker_id, self.clock(), self.settings.worker_batch_size,
                                        self.lease)
@@ -87,6 +89,16 @@ class Sender:
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
         return len(claimed)
+
+    async def fill_queues(self) -> None:
+        """Queue the next chunk of each sending campaign whose queue runs low, each in a
+        transaction of its own (a fill that changed nothing is rolled back)."""
+        async with self.sessions() as session:
+            due = await campaigns.queues_to_fill(session, self.settings)
+        for campaign_id in due:
+            async with self.sessions() as session:
+                if await campaigns.fill_queue(session, self.settings, campaign_id, self.clock()) is not None:
+                    await session.commit()
 
     async def _plans_for(self, claimed: list[repo.Claimed]) -> dict[tuple[str, str], CampaignPlan]:
         wanted = {(c.campaign_id, c.variant) for c in claimed} - set(self._plans)
