@@ -85,6 +85,9 @@ class Misbehaving(RecordingHandler):
         if self.mode == "drop-at-rcpt":
             server.transport.close()
             return "250 OK"
+        if self.mode == "cannot-verify":
+            envelope.rcpt_tos.append(address)
+            return "252 2.1.5 Cannot VRFY user, but will accept message and attempt delivery"
         return await super().handle_RCPT(server, session, envelope, address, rcpt_options)
 
     async def handle_DATA(self, server, session, envelope):
@@ -119,6 +122,23 @@ async def test_failures_by_phase(mode, outcome, pipelining):
     # for one of the second's.
     assert after.outcome is outcome, after
     assert handler.messages == [] if mode != "drop-after-dot" else len(handler.messages) == 2
+
+
+@pytest.mark.parametrize("rcpt", ["plain@example.org", "jörg@example.org"], ids=["ascii", "smtputf8"])
+@pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-at-a-time"])
+async def test_a_recipient_the_relay_cannot_verify_gets_the_message(rcpt, pipelining):
+    """252 to RCPT takes the recipient: the message is written and sent, not called sent unwritten."""
+    handler = Misbehaving("cannot-verify", pipelining)
+    server, port, _ = await _serve(handler, enable_SMTPUTF8=True)
+    try:
+        relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), timeout=5)
+        results = [await relay.send(envelope(rcpt)), await relay.send(envelope(rcpt))]
+        await relay.close()
+    finally:
+        server.close()
+    assert [r.outcome for r in results] == [Outcome.SENT] * 2 and results[0].code == 250, results
+    assert [m.rcpt_to for m in handler.messages] == [rcpt] * 2
+    assert handler.messages[0].data.endswith(b"\r\n.leading dot\r\n")
 
 
 class ScriptedRelay:

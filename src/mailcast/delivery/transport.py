@@ -17,7 +17,8 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
-from aiosmtplib import SMTPException, SMTPHeloError, SMTPRecipientsRefused, SMTPResponseException, SMTPServerDisconnected
+from aiosmtplib import (SMTPException, SMTPHeloError, SMTPRecipientRefused, SMTPRecipientsRefused,
+                        SMTPResponseException, SMTPServerDisconnected)
 from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
 
 log = logging.getLogger("mailcast.delivery")
@@ -229,7 +230,7 @@ class SmtpRelay:
             else:
                 await _command(client, mail, (250,))
                 phase.append(_Phase.RECIPIENT)
-                await _command(client, rcpt, (250, 251))
+                await _command(client, rcpt, RECIPIENT_TAKEN)
                 start = await client.execute_command(b"DATA")
         else:
             utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
@@ -238,7 +239,11 @@ class SmtpRelay:
             encoding = "utf-8" if utf8 else "ascii"
             await client.mail(envelope.sender, options=["SMTPUTF8"] if utf8 else None, encoding=encoding)
             phase.append(_Phase.RECIPIENT)
-            await client.rcpt(envelope.recipient, encoding=encoding)
+            try:
+                await client.rcpt(envelope.recipient, encoding=encoding)
+            except SMTPRecipientRefused as exc:  # aiosmtplib takes 250 and 251 only
+                if exc.code not in RECIPIENT_TAKEN:
+                    raise
             start = await client.execute_command(b"DATA")
         if start.code != 354:
             return _classify(start.code, start.message)
@@ -264,7 +269,7 @@ class SmtpRelay:
         to_mail = await _next_reply(protocol, self.timeout)
         to_rcpt = await _next_reply(protocol, self.timeout)
         to_data = await _next_reply(protocol, self.timeout)
-        refused = to_mail.code != 250 or to_rcpt.code not in (250, 251)
+        refused = to_mail.code != 250 or to_rcpt.code not in RECIPIENT_TAKEN
         if refused and to_data.code == 354:
             protocol.due = 1
             protocol._response_pending = True
@@ -292,6 +297,12 @@ class SmtpRelay:
 
 # A dot-atom local part (RFC 5322 atext) at a plain domain name.
 _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+$", re.ASCII)
+
+
+# Replies to RCPT that take the recipient: 250, 251 (will forward) and 252 (cannot verify the
+# user, will take the message and try). Anything else is that recipient's outcome, and no body
+# follows; a 252 taken for an outcome was once counted as sent with no message written.
+RECIPIENT_TAKEN = (250, 251, 252)
 
 
 async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, ...]):
