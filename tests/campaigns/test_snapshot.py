@@ -30,6 +30,7 @@ async def _emails(sessions) -> dict[str, str]:
 
 async def test_a_campaign_larger_than_a_chunk_reaches_everyone_once(tenant, settings, worker, relay, sessions):
     settings.queue_fill_chunk = 3
+    settings.worker_batch_size = 6
     c = await tenant.campaign(await tenant.audience(contacts=8), draft=None)
     assert len(await _queued(sessions, c["id"])) == 3
     got = (await tenant.get(f"/v1/campaigns/{c['id']}")).json()
@@ -110,3 +111,23 @@ async def test_one_fill_of_a_campaign_at_a_time(tenant, settings, sessions, cloc
     async with sessions() as session:
         assert await service.fill_queue(session, settings, c["id"], clock()) is None  # full
     assert len(await _queued(sessions, c["id"])) == 6
+
+
+async def test_deferred_rows_do_not_hold_back_the_rest_of_the_snapshot(tenant, settings, worker, relay, sessions,
+                                                                        clock):
+    """Rows waiting for a retry still count as unsent, but they are not due: a worker whose claim
+    comes back short queues the next chunk at once instead of idling until the retries."""
+    settings.queue_fill_chunk = 2
+    settings.worker_batch_size = 4
+    c = await tenant.campaign(await tenant.audience(contacts=7), draft=None)
+    emails = await _emails(sessions)
+    first = sorted(emails)[:4]  # the first two chunks in queue order: deferred by the relay
+    relay.handler.defer_once = {emails[cid] for cid in first}
+    await worker.run_until_idle()
+    assert sorted(relay.handler.counts()) == sorted(e for cid, e in emails.items() if cid not in first)
+    assert (await tenant.get(f"/v1/campaigns/{c['id']}")).json()["status"] == "sending"  # the retries are due later
+    clock.advance(seconds=61)
+    await worker.run_until_idle()
+    counts = relay.handler.counts()
+    assert sorted(counts) == sorted(emails.values()) and set(counts.values()) == {1}
+    assert (await tenant.get(f"/v1/campaigns/{c['id']}")).json()["status"] == "sent"

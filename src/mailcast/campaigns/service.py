@@ -161,9 +161,12 @@ async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, S
     return result
 
 
-async def queues_to_fill(session: AsyncSession, settings: Settings) -> list[str]:
-    """Sending campaigns whose queue is not full and has fewer than two chunks' worth unsent."""
+async def queues_to_fill(session: AsyncSession, settings: Settings, starved: bool = False) -> list[str]:
+    """Sending campaigns whose queue is not full and has fewer than two chunks' worth unsent
+    (`starved`: every one whose queue is not full, whatever waits unsent)."""
     filling = await repo.filling(session)
+    if starved or not filling:
+        return [c.id for c in filling]
     counts = await repo.stats(session, [c.id for c in filling])
     return [c.id for c in filling
             if counts[c.id].total - counts[c.id].sent - counts[c.id].failed - counts[c.id].unknown

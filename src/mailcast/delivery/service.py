@@ -70,11 +70,13 @@ class Sender:
 
     async def send_batch(self) -> int:
         """One batch; returns how many deliveries it claimed (0: nothing is due)."""
+        size = self.settings.worker_batch_size
         await self.fill_queues()
-        async with self.sessions() as session:
-            claimed = await repo.claim(session, self.worker_id, self.clock(), self.settings.worker_batch_size,
-                                       self.lease)
-            await session.commit()
+        claimed = await self._claim(size)
+        if len(claimed) < size and await self.fill_queues(starved=True):
+            # The due rows ran out while a snapshot has more (what is left unsent waits for a
+            # retry, say): its next chunk now, instead of idling until the retries are due.
+            claimed += await self._claim(size - len(claimed))
         if not claimed:
             return 0
         plans = await self._plans_for(claimed)
@@ -90,15 +92,26 @@ class Sender:
             log.info("campaign %s sent", campaign_id)
         return len(claimed)
 
-    async def fill_queues(self) -> None:
-        """Queue the next chunk of each sending campaign whose queue runs low, each in a
-        transaction of its own (a fill that changed nothing is rolled back)."""
+    async def _claim(self, limit: int) -> list[repo.Claimed]:
         async with self.sessions() as session:
-            due = await campaigns.queues_to_fill(session, self.settings)
+            claimed = await repo.claim(session, self.worker_id, self.clock(), limit, self.lease)
+            await session.commit()
+        return claimed
+
+    async def fill_queues(self, starved: bool = False) -> int:
+        """Queue the next chunk of each sending campaign whose queue runs low (`starved`: of
+        every one whose snapshot is not all queued), each in a transaction of its own (a fill
+        that changed nothing is rolled back). Returns how many deliveries were queued."""
+        async with self.sessions() as session:
+            due = await campaigns.queues_to_fill(session, self.settings, starved)
+        queued = 0
         for campaign_id in due:
             async with self.sessions() as session:
-                if await campaigns.fill_queue(session, self.settings, campaign_id, self.clock()) is not None:
+                n = await campaigns.fill_queue(session, self.settings, campaign_id, self.clock())
+                if n is not None:
                     await session.commit()
+                    queued += n
+        return queued
 
     async def _plans_for(self, claimed: list[repo.Claimed]) -> dict[tuple[str, str], CampaignPlan]:
         wanted = {(c.campaign_id, c.variant) for c in claimed} - set(self._plans)
