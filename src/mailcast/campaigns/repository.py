@@ -201,9 +201,9 @@ async def fill_queue(session: AsyncSession, campaign_id: str, now: datetime, lim
     return queued, upto is None
 
 
-async def filling(session: AsyncSession) -> list[Campaign]:
+async def filling(session: AsyncSession) -> list[str]:
     """Sending campaigns whose queue is not full yet."""
-    stmt = select(Campaign).where(Campaign.status == "sending", Campaign.queue_filled.is_(False))
+    stmt = select(Campaign.id).where(Campaign.status == "sending", Campaign.queue_filled.is_(False))
     return list((await session.execute(stmt)).scalars())
 
 

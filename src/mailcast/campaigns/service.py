@@ -166,11 +166,10 @@ async def queues_to_fill(session: AsyncSession, settings: Settings, starved: boo
     (`starved`: every one whose queue is not full, whatever waits unsent)."""
     filling = await repo.filling(session)
     if starved or not filling:
-        return [c.id for c in filling]
-    counts = await repo.stats(session, [c.id for c in filling])
-    return [c.id for c in filling
-            if counts[c.id].total - counts[c.id].sent - counts[c.id].failed - counts[c.id].unknown
-            < 2 * settings.queue_fill_chunk]
+        return filling
+    counts = await repo.stats(session, filling)
+    return [c for c in filling
+            if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown < 2 * settings.queue_fill_chunk]
 
 
 async def fill_queue(session: AsyncSession, settings: Settings, campaign_id: str, now: datetime) -> int | None:
