@@ -18,6 +18,7 @@ from mailcast.db.models import Delivery
 
 def _spawn_worker(settings, relay, worker_env: dict | None = None) -> subprocess.Popen:
     env = {**os.environ, "MAILCAST_DATABASE_URL": settings.database_url, "MAILCAST_DATA_DIR": str(settings.data_dir),
+           "MAILCAST_QUEUE_FILL_CHUNK": str(settings.queue_fill_chunk),
            "MAILCAST_SECRET_KEY": settings.secret_key.get_secret_value(), "MAILCAST_SMTP_URL": relay.url,
            "MAILCAST_WORKER_LEASE_SECONDS": "10", "MAILCAST_WORKER_BATCH_SIZE": "200",
            "MAILCAST_WORKER_CONCURRENCY": "50", "MAILCAST_WORKER_POLL_SECONDS": "0.2", **(worker_env or {})}
@@ -66,8 +67,15 @@ async def _campaign(tenant, n: int) -> dict:
     return await tenant.campaign(audience, draft=None)
 
 
-async def test_kill_minus_nine_mid_campaign_loses_nobody(tenant, sessions, settings, relay):
+# The recipient snapshot queued whole at the start, or a chunk at the start and the rest by the
+# workers while they send (MAILCAST_QUEUE_FILL_CHUNK).
+SNAPSHOTS = pytest.mark.parametrize("chunk", [10_000, 700], ids=["queued-at-start", "queued-by-the-workers"])
+
+
+@SNAPSHOTS
+async def test_kill_minus_nine_mid_campaign_loses_nobody(tenant, sessions, settings, relay, chunk):
     n = 5000
+    settings.queue_fill_chunk = chunk
     campaign = await _campaign(tenant, n)
     first = _spawn_worker(settings, relay)
     try:
@@ -108,10 +116,12 @@ async def _count_at_least(relay, n: int) -> bool:
     return len(relay.handler.messages) >= n
 
 
-async def test_several_workers_share_one_campaign(tenant, sessions, settings, relay, engine):
+@SNAPSHOTS
+async def test_several_workers_share_one_campaign(tenant, sessions, settings, relay, engine, chunk):
     if engine.dialect.name == "sqlite":
         pytest.skip("SQLite runs one worker at a time; several workers need PostgreSQL")
     n = 3000
+    settings.queue_fill_chunk = chunk
     campaign = await _campaign(tenant, n)
     workers = [_spawn_worker(settings, relay, {"MAILCAST_WORKER_BATCH_SIZE": "100"}) for _ in range(3)]
     try:
