@@ -263,17 +263,13 @@ class SmtpRelay:
         protocol = client.protocol
         if protocol is None:
             raise SMTPServerDisconnected("Connection lost")
-        protocol.due = 3
-        protocol._response_pending = True
-        protocol.write(b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt))
+        _write_group(protocol, b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt), 3)
         to_mail = await _next_reply(protocol, self.timeout)
         to_rcpt = await _next_reply(protocol, self.timeout)
         to_data = await _next_reply(protocol, self.timeout)
         refused = to_mail.code != 250 or to_rcpt.code not in RECIPIENT_TAKEN
         if refused and to_data.code == 354:
-            protocol.due = 1
-            protocol._response_pending = True
-            protocol.write(b".\r\n")
+            _write_group(protocol, b".\r\n", 1)
             await _next_reply(protocol, self.timeout)
         if to_mail.code != 250:
             raise SMTPResponseException(to_mail.code, to_mail.message)
@@ -335,6 +331,13 @@ class _PipeliningProtocol(SMTPProtocol):
 # the attributes `_send_body` and `_next_reply` use; the version is pinned, and a connection
 # with any other protocol sends one command at a time).
 aiosmtplib.smtp.SMTPProtocol = _PipeliningProtocol
+
+
+def _write_group(protocol: _PipeliningProtocol, data: bytes, replies: int) -> None:
+    """Write commands whose `replies` replies are then taken with `_next_reply`, in order."""
+    protocol.due = replies
+    protocol._response_pending = True
+    protocol.write(data)
 
 
 async def _next_reply(protocol: _PipeliningProtocol, timeout: float):
