@@ -161,15 +161,15 @@ async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, S
     return result
 
 
-async def queues_to_fill(session: AsyncSession, settings: Settings, starved: bool = False) -> list[str]:
-    """Sending campaigns whose queue is not full and has fewer than two chunks' worth unsent
-    (`starved`: every one whose queue is not full, whatever waits unsent)."""
+async def queues_to_fill(session: AsyncSession, settings: Settings) -> tuple[list[str], list[str]]:
+    """Sending campaigns whose queue is not full, and those of them with fewer than two chunks'
+    worth unsent."""
     filling = await repo.filling(session)
-    if starved or not filling:
-        return filling
+    if not filling:
+        return [], []
     counts = await repo.stats(session, filling)
-    return [c for c in filling
-            if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown < 2 * settings.queue_fill_chunk]
+    return filling, [c for c in filling if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown
+                     < 2 * settings.queue_fill_chunk]
 
 
 async def fill_queue(session: AsyncSession, settings: Settings, campaign_id: str, now: datetime) -> int | None:

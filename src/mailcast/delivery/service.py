@@ -71,9 +71,11 @@ class Sender:
     async def send_batch(self) -> int:
         """One batch; returns how many deliveries it claimed (0: nothing is due)."""
         size = self.settings.worker_batch_size
-        await self.fill_queues()
+        async with self.sessions() as session:
+            filling, running_low = await campaigns.queues_to_fill(session, self.settings)
+        await self._fill(running_low)
         claimed = await self._claim(size)
-        if len(claimed) < size and await self.fill_queues(starved=True):
+        if len(claimed) < size and await self._fill(filling):
             # The due rows ran out while a snapshot has more (what is left unsent waits for a
             # retry, say): its next chunk now, instead of idling until the retries are due.
             claimed += await self._claim(size - len(claimed))
@@ -98,14 +100,12 @@ class Sender:
             await session.commit()
         return claimed
 
-    async def fill_queues(self, starved: bool = False) -> int:
-        """Queue the next chunk of each sending campaign whose queue runs low (`starved`: of
-        every one whose snapshot is not all queued), each in a transaction of its own (a fill
-        that changed nothing is rolled back). Returns how many deliveries were queued."""
-        async with self.sessions() as session:
-            due = await campaigns.queues_to_fill(session, self.settings, starved)
+    async def _fill(self, campaign_ids: list[str]) -> int:
+        """Queue the next chunk of each of these campaigns' snapshots, each in a transaction of
+        its own (a fill that changed nothing is rolled back). Returns how many deliveries were
+        queued."""
         queued = 0
-        for campaign_id in due:
+        for campaign_id in campaign_ids:
             async with self.sessions() as session:
                 n = await campaigns.fill_queue(session, self.settings, campaign_id, self.clock())
                 if n is not None:
