@@ -357,3 +357,93 @@ async def test_a_full_buffer_holds_requests_for_a_write_and_never_for_a_broken_d
     async with sessions() as session:
         assert sum((await session.execute(select(Delivery.open_count))).scalars()) == 120
     await broken.dispose()
+
+
+async def _opens_and_loads(sessions) -> tuple[list[tuple[str, bool]], dict[str, int]]:
+    from mailcast.db.models import Delivery
+
+    async with sessions() as session:
+        loads = dict((await session.execute(select(Delivery.email, Delivery.open_count))).all())
+    return [e for e in await _events(sessions) if e[0] == "open"], loads
+
+
+async def test_loads_of_a_delivery_already_opened_are_counted_and_added_up_per_flush(tenant, sent, sessions, app):
+    # Buffered: once a write has recorded a delivery's first open, its later loads of the same
+    # kind are counted by delivery and added in one row update a flush. A load of the other kind
+    # (a machine's after a person's) still records that kind's first open.
+    from mailcast.tracking.events import EventWriter
+    from mailcast.tracking.service import is_machine
+
+    writer = app.state.events = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600)
+    _, links = sent
+    for i in range(3):
+        assert (await tenant.client.get(links[f"t{i}@example.org"]["pixel"], headers=BROWSER)).status_code == 200
+    await writer.flush()  # the first opens: read, recorded, and now known to this process
+    assert await _opens_and_loads(sessions) == (
+        [("open", False)] * 3, {"t0@example.org": 1, "t1@example.org": 1, "t2@example.org": 1})
+
+    for _ in range(40):
+        await tenant.client.get(links["t0@example.org"]["pixel"], headers=BROWSER)
+    await tenant.client.get(links["t1@example.org"]["pixel"], headers=BROWSER)
+    await tenant.client.get(links["t2@example.org"]["pixel"], headers={"User-Agent": "Mozilla/5.0"})  # a proxy
+    assert len(writer._buffer) == 1  # only the machine's load waits as a hit
+    assert sorted(writer._loads.values()) == [1, 40]
+    await writer.flush()
+    opens, loads = await _opens_and_loads(sessions)
+    assert opens == [("open", False)] * 3 + [("open", True)]
+    assert loads == {"t0@example.org": 41, "t1@example.org": 2, "t2@example.org": 2}
+    stats = (await tenant.get(f"/v1/campaigns/{sent[0]['id']}/stats")).json()
+    assert stats["opened"] == 3
+
+
+async def test_counted_loads_survive_a_failed_write_and_a_shutdown_writes_them(tenant, sent, sessions, app, tmp_path):
+    from mailcast.db.engine import create_engine, session_factory
+    from mailcast.tracking.events import EventWriter
+    from mailcast.tracking.service import is_machine
+
+    writer = app.state.events = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600)
+    _, links = sent
+    pixel = links["t0@example.org"]["pixel"]
+    await tenant.client.get(pixel, headers=BROWSER)
+    await writer.flush()
+    unreachable = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'no-such-dir' / 'x.db'}")
+    writer.sessions = session_factory(unreachable)
+    for _ in range(7):
+        assert (await tenant.client.get(pixel, headers=BROWSER)).status_code == 200
+    with pytest.raises(Exception):
+        await writer.flush()
+    await tenant.client.get(pixel, headers=BROWSER)  # counted while the database is away
+    writer.sessions = app.state.sessions  # the database is back
+    await writer.close()
+    assert await _opens_and_loads(sessions) == ([("open", False)], {"t0@example.org": 9, "t1@example.org": 0,
+                                                                     "t2@example.org": 0})
+    await unreachable.dispose()
+
+
+async def test_two_processes_flushing_the_same_deliveries_at_once_count_every_load(tenant, sent, sessions, app):
+    # Two HTTP processes' writers (two EventWriters, each with its own connection) flushing counted
+    # loads and first opens of the same deliveries at the same moment: every load counted once,
+    # each first open recorded once, and neither write fails.
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import EventWriter, Hit
+    from mailcast.tracking.service import is_machine
+
+    async with sessions() as session:
+        ids = list((await session.execute(select(Delivery.id).order_by(Delivery.id))).scalars())
+    writers = [EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600) for _ in range(2)]
+    now = app.state.clock()
+    for writer, order in zip(writers, (ids, ids[::-1])):
+        for delivery_id in order:  # each writer's first load of each delivery: a first open to look up
+            writer.take(Hit("open", delivery_id, now, BROWSER["User-Agent"]))
+    await asyncio.gather(*(writer.flush() for writer in writers))
+    for _ in range(5):
+        for writer, order in zip(writers, (ids, ids[::-1])):
+            for delivery_id in order:
+                writer.take(Hit("open", delivery_id, now, BROWSER["User-Agent"]))
+                writer.take(Hit("open", delivery_id, now, "Mozilla/5.0"))  # a machine's: its first open once
+        await asyncio.gather(*(writer.flush() for writer in writers))
+    for writer in writers:
+        await writer.close()
+    opens, loads = await _opens_and_loads(sessions)
+    assert sorted(opens) == [("open", False)] * 3 + [("open", True)] * 3
+    assert set(loads.values()) == {2 + 5 * 2 * 2}

@@ -13,6 +13,7 @@ from jinja2 import Environment, FileSystemLoader, select_autoescape
 
 from mailcast.errors import NotFound
 from mailcast.tracking import service
+from mailcast.tracking.events import Hit
 
 log = logging.getLogger("mailcast.tracking")
 router = APIRouter(include_in_schema=False)
@@ -47,10 +48,14 @@ async def click(token: str, request: Request) -> Response:
 async def record_open(state, token: str, user_agent: str | None) -> None:
     hit = service.open_hit(state.codec, token, user_agent, state.clock())
     if hit is not None:
-        try:
-            await state.events.record(hit)
-        except Exception:  # the reader still gets the image
-            log.exception("could not record an open")
+        await _record_open(state, hit)
+
+
+async def _record_open(state, hit) -> None:
+    try:
+        await state.events.record(hit)
+    except Exception:  # the reader still gets the image
+        log.exception("could not record an open")
 
 
 async def record_click(state, token: str, user_agent: str | None) -> str | None:
@@ -75,6 +80,20 @@ class TrackingFastPath:
 
     def __init__(self, state) -> None:
         self.state = state
+        self._opens: dict[str, int] = {}  # open tokens decoded: their delivery
+
+    def _open_hit(self, token: str, scope) -> Hit | None:
+        """The pixel load; None for a token that is not an open token of ours. A token seen before
+        is not decoded again (a mail client loads the image each time the message is shown)."""
+        delivery_id = self._opens.get(token)
+        if delivery_id is not None:
+            return Hit("open", delivery_id, self.state.clock(), _user_agent(scope))
+        hit = service.open_hit(self.state.codec, token, _user_agent(scope), self.state.clock())
+        if hit is not None:
+            if len(self._opens) >= _OPEN_TOKENS:
+                self._opens.clear()
+            self._opens[token] = hit.delivery_id
+        return hit
 
     async def answer(self, scope, send) -> bool:
         """True when the request was answered here."""
@@ -82,7 +101,9 @@ class TrackingFastPath:
             return False
         path: str = scope["path"]
         if path.startswith("/t/o/") and path.endswith(".gif") and path.count("/") == 3:
-            await record_open(self.state, path[5:-4], _user_agent(scope))
+            hit = self._open_hit(path[5:-4], scope)
+            if hit is not None and not self.state.events.take(hit):  # taken: buffered or counted
+                await _record_open(self.state, hit)
             await send(_PIXEL_START)
             await send(_PIXEL_BODY)
             return True
@@ -99,6 +120,7 @@ class TrackingFastPath:
         return False
 
 
+_OPEN_TOKENS = 50_000  # decoded open tokens a process keeps (forgotten all at once past that)
 _FAST_NO_STORE = [(k.lower().encode(), v.encode()) for k, v in _NO_STORE.items()]
 # The pixel's answer never changes: the same two messages every time (the server only reads them).
 _PIXEL_START = {"type": "http.response.start", "status": 200,

@@ -10,7 +10,10 @@ others of the last `flush_seconds`, and on shutdown. A clean shutdown loses noth
 (kill -9, power) loses what is not written yet: the last interval's events, or up to
 `max_buffered` while hits arrive faster than they are written. A failed write is retried at the
 next interval. When `max_buffered` events wait, a request waits until the next chunk is written
-(back-pressure: one chunk's write, not the whole backlog; while writes fail it does not wait)."""
+(back-pressure: one chunk's write, not the whole backlog; while writes fail it does not wait).
+A pixel load of a delivery whose first open of the same kind (a person's, a machine's) a write of
+this process has seen is not kept as a hit but counted by delivery: a flush adds each such
+delivery's loads of the interval in one row update, with no read (`_counted`, `add_loads`)."""
 
 from __future__ import annotations
 
@@ -19,6 +22,7 @@ import contextlib
 import logging
 from collections import Counter
 from datetime import datetime
+from itertools import islice
 from typing import NamedTuple
 
 from sqlalchemy import bindparam, func, insert, select, text, update
@@ -32,6 +36,12 @@ log = logging.getLogger("mailcast.tracking")
 # sets the tracking endpoints' tail latency: 1,000 gave pixel p99 33-58 ms, 500 gave 17-36 ms,
 # 250 gives 16-28 ms at the same request rates (bench/RESULTS.md, fourth and fifth rounds).
 FLUSH_CHUNK = 250
+# Deliveries per transaction of counted loads (`EventWriter._loads`): one statement and no Python
+# work a row, so a chunk holds the event loop for the time it takes to build two lists.
+LOADS_CHUNK = 5_000
+# Deliveries whose first opens a process has written or read (`Known`): a pixel load of one of
+# them is only a count to add.
+KNOWN_DELIVERIES = 50_000
 
 
 class Hit(NamedTuple):  # a tuple: made on every pixel load and click
@@ -42,9 +52,18 @@ class Hit(NamedTuple):  # a tuple: made on every pixel load and click
     url: str | None = None
 
 
+class Known(NamedTuple):
+    """What a process knows of a delivery once a write of its hits committed: when it was sent,
+    and whether its first open by a person and by a machine are recorded (they never stop being)."""
+    sent_at: datetime
+    person_opened: bool
+    machine_opened: bool
+
+
 class EventWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], machine_window_seconds: int,
-                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 50_000) -> None:
+                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 50_000,
+                 known_deliveries: int = KNOWN_DELIVERIES) -> None:
         self.sessions = sessions
         self.window = machine_window_seconds
         self.is_machine = is_machine
@@ -53,6 +72,12 @@ class EventWriter:
         self._pending: list[tuple[Hit, asyncio.Future]] = []
         self._writer: asyncio.Task | None = None
         self._buffer: list[Hit] = []
+        # Buffered: pixel loads that only add to their delivery's count (its first open of the
+        # same kind is recorded already), by delivery. Counted here, not kept as hits: a flush
+        # then adds each delivery's loads of the whole interval in one row update.
+        self._loads: Counter[int] = Counter()
+        self._known: dict[int, Known] = {}
+        self._known_size = known_deliveries
         self._flusher: asyncio.Task | None = None
         self._flushing = asyncio.Lock()
         self._wake = asyncio.Event()  # the buffer is full: write now, not at the end of the interval
@@ -63,9 +88,9 @@ class EventWriter:
         """Group commit: returns once the hit is committed, raises if its transaction failed.
         Buffered: returns at once (or after a write when the buffer is full)."""
         if self.flush_seconds > 0:
-            self._buffer.append(hit)
-            if self._flusher is None or self._flusher.done():
-                self._flusher = asyncio.create_task(self._flush_every())
+            if self.take(hit):
+                return
+            self._buffer.append(hit)  # the buffer is full: wait for room
             while len(self._buffer) >= self.max_buffered and not self._failing:
                 self._wake.set()
                 self._room.clear()
@@ -76,6 +101,36 @@ class EventWriter:
         if self._writer is None or self._writer.done():
             self._writer = asyncio.create_task(self._drain())
         await asyncio.shield(future)  # a client that hangs up does not cancel the others' write
+
+    def take(self, hit: Hit) -> bool:
+        """Buffered, with room in the buffer: the hit is kept for the next write and True. Otherwise
+        False, and the caller awaits `record`. (Not a coroutine: the pixel's path calls it.)"""
+        if self.flush_seconds <= 0 or (len(self._buffer) + 1 >= self.max_buffered and not self._failing):
+            return False
+        if not self._counted(hit):
+            self._buffer.append(hit)
+        if self._flusher is None or self._flusher.done():
+            self._flusher = asyncio.create_task(self._flush_every())
+        return True
+
+    def _counted(self, hit: Hit) -> bool:
+        """A pixel load of a delivery known to have its first open of the same kind (a person's
+        or a machine's) recorded: counted in `_loads`, and True."""
+        if hit.kind != "open" or (known := self._known.get(hit.delivery_id)) is None:
+            return False
+        machine = self.is_machine(hit.user_agent, known.sent_at, hit.at, self.window)
+        if not (known.machine_opened if machine else known.person_opened):
+            return False
+        self._loads[hit.delivery_id] += 1
+        return True
+
+    def _learn(self, known: dict[int, Known]) -> None:
+        """After a commit: what it wrote and read. The oldest entries go first past the limit."""
+        self._known.update(known)
+        excess = len(self._known) - self._known_size
+        if excess > 0:
+            for delivery_id in list(islice(self._known, excess)):
+                del self._known[delivery_id]
 
     async def _drain(self) -> None:
         while self._pending:
@@ -102,17 +157,23 @@ class EventWriter:
             await write(connection, hits, self.window, self.is_machine)
 
     async def _flush_every(self) -> None:
-        while self._buffer:
+        """A flush every `flush_seconds` from the start of the last (at once when the buffer is full)."""
+        loop = asyncio.get_running_loop()
+        due = loop.time() + self.flush_seconds
+        while self._buffer or self._loads:
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._wake.wait(), self.flush_seconds)
+                await asyncio.wait_for(self._wake.wait(), max(0.0, due - loop.time()))
             self._wake.clear()
+            due = loop.time() + self.flush_seconds
             try:
                 await self.flush()
             except Exception:  # kept; tried again at the next interval
                 log.exception("could not write %d tracking events; retrying", len(self._buffer))
 
     async def flush(self) -> None:
-        """Write what is buffered now; on failure the events stay buffered and this raises."""
+        """Write what is buffered when it starts (what arrives meanwhile waits for the next one, so
+        each flush adds up an interval's loads); on failure what is not written stays buffered and
+        this raises."""
         async with self._flushing:
             engine = self._engine
             # PostgreSQL: one connection for all the chunks (taking one from the pool per chunk
@@ -120,26 +181,43 @@ class EventWriter:
             # return). SQLite: the process has one connection, given back after every chunk so
             # that the API's requests are not held for a whole flush.
             one_per_chunk = not is_postgresql(engine)
-            while self._buffer:
-                async with engine.connect() as connection:
-                    while self._buffer:
-                        # In transactions of FLUSH_CHUNK hits: the requests answered meanwhile wait
-                        # for one chunk's work on the event loop, not for the whole interval's.
-                        batch = self._buffer[:FLUSH_CHUNK]
-                        del self._buffer[:FLUSH_CHUNK]
-                        try:
-                            async with connection.begin():
-                                await write(connection, batch, self.window, self.is_machine)
-                        except BaseException:
-                            self._buffer[:0] = batch
-                            self._failing = True
-                            raise
-                        else:
+            loads, self._loads = sorted(self._loads.items()), Counter()  # by delivery, in id order
+            hits = len(self._buffer)
+            try:
+                while loads or hits:
+                    async with engine.connect() as connection:
+                        while loads or hits:
+                            if loads:
+                                async with connection.begin():
+                                    await add_loads(connection, loads[:LOADS_CHUNK])
+                                del loads[:LOADS_CHUNK]
+                            else:
+                                hits -= await self._write_hits(connection, min(hits, FLUSH_CHUNK))
                             self._failing = False
-                        finally:
                             self._room.set()
-                        if one_per_chunk:
-                            break
+                            if one_per_chunk:
+                                break
+            except BaseException:
+                self._failing = True
+                self._room.set()
+                raise
+            finally:
+                if loads:
+                    self._loads.update(dict(loads))  # added to those counted meanwhile
+
+    async def _write_hits(self, connection: AsyncConnection, count: int) -> int:
+        """One transaction of the first `count` hits (a chunk: the requests answered meanwhile wait
+        for one chunk's work on the event loop, not for the whole interval's); their number."""
+        batch = self._buffer[:count]
+        del self._buffer[:count]
+        try:
+            async with connection.begin():
+                known = await write(connection, batch, self.window, self.is_machine)
+        except BaseException:
+            self._buffer[:0] = batch
+            raise
+        self._learn(known)
+        return count
 
     async def close(self) -> None:
         """On shutdown: every acknowledged event is written before this returns."""
@@ -151,7 +229,8 @@ class EventWriter:
             await asyncio.gather(self._flusher, return_exceptions=True)
         for attempt in range(3):
             try:
-                await self.flush()
+                while self._buffer or self._loads:
+                    await self.flush()
                 return
             except Exception:
                 log.exception("could not write %d tracking events on shutdown (attempt %d of 3)",
@@ -184,24 +263,56 @@ _INSERT_EVENTS_PG = text(
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM {unnest(Event.__table__, _EVENT_COLUMNS)}")
 
 
+# PostgreSQL: the loads counted on deliveries whose first opens are recorded (`EventWriter._loads`).
+_COUNT_LOADS_PG = text(
+    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[])) AS u(id, loads) WHERE d.id = u.id")
+# The transaction-level advisory lock a tracking write takes on PostgreSQL before it locks any
+# delivery: those writes go one at a time, across all the HTTP processes. `_COUNT_LOADS_PG` locks
+# its rows in whatever order its plan takes; with this lock held first, no two tracking writes wait
+# on each other's rows (a deadlock, broken by PostgreSQL only after its 1 s deadlock_timeout).
+_WRITERS = 0x6D63_7472_6163_6B73  # "mctracks"
+_TAKE_WRITERS = text(f"SELECT pg_advisory_xact_lock({_WRITERS})")
+
+
+async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[int, int]]) -> None:
+    """Pixel loads counted on deliveries (`(delivery id, loads)` pairs), in the caller's
+    transaction. A delivery that no longer exists is skipped."""
+    if not loads:
+        return
+    ids, counts = (list(column) for column in zip(*loads))
+    if is_postgresql(session):
+        await session.execute(_TAKE_WRITERS)
+        await session.execute(_COUNT_LOADS_PG, {"ids": ids, "loads": counts})
+        return
+    table = Delivery.__table__  # SQLite: one writer at a time
+    await session.execute(update(table).where(table.c.id == bindparam("row_id"))
+                          .values(open_count=table.c.open_count + bindparam("loads")),
+                          [{"row_id": i, "loads": n} for i, n in loads])
+
+
 def _locked(session, stmt, ids: list[int]):
     return (stmt.where(among(session, Delivery.id, ids)).order_by(Delivery.id)
             .with_for_update(of=Delivery, key_share=True))
 
 
-async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int, is_machine) -> None:
+async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int,
+                is_machine) -> dict[int, Known]:
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
     none was recorded (images may be blocked). A person's first open and first click are also
     kept on the delivery (`opened_at`, `clicked_at`: the campaign's figures follow them). Hits
     of unknown deliveries are dropped. In the caller's transaction (a session's or a
-    connection's)."""
+    connection's). Returns what the deliveries' rows said, with this write's opens: once the
+    transaction commits, a later load of the same kind is only a count to add."""
     postgres = is_postgresql(session)
     ids = sorted({hit.delivery_id for hit in hits})
     # Pixel loads always update their deliveries: locked as they are read. Clicks seldom do (only
     # a first open or a person's first click), so a chunk of clicks only locks the deliveries it
-    # turns out to update.
+    # turns out to update. Either way, the tracking writers' lock first (`_WRITERS`).
     locked = postgres and any(hit.kind == "open" for hit in hits)
+    if locked:
+        await session.execute(_TAKE_WRITERS)
     read = (_locked(session, select(*_READ_COLUMNS), ids) if locked
             else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids)))
     sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
@@ -243,16 +354,19 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         # of clicks took 100-150 ms instead of 15).
         await session.execute(insert(Event.__table__), events)
     # All in one statement: the load count, the first human open and the first human click.
+    known = {delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)
+             for delivery_id, sent in sent_at.items() if sent is not None}
     changed = sorted(loads.keys() | opened.keys() | clicked.keys())
     if not changed:
-        return
+        return known
     if postgres:
         if not locked:
+            await session.execute(_TAKE_WRITERS)
             await session.execute(_locked(session, select(Delivery.id), changed))
         await session.execute(_ADD_LOADS_PG, {"ids": changed, "loads": [loads[i] for i in changed],
                                               "opened": [opened.get(i) for i in changed],
                                               "clicked": [clicked.get(i) for i in changed]})
-        return
+        return known
     table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
     await session.execute(
         update(table).where(table.c.id == bindparam("row_id"))
@@ -261,3 +375,4 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
                 clicked_at=func.coalesce(table.c.clicked_at, bindparam("clicked", type_=table.c.clicked_at.type))),
         [{"row_id": i, "loads": loads[i], "opened": opened.get(i), "clicked": clicked.get(i)} for i in changed],
     )
+    return known

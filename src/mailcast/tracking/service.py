@@ -7,7 +7,7 @@ import asyncio
 import re
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import datetime
 from functools import lru_cache
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -31,7 +31,7 @@ _MACHINE_AGENTS = re.compile(
 def is_machine(user_agent: str | None, sent_at: datetime | None, now: datetime, window_seconds: int) -> bool:
     if _machine_agent((user_agent or "").strip()):
         return True
-    return sent_at is not None and now - sent_at < timedelta(seconds=window_seconds)
+    return sent_at is not None and (now - sent_at).total_seconds() < window_seconds
 
 
 @lru_cache(maxsize=4096)
