@@ -81,6 +81,9 @@ class Settings(BaseSettings):
     # > 0 = answered at once, written every this many seconds and on shutdown (a crash loses at
     # most that interval's events; a clean shutdown loses none).
     tracking_flush_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
+    # With tracking_flush_seconds > 0: hits a process buffers before a request waits for a write
+    # (~180 bytes each; a crash loses up to this many while hits arrive faster than they are written).
+    tracking_max_buffered: int = Field(default=200_000, ge=1_000, le=10_000_000)
 
     def resolved_database_url(self) -> str:
         if self.database_url:

@@ -78,7 +78,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
     app.state.codec = TokenCodec(settings.secret())
     app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine,
-                                   settings.tracking_flush_seconds)
+                                   settings.tracking_flush_seconds, settings.tracking_max_buffered)
     app.state.clicks = ClickResolver(app.state.codec)
 
     errors.install(app)

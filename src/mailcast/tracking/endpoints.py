@@ -129,10 +129,19 @@ _PIXEL_START = {"type": "http.response.start", "status": 200,
 _PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
 
 
+_AGENTS: dict[bytes, str] = {}  # user agents decoded: one string for all the hits of each
+_AGENTS_KEPT = 4_096  # mail clients send a few hundred distinct ones; past this, decoded every time
+
+
 def _user_agent(scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"user-agent":
-            return value.decode("latin-1")
+            agent = _AGENTS.get(value)
+            if agent is None:
+                agent = value.decode("latin-1")
+                if len(_AGENTS) < _AGENTS_KEPT:
+                    _AGENTS[value] = agent
+            return agent
     return None
 
 

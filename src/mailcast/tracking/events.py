@@ -62,7 +62,7 @@ class Known(NamedTuple):
 
 class EventWriter:
     def __init__(self, sessions: async_sessionmaker[AsyncSession], machine_window_seconds: int,
-                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 50_000,
+                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 200_000,
                  known_deliveries: int = KNOWN_DELIVERIES) -> None:
         self.sessions = sessions
         self.window = machine_window_seconds
@@ -171,9 +171,9 @@ class EventWriter:
                 log.exception("could not write %d tracking events; retrying", len(self._buffer))
 
     async def flush(self) -> None:
-        """Write what is buffered when it starts (what arrives meanwhile waits for the next one, so
-        each flush adds up an interval's loads); on failure what is not written stays buffered and
-        this raises."""
+        """Write the hits buffered when it starts (those that arrive meanwhile wait for the next
+        one), then every load counted by then, so each flush adds up an interval's loads. On
+        failure what is not written stays buffered and this raises."""
         async with self._flushing:
             engine = self._engine
             # PostgreSQL: one connection for all the chunks (taking one from the pool per chunk
@@ -181,20 +181,22 @@ class EventWriter:
             # return). SQLite: the process has one connection, given back after every chunk so
             # that the API's requests are not held for a whole flush.
             one_per_chunk = not is_postgresql(engine)
-            # Not sorted: there is no order to keep under the writers' lock (`_WRITERS`), and
-            # sorting 50,000 deliveries held the event loop ~16 ms.
-            loads, self._loads = list(self._loads.items()), Counter()
             hits = len(self._buffer)
+            loads: list[tuple[int, int]] | None = None  # taken once the hits are written
             try:
-                while loads or hits:
+                while hits or (self._loads if loads is None else loads):
                     async with engine.connect() as connection:
-                        while loads or hits:
-                            if loads:
+                        while hits or (self._loads if loads is None else loads):
+                            if hits:
+                                hits -= await self._write_hits(connection, hits)
+                            else:
+                                if loads is None:
+                                    # Not sorted: there is no order to keep under the writers'
+                                    # lock (`_WRITERS`); sorting 50,000 held the event loop ~16 ms.
+                                    loads, self._loads = list(self._loads.items()), Counter()
                                 async with connection.begin():
                                     await add_loads(connection, loads[:LOADS_CHUNK])
                                 del loads[:LOADS_CHUNK]
-                            else:
-                                hits -= await self._write_hits(connection, min(hits, FLUSH_CHUNK))
                             self._failing = False
                             self._room.set()
                             if one_per_chunk:
@@ -208,18 +210,28 @@ class EventWriter:
                     self._loads.update(dict(loads))  # added to those counted meanwhile
 
     async def _write_hits(self, connection: AsyncConnection, count: int) -> int:
-        """One transaction of the first `count` hits (a chunk: the requests answered meanwhile wait
-        for one chunk's work on the event loop, not for the whole interval's); their number."""
-        batch = self._buffer[:count]
-        del self._buffer[:count]
+        """One transaction of up to FLUSH_CHUNK hits from the first `count` (a chunk: the requests
+        answered meanwhile wait for one chunk's work on the event loop, not for the whole
+        interval's); how many of them it took. A pixel load of a delivery that an earlier chunk
+        made known is counted instead: in the first interval of a process most loads are of a
+        delivery seen a moment before, and the chunks of first opens could not keep up."""
+        buffer, batch, taken = self._buffer, [], 0
+        while taken < count and len(batch) < FLUSH_CHUNK:
+            hit = buffer[taken]
+            taken += 1
+            if not self._counted(hit):
+                batch.append(hit)
+        del buffer[:taken]
+        if not batch:
+            return taken
         try:
             async with connection.begin():
                 known = await write(connection, batch, self.window, self.is_machine)
         except BaseException:
-            self._buffer[:0] = batch
+            buffer[:0] = batch
             raise
         self._learn(known)
-        return count
+        return taken
 
     async def close(self) -> None:
         """On shutdown: every acknowledged event is written before this returns."""
