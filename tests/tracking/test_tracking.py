@@ -469,3 +469,31 @@ async def test_one_flush_writes_a_whole_backlog_of_loads_and_counts_those_an_ear
     opens, loads = await _opens_and_loads(sessions)
     assert opens == [("open", False)] * 3
     assert sorted(loads.values()) == [FLUSH_CHUNK * 4 // 3, FLUSH_CHUNK * 4 // 3, FLUSH_CHUNK * 4 // 3 + 1]
+
+
+async def test_a_long_backlog_of_known_loads_is_counted_a_slice_at_a_time(tenant, sent, sessions, app):
+    # 20,000 buffered loads of known deliveries: counted a slice at a time with the event loop free
+    # between slices (what a request waits for is one slice, not the whole backlog), and all of
+    # them written by the one flush.
+    from mailcast.db.models import Delivery
+    from mailcast.tracking.events import EventWriter, Hit
+    from mailcast.tracking.service import is_machine
+
+    async with sessions() as session:
+        ids = list((await session.execute(select(Delivery.id).order_by(Delivery.id))).scalars())
+    writer = EventWriter(app.state.sessions, 2, is_machine, flush_seconds=3600)
+    now = app.state.clock()
+    writer._buffer.extend(Hit("open", i, now, BROWSER["User-Agent"]) for i in ids)
+    await writer.flush()  # known from here on
+    backlog = 20_000
+    writer._buffer.extend(Hit("open", ids[i % 3], now, BROWSER["User-Agent"]) for i in range(backlog))
+    seen = set()  # what the rest of the process saw of the backlog while the flush ran
+    flushing = asyncio.create_task(writer.flush())
+    while not flushing.done():
+        seen.add(len(writer._buffer))
+        await asyncio.sleep(0)
+    await flushing
+    assert any(0 < left < backlog for left in seen)
+    assert (writer._buffer, writer._loads) == ([], {})
+    opens, loads = await _opens_and_loads(sessions)
+    assert opens == [("open", False)] * 3 and sum(loads.values()) == backlog + 3
