@@ -281,14 +281,11 @@ _INSERT_EVENTS_PG = text(
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM {unnest(Event.__table__, _EVENT_COLUMNS)}")
 
 
-# PostgreSQL: the loads counted on deliveries whose first opens are recorded (`EventWriter._loads`).
-_COUNT_LOADS_PG = text(
-    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[])) AS u(id, loads) WHERE d.id = u.id")
 # The transaction-level advisory lock a tracking write takes on PostgreSQL before it locks any
-# delivery: those writes go one at a time, across all the HTTP processes. `_COUNT_LOADS_PG` locks
-# its rows in whatever order its plan takes; with this lock held first, no two tracking writes wait
-# on each other's rows (a deadlock, broken by PostgreSQL only after its 1 s deadlock_timeout).
+# delivery: those writes go one at a time, across all the HTTP processes. `_ADD_LOADS_PG` for the
+# counted loads (`add_loads`) locks its rows in whatever order its plan takes; with this lock held
+# first, no two tracking writes wait on each other's rows (a deadlock, broken by PostgreSQL only
+# after its 1 s deadlock_timeout).
 _WRITERS = 0x6D63_7472_6163_6B73  # "mctracks"
 _TAKE_WRITERS = text(f"SELECT pg_advisory_xact_lock({_WRITERS})")
 
@@ -298,15 +295,29 @@ async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[i
     transaction. A delivery that no longer exists is skipped."""
     if not loads:
         return
-    ids, counts = (list(column) for column in zip(*loads))
     if is_postgresql(session):
         await session.execute(_TAKE_WRITERS)
-        await session.execute(_COUNT_LOADS_PG, {"ids": ids, "loads": counts})
+    ids, counts = (list(column) for column in zip(*loads))
+    nothing = [None] * len(ids)
+    await _update_deliveries(session, ids, counts, nothing, nothing)
+
+
+async def _update_deliveries(session: AsyncSession | AsyncConnection, ids: list[int], loads: list[int],
+                             opened: list[datetime | None], clicked: list[datetime | None]) -> None:
+    """Adds each delivery's loads to its count and keeps its first open and first click by a
+    person where none is kept yet (None: none to keep), in one statement. On PostgreSQL the
+    caller holds the tracking writers' lock."""
+    if is_postgresql(session):
+        await session.execute(_ADD_LOADS_PG, {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked})
         return
-    table = Delivery.__table__  # SQLite: one writer at a time
-    await session.execute(update(table).where(table.c.id == bindparam("row_id"))
-                          .values(open_count=table.c.open_count + bindparam("loads")),
-                          [{"row_id": i, "loads": n} for i, n in loads])
+    table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
+    await session.execute(
+        update(table).where(table.c.id == bindparam("row_id"))
+        .values(open_count=table.c.open_count + bindparam("loads"),
+                opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type)),
+                clicked_at=func.coalesce(table.c.clicked_at, bindparam("clicked", type_=table.c.clicked_at.type))),
+        [{"row_id": i, "loads": n, "opened": o, "clicked": c} for i, n, o, c in zip(ids, loads, opened, clicked)],
+    )
 
 
 def _locked(session, stmt, ids: list[int]):
@@ -377,20 +388,9 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     changed = sorted(loads.keys() | opened.keys() | clicked.keys())
     if not changed:
         return known
-    if postgres:
-        if not locked:
-            await session.execute(_TAKE_WRITERS)
-            await session.execute(_locked(session, select(Delivery.id), changed))
-        await session.execute(_ADD_LOADS_PG, {"ids": changed, "loads": [loads[i] for i in changed],
-                                              "opened": [opened.get(i) for i in changed],
-                                              "clicked": [clicked.get(i) for i in changed]})
-        return known
-    table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
-    await session.execute(
-        update(table).where(table.c.id == bindparam("row_id"))
-        .values(open_count=table.c.open_count + bindparam("loads"),
-                opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type)),
-                clicked_at=func.coalesce(table.c.clicked_at, bindparam("clicked", type_=table.c.clicked_at.type))),
-        [{"row_id": i, "loads": loads[i], "opened": opened.get(i), "clicked": clicked.get(i)} for i in changed],
-    )
+    if postgres and not locked:
+        await session.execute(_TAKE_WRITERS)
+        await session.execute(_locked(session, select(Delivery.id), changed))
+    await _update_deliveries(session, changed, [loads[i] for i in changed], [opened.get(i) for i in changed],
+                             [clicked.get(i) for i in changed])
     return known
