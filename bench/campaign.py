@@ -83,7 +83,7 @@ async def message_size(url: str, campaign_id: str, env: dict) -> int:
             d, c = (await session.execute(select(Delivery, Contact).join(Contact, Contact.id == Delivery.contact_id)
                                           .where(Delivery.campaign_id == campaign_id).limit(1))).one()
         claimed = Claimed(id=d.id, campaign_id=campaign_id, contact_id=c.id, email=d.email, variant=d.variant,
-                          attempts=d.attempts, created_at=d.created_at, lease_id=0)
+                          attempts=d.attempts, lease_id=0)
         sender = Sender(sessions, settings, None, system_clock, TokenCodec(settings.secret()))
         plans = await sender._plans_for([claimed])
         data, _ = sender.build(claimed, Recipient(c.first_name, c.last_name, c.attributes, True),

@@ -24,7 +24,6 @@ class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
     email: str
     variant: str
     attempts: int
-    created_at: datetime
     lease_id: int  # the batch's DeliveryLease
 
 
@@ -106,7 +105,15 @@ _NEXT_CAMPAIGN_AFTER = _NEXT_CAMPAIGN.where(tuple_(Campaign.send_started_at, Cam
     bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=String())))
 _LEASES = DeliveryLease.__table__
 _DELETE_RAN_OUT = delete(_LEASES).where(_LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW)
-_INSERT_LEASE = insert(_LEASES).returning(_LEASES.c.id)
+# The lease's first and last keys are read by id here, not with every row of the claim: a
+# timestamp a row was a third of the due rows' read (bench/RESULTS.md, twelfth round). A due
+# row's key does not change meanwhile: only a retry (a row being sent, so not due) and a
+# released holdback (a held row, not due either) give a row a new one.
+_FIRST, _LAST = bindparam("first", type_=BigInteger()), bindparam("last", type_=BigInteger())
+_INSERT_LEASE = insert(_LEASES).values(
+    first_id=_FIRST, first_at=select(Delivery.next_attempt_at).where(Delivery.id == _FIRST).scalar_subquery(),
+    last_id=_LAST, last_at=select(Delivery.next_attempt_at).where(Delivery.id == _LAST).scalar_subquery(),
+).returning(_LEASES.c.id)
 # The next claim's start: the first key of the oldest live lease, or the head when none lives.
 _OLDEST = (select(_LEASES.c.first_at, _LEASES.c.first_id).where(_LEASES.c.campaign_id == _CAMPAIGN_ID)
            .order_by(_LEASES.c.first_at, _LEASES.c.first_id).limit(1))
@@ -122,16 +129,15 @@ async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: 
         rows = await _due_rows(connection, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
     lease_id = None
     if rows:
-        (first_id, first_at), (last_id, last_at) = rows[0][:2], rows[-1][:2]
         lease_id = (await connection.execute(_INSERT_LEASE, {
             "campaign_id": campaign_id, "owner": worker, "expires_at": now + lease,
-            "first_at": first_at, "first_id": first_id, "last_at": last_at, "last_id": last_id,
+            "first": rows[0][0], "last": rows[-1][0],
         })).scalar_one()
     if not rows and start is None:
         return []  # nothing to move (an idle poll writes nothing)
     await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
-    return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, created_at, lease_id)
-            for (id_, _at, contact_id, email, variant, attempts, created_at) in rows]
+    return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, lease_id)
+            for (id_, contact_id, email, variant, attempts) in rows]
 
 
 async def _due_rows(connection: AsyncConnection, campaign_id: str, now: datetime, limit: int,
@@ -150,8 +156,7 @@ _LEASED = exists().where(
     tuple_(Delivery.next_attempt_at, Delivery.id).between(
         tuple_(DeliveryLease.first_at, DeliveryLease.first_id), tuple_(DeliveryLease.last_at, DeliveryLease.last_id)),
 )
-_CLAIMED = (Delivery.id, Delivery.next_attempt_at, Delivery.contact_id, Delivery.email, Delivery.variant,
-            Delivery.attempts, Delivery.created_at)
+_CLAIMED = (Delivery.id, Delivery.contact_id, Delivery.email, Delivery.variant, Delivery.attempts)
 
 
 def _due_rows_statement(leased: bool, from_start: bool):
@@ -203,6 +208,14 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
         )).all()
     } if wanted else {}
     return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in marked}
+
+
+async def created_at(session: AsyncSession, ids: Sequence[int]) -> dict[int, datetime]:
+    """When each of these deliveries was queued."""
+    if not ids:
+        return {}
+    rows = await session.execute(select(Delivery.id, Delivery.created_at).where(among(session, Delivery.id, ids)))
+    return {id_: at for id_, at in rows}
 
 
 async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int]) -> None:
