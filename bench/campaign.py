@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (bench_tenant, database, emit, free_port, import_readers, machine, require, rss_mb,  # noqa: E402
+from common import (bench_tenant, cpu_seconds, database, emit, free_port, import_readers, machine, require, rss_mb,  # noqa: E402
                     smtp_sink, smtp_source_rate)
 
 LINKS = 40
@@ -168,7 +168,7 @@ def verify_dump(folder: Path, dkim_record: bytes | None) -> int:
 
 
 async def start_and_wait(url: str, campaign_id: str, spawn, timeout: float
-                         ) -> tuple[float, float, int, float, float]:
+                         ) -> tuple[float, float, int, float, float, float]:
     """Start sending, run the workers, wait for `sent`: (wall seconds, seconds from the first to the
     last accepted message, messages accepted, peak worker RSS in MB, seconds the start took: the
     request's part, the recipients counted and the first chunk queued)."""
@@ -193,10 +193,12 @@ async def start_and_wait(url: str, campaign_id: str, spawn, timeout: float
     start_seconds = started - begun
     procs = spawn()
     peak = {p.pid: 0.0 for p in procs}
+    cpu = {p.pid: 0.0 for p in procs}  # the last reading before they are stopped
     try:
         while time.perf_counter() - started < timeout:
             for p in procs:
                 peak[p.pid] = max(peak[p.pid], rss_mb(p.pid))
+                cpu[p.pid] = cpu_seconds(p.pid) or cpu[p.pid]
             async with sessions() as session:
                 status = (await session.execute(select(Campaign.status).where(Campaign.id == campaign_id))).scalar_one()
             if status == "sent":
@@ -216,7 +218,7 @@ async def start_and_wait(url: str, campaign_id: str, spawn, timeout: float
             p.wait(timeout=30)
         await engine.dispose()
     sending = (last - first).total_seconds() if first and last else wall
-    return wall, max(sending, 1e-6), sent, max(peak.values()), start_seconds
+    return wall, max(sending, 1e-6), sent, max(peak.values()), start_seconds, sum(cpu.values())
 
 
 def main() -> None:
@@ -271,7 +273,7 @@ def main() -> None:
             if probe:
                 probe.start()
             try:
-                wall, sending, sent, peak_rss, start_seconds = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
+                wall, sending, sent, peak_rss, start_seconds, cpu = asyncio.run(start_and_wait(url, campaign_id, spawn, timeout=3600))
             finally:
                 api = probe.stop() if probe else None
                 if api_server:
@@ -296,6 +298,8 @@ def main() -> None:
           f"{rate:,.0f} messages/s with {args.workers} worker(s) x {args.pool} connections, DKIM {args.dkim}")
     print(f"smtp-source (same size, {size:,} bytes a message, same connections): {reference:,.0f} messages/s")
     print(f"ratio: {rate / reference:.3f}; peak worker RSS {peak_rss:.0f} MB")
+    # CPU is steadier than a rate on a shared machine; it includes each worker's start-up (~0.5 s).
+    print(f"workers' CPU: {cpu:.1f} s, {cpu * 1e6 / max(sent, 1):,.0f} us a message")
     if api is not None:
         print(f"API while sending: {api['requests']} list/get requests, p50 {api['p50_ms']:.1f} ms, "
               f"p95 {api['p95_ms']:.1f} ms, {api['errors']} errors")
@@ -305,6 +309,7 @@ def main() -> None:
           "dkim": args.dkim, "messages_per_second": round(rate, 1), "reference_per_second": round(reference, 1),
           "ratio": round(rate / reference, 4), "worker_rss_mb": round(peak_rss, 1), "wall_seconds": round(wall, 2),
           "start_seconds": round(start_seconds, 3), "message_bytes": size,
+          "worker_cpu_us_per_message": round(cpu * 1e6 / max(sent, 1), 1),
           **({"verified": verified} if verified is not None else {}),
           **({"api_p50_ms": round(api["p50_ms"], 2), "api_p95_ms": round(api["p95_ms"], 2),
               "api_requests": api["requests"], "api_errors": api["errors"]} if api is not None else {})})
