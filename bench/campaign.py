@@ -298,7 +298,7 @@ def main() -> None:
           f"{rate:,.0f} messages/s with {args.workers} worker(s) x {args.pool} connections, DKIM {args.dkim}")
     print(f"smtp-source (same size, {size:,} bytes a message, same connections): {reference:,.0f} messages/s")
     print(f"ratio: {rate / reference:.3f}; peak worker RSS {peak_rss:.0f} MB")
-    # CPU is steadier than a rate on a shared machine; it includes each worker's start-up (~0.5 s).
+    # What a message costs the workers themselves, whatever rate the machine allowed; start-up included.
     print(f"workers' CPU: {cpu:.1f} s, {cpu * 1e6 / max(sent, 1):,.0f} us a message")
     if api is not None:
         print(f"API while sending: {api['requests']} list/get requests, p50 {api['p50_ms']:.1f} ms, "

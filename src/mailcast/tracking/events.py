@@ -185,10 +185,14 @@ class EventWriter:
             one_per_chunk = not is_postgresql(engine)
             hits = len(self._buffer)
             loads: list[tuple[int, int]] | None = None  # taken once the hits are written
+
+            def left() -> bool:  # hits of those it started with, or loads, still to write
+                return bool(hits or (self._loads if loads is None else loads))
+
             try:
-                while hits or (self._loads if loads is None else loads):
+                while left():
                     async with engine.connect() as connection:
-                        while hits or (self._loads if loads is None else loads):
+                        while left():
                             if hits:
                                 hits -= await self._write_hits(connection, hits)
                             else:
