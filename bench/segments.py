@@ -132,7 +132,7 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float, chunk
             # what the worker does next (not timed): the batch goes out and leaves the queue
             await session.execute(text("UPDATE deliveries SET status = 'sent' WHERE id = ANY(:ids)"),
                                   {"ids": [d.id for d in batch]})
-            await delivery_repo.end_leases(session, "bench", {d.lease_id for d in batch})
+            await delivery_repo.end_leases(session, "bench", {d.lease_id for d in batch}, attempted=True)
             await session.commit()
     await engine.dispose()
     return {"setup": setup, "events": events, "non_opener_count": count, "non_opener_s": statistics.median(non_opener),

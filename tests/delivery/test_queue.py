@@ -6,9 +6,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from sqlalchemy import update
+from sqlalchemy import select, update
 
-from mailcast.db.models import Delivery
+from mailcast.db.models import Campaign, Delivery
 from mailcast.delivery import repository as queue
 
 LEASE = timedelta(seconds=60)
@@ -73,8 +73,85 @@ async def _send(sessions, worker: str, batch, now) -> None:
     assert await _mark(sessions, worker, batch, now) == {x.id for x in batch}
     async with sessions() as session:
         await queue.record(session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in batch])
+        await queue.end_leases(session, worker, {x.lease_id for x in batch}, attempted=True)
+        await session.commit()
+
+
+async def _stop_early(sessions, worker: str, batch) -> None:
+    """A worker lets its batch go unsent."""
+    async with sessions() as session:
         await queue.end_leases(session, worker, {x.lease_id for x in batch})
         await session.commit()
+
+
+async def _start(sessions, campaign_id: str) -> int | None:
+    """The id of the row where the campaign's claims start reading (None: the head)."""
+    async with sessions() as session:
+        return (await session.execute(select(Campaign.queue_from_id).where(Campaign.id == campaign_id))).scalar_one()
+
+
+def _ids(batch) -> list[int]:
+    return [x.id for x in batch]
+
+
+async def test_a_batch_claimed_alone_moves_the_start_past_it_when_sent(tenant, sessions, clock):
+    """One worker, batch after batch: the next claim starts at the last row of the batch sent
+    before, not at its first (its sent rows would be walked past again)."""
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    first = await _claim(sessions, "a", now, limit=2)
+    await _send(sessions, "a", first, now)
+    assert await _start(sessions, first[0].campaign_id) == first[-1].id
+    second = await _claim(sessions, "a", now, limit=2)
+    await _send(sessions, "a", second, now)
+    third = await _claim(sessions, "a", now, limit=2)
+    assert len(set(_ids(first + second + third))) == 6
+
+
+async def test_a_batch_let_go_half_sent_keeps_its_other_rows_first_in_line(tenant, sessions, clock):
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    a = await _claim(sessions, "a", now, limit=4)
+    assert await _mark(sessions, "a", a[:2], now) == set(_ids(a[:2]))
+    async with sessions() as session:
+        await queue.record(session, "a", [{"id": x.id, "status": "sent", "sent_at": now} for x in a[:2]])
+        await session.commit()
+    await _stop_early(sessions, "a", a)
+    b = await _claim(sessions, "b", now, limit=2)
+    assert _ids(b) == _ids(a[2:])
+
+
+async def test_a_batch_that_skipped_another_lease_does_not_move_the_start(tenant, sessions, clock):
+    """b's claim skips a's live lease; a then lets its rows go unsent and b sends all of its
+    own. The start stays before a's rows: the next claim takes them first."""
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    a = await _claim(sessions, "a", now, limit=2)
+    b = await _claim(sessions, "b", now, limit=2)
+    await _stop_early(sessions, "a", a)
+    await _send(sessions, "b", b, now)
+    c = await _claim(sessions, "c", now, limit=2)
+    assert _ids(c) == _ids(a)
+
+
+async def test_the_start_does_not_move_past_an_older_lease(tenant, sessions, clock):
+    """A lease that began before a sole one (a claim that read from the head as well, for a row
+    due before the start) bounds where the sole one's end moves the start."""
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    a = await _claim(sessions, "a", now, limit=2)
+    async with sessions() as session:  # a retry due before the start (written by a clock behind)
+        late = (await session.execute(select(Delivery.id).where(Delivery.campaign_id == a[0].campaign_id)
+                                      .order_by(Delivery.id.desc()).limit(1))).scalar_one()
+        await session.execute(update(Delivery).where(Delivery.id == late)
+                              .values(status="deferred", next_attempt_at=now - timedelta(hours=1)))
+        await session.commit()
+    b = await _claim(sessions, "b", now, limit=10)  # 3 from the start, so from the head: all 4
+    assert _ids(b)[0] == late and len(b) == 4
+    await _send(sessions, "a", a, now)
+    await _stop_early(sessions, "b", b)
+    c = await _claim(sessions, "c", now, limit=3)
+    assert _ids(c) == _ids(b[:3])
 
 
 async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(tenant, sessions, clock):

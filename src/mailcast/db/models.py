@@ -15,6 +15,7 @@ from sqlalchemy import (
     String,
     Text,
     UniqueConstraint,
+    false,
     text,
     true,
 )
@@ -296,6 +297,9 @@ class DeliveryLease(Base):
     first_id: Mapped[int] = mapped_column(BigInteger)
     last_at: Mapped[datetime]
     last_id: Mapped[int] = mapped_column(BigInteger)
+    # Its claim found no other lease of the campaign alive: it read every due row from the
+    # campaign's start to `last` (its end may move the start there: `end_leases`).
+    sole: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 class Event(Base):

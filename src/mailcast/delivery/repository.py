@@ -8,8 +8,8 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, exists, func, insert, or_, select, text,
-                        tuple_, update)
+from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, exists, func, insert, or_, select,
+                        text, tuple_, union_all, update)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among, is_postgresql, unnest
@@ -114,12 +114,25 @@ _INSERT_LEASE = insert(_LEASES).values(
     first_id=_FIRST, first_at=select(Delivery.next_attempt_at).where(Delivery.id == _FIRST).scalar_subquery(),
     last_id=_LAST, last_at=select(Delivery.next_attempt_at).where(Delivery.id == _LAST).scalar_subquery(),
 ).returning(_LEASES.c.id)
+_FIRST_KEYS = select(_LEASES.c.first_at.label("at"), _LEASES.c.first_id.label("id")).where(
+    _LEASES.c.campaign_id == _CAMPAIGN_ID)
+
+
+def _move_start(keys):
+    """Set the campaign's start to the smallest of `keys` (a select of (at, id); none: the head)."""
+    keys = keys.subquery()
+    smallest = select(keys.c.at, keys.c.id).order_by(keys.c.at, keys.c.id).limit(1)
+    return (update(Campaign.__table__).where(Campaign.__table__.c.id == _CAMPAIGN_ID)
+            .values(queue_from_at=smallest.with_only_columns(keys.c.at).scalar_subquery(),
+                    queue_from_id=smallest.with_only_columns(keys.c.id).scalar_subquery()))
+
+
 # The next claim's start: the first key of the oldest live lease, or the head when none lives.
-_OLDEST = (select(_LEASES.c.first_at, _LEASES.c.first_id).where(_LEASES.c.campaign_id == _CAMPAIGN_ID)
-           .order_by(_LEASES.c.first_at, _LEASES.c.first_id).limit(1))
-_MOVE_START = (update(Campaign.__table__).where(Campaign.__table__.c.id == _CAMPAIGN_ID)
-               .values(queue_from_at=_OLDEST.with_only_columns(_LEASES.c.first_at).scalar_subquery(),
-                       queue_from_id=_OLDEST.with_only_columns(_LEASES.c.first_id).scalar_subquery()))
+_MOVE_START = _move_start(_FIRST_KEYS)
+# At the end of a batch read with no other lease in the way (see `end_leases`): its last key,
+# or the first key of a lease older than that.
+_MOVE_START_PAST = _move_start(union_all(_FIRST_KEYS, select(
+    bindparam("last_at", type_=UTCDateTime()).label("at"), bindparam("last_id", type_=BigInteger()).label("id"))))
 
 
 async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: tuple[datetime, int] | None,
@@ -130,7 +143,7 @@ async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: 
     lease_id = None
     if rows:
         lease_id = (await connection.execute(_INSERT_LEASE, {
-            "campaign_id": campaign_id, "owner": worker, "expires_at": now + lease,
+            "campaign_id": campaign_id, "owner": worker, "expires_at": now + lease, "sole": not leased,
             "first": rows[0][0], "last": rows[-1][0],
         })).scalar_one()
     if not rows and start is None:
@@ -218,12 +231,35 @@ async def created_at(session: AsyncSession, ids: Sequence[int]) -> dict[int, dat
     return {id_: at for id_, at in rows}
 
 
-async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int]) -> None:
-    """A batch is done (or will not be sent now): its rows not sent are claimable again at once."""
-    await session.execute(
-        delete(DeliveryLease).where(DeliveryLease.id.in_(set(lease_ids)), DeliveryLease.owner == worker)
-        .execution_options(synchronize_session=False)
-    )
+async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int], attempted: bool = False) -> None:
+    """A batch is done (or will not be sent now): its rows not sent are claimable again at once.
+
+    `attempted`: every row of these leases was marked `sending` and given its outcome (the
+    sender's whole batch), so none is due under its old key any more. A lease whose claim found
+    no other lease of its campaign alive (`sole`) then read every due row from the campaign's
+    start to its last key, and the start moves to that last key (or to the first key of an
+    older lease that lives): the next claim does not walk past this batch's rows, which stay in
+    the due index as dead entries until VACUUM (bench/RESULTS.md, thirteenth round). Only a sole
+    lease: another claim's range can span a lease it skipped, whose rows may come back unsent.
+    The campaigns are locked first, in the order claims lock them, so no claim adds a lease in
+    between."""
+    ids = set(lease_ids)
+    moving = attempted and (await session.execute(_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})).first()
+    ended = await session.execute(delete(_LEASES).where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
+                                  .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id))
+    for campaign_id, sole, last_at, last_id in ended.all():
+        if moving and sole:
+            await session.execute(_MOVE_START_PAST, {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id})
+
+
+# The campaigns of these leases that a sole one may move the start of, locked as claims lock them.
+_SOLE_CAMPAIGNS = (
+    select(Campaign.id)
+    .where(Campaign.id.in_(select(_LEASES.c.campaign_id).where(
+        _LEASES.c.id.in_(bindparam("ids", expanding=True)), _LEASES.c.owner == bindparam("worker"), _LEASES.c.sole)))
+    .order_by(Campaign.send_started_at, Campaign.id)
+    .with_for_update(of=Campaign, key_share=True)
+)
 
 
 async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]]) -> None:

@@ -85,7 +85,8 @@ class Sender:
         for start in range(0, len(claimed), self.concurrency):
             await self._send_chunk(claimed[start : start + self.concurrency], plans)
         async with self.sessions() as session:  # its own transaction: a claim may be waiting on these rows
-            await repo.end_leases(session, self.worker_id, {c.lease_id for c in claimed})
+            # Every row was marked and given its outcome, or was not ours to send any more.
+            await repo.end_leases(session, self.worker_id, {c.lease_id for c in claimed}, attempted=True)
             await session.commit()
         async with self.sessions() as session:
             finished = await repo.finish_done_campaigns(session, self.clock(), {c.campaign_id for c in claimed})
