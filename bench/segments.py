@@ -31,6 +31,7 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float, chunk
     from mailcast.campaigns import repository as campaigns_repo
     from mailcast.campaigns import service as campaigns
     from mailcast.campaigns.schemas import CampaignCreate
+    from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_factory
     from mailcast.delivery import repository as delivery_repo
 
     tenant = await bench_tenant(url)
@@ -121,8 +122,10 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float, chunk
     snapshot_seconds = await snapshot(measured)
     fills = await fill(measured)
     claims = []
+    # The worker's pool: it pings a connection only after it sat idle (mailcast.db.engine).
+    worker_engine = create_engine(url, ping_after_idle=WORKER_PING_AFTER_IDLE)
     for _ in range(min(30, contacts // 1000)):
-        async with sessions() as session:
+        async with session_factory(worker_engine)() as session:
             start = time.perf_counter()
             batch = await delivery_repo.claim(session, "bench", datetime.now(UTC), 1000, timedelta(minutes=5))
             await session.commit()
@@ -134,6 +137,7 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float, chunk
                                   {"ids": [d.id for d in batch]})
             await delivery_repo.end_leases(session, "bench", {d.lease_id for d in batch}, attempted=True)
             await session.commit()
+    await worker_engine.dispose()
     await engine.dispose()
     return {"setup": setup, "events": events, "non_opener_count": count, "non_opener_s": statistics.median(non_opener),
             "snapshot_s": snapshot_seconds, "snapshots_s": snapshots,

@@ -24,7 +24,7 @@ from mailcast.clock import system_clock
 from mailcast.config import PLANS, Settings, get_settings
 from mailcast.contacts import service as contacts
 from mailcast.contacts.schemas import ImportRow
-from mailcast.db.engine import create_engine, session_factory
+from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_factory
 from mailcast.db.migrate import upgrade
 from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
@@ -164,7 +164,7 @@ def worker() -> None:
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
 
     async def main(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.resolved_database_url())
+        engine = create_engine(settings.resolved_database_url(), ping_after_idle=WORKER_PING_AFTER_IDLE)
         await upgrade(engine)
         transport, where = build_transport(settings)
         err.print(f"[bold]Sending:[/bold] {where}")

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import time
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
+from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
 
 
@@ -13,7 +15,18 @@ def is_sqlite(url: str) -> bool:
     return make_url(url).get_backend_name() == "sqlite"
 
 
-def create_engine(url: str, **kwargs) -> AsyncEngine:
+# The worker's pool pings a connection only once it sat idle this long (`create_engine`).
+WORKER_PING_AFTER_IDLE = 1.0
+
+
+def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs) -> AsyncEngine:
+    """PostgreSQL: a pooled connection is pinged before use (`pool_pre_ping`), or with
+    `ping_after_idle` only when it sat in the pool longer than that many seconds. A ping is a
+    round trip, and a worker checks a connection out several times a batch, a claim's ping
+    among them (bench/RESULTS.md, thirteenth round); a connection a worker used a moment ago
+    was alive a moment ago. One that died since (the server restarted in that moment) fails
+    its statement once: the pool then replaces every connection, and the worker's loop tries
+    again at its next turn."""
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
@@ -28,12 +41,36 @@ def create_engine(url: str, **kwargs) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_size", 10)
     kwargs.setdefault("max_overflow", 10)
-    kwargs.setdefault("pool_pre_ping", True)
+    kwargs.setdefault("pool_pre_ping", ping_after_idle is None)
     if make_url(url).get_driver_name() == "asyncpg":
         # No JIT compilation: it cost the counts over a million deliveries ~0.4 s of compiling
         # for a query that runs in ~0.35 s, and nothing mailcast asks for runs long enough to gain.
         kwargs.setdefault("connect_args", {}).setdefault("server_settings", {}).setdefault("jit", "off")
-    return create_async_engine(url, **kwargs)
+    engine = create_async_engine(url, **kwargs)
+    if ping_after_idle is not None:
+        _ping_after_idle(engine, ping_after_idle)
+    return engine
+
+
+def _ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
+    """What `pool_pre_ping` does, for connections idle in the pool longer than `seconds`."""
+    dialect = engine.dialect
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection, record) -> None:
+        record.info["idle_since"] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+        idle_since = record.info.get("idle_since")  # none: a new connection
+        if idle_since is None or time.monotonic() - idle_since <= seconds:
+            return
+        try:
+            dialect.do_ping(dbapi_connection)
+        except dialect.loaded_dbapi.Error as exc:
+            if dialect.is_disconnect(exc, dbapi_connection, None):
+                raise InvalidatePoolError() from exc  # as the pre-ping: every pooled connection is replaced
+            raise
 
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
