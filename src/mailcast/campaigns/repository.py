@@ -359,7 +359,11 @@ async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campa
 async def non_opener_count(session: AsyncSession, campaign_id: str) -> int:
     """Recipients the campaign was delivered to who have not opened it and can still be mailed.
     On PostgreSQL the deliveries side is read from `ix_deliveries_campaign_status` alone (it carries
-    contact_id and opened_at), joined to the contacts that are still reachable."""
+    contact_id and opened_at), joined to the contacts that are still reachable, with room for the
+    join's hash table in memory: with the default `work_mem` (4 MB) the hash of 600,000 non-openers
+    went to disk in 8 batches, 0.77-0.85 s against 0.66 s (bench/RESULTS.md, thirteenth round)."""
+    if is_postgresql(session):
+        await session.execute(text("SET LOCAL work_mem = '64MB'"))  # this transaction only
     stmt = (select(func.count()).select_from(Delivery).join(Contact, Contact.id == Delivery.contact_id)
             .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.opened_at.is_(None),
                    Contact.unsubscribed.is_(False), Contact.suppressed_reason.is_(None)))
