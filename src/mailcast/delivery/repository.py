@@ -245,11 +245,13 @@ async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int
     between."""
     ids = set(lease_ids)
     moving = attempted and (await session.execute(_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})).first()
-    ended = await session.execute(delete(_LEASES).where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
-                                  .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id))
+    ended = await session.execute(
+        delete(_LEASES).where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
+        .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id))
     for campaign_id, sole, last_at, last_id in ended.all():
         if moving and sole:
-            await session.execute(_MOVE_START_PAST, {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id})
+            await session.execute(_MOVE_START_PAST,
+                                  {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id})
 
 
 # The campaigns of these leases that a sole one may move the start of, locked as claims lock them.
