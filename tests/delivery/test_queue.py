@@ -100,6 +100,7 @@ async def test_a_batch_claimed_alone_moves_the_start_past_it_when_sent(tenant, s
     await _sending_campaign(tenant, 6)
     now = clock()
     first = await _claim(sessions, "a", now, limit=2)
+    assert await _start(sessions, first[0].campaign_id) is None  # the claim left it at the head
     await _send(sessions, "a", first, now)
     assert await _start(sessions, first[0].campaign_id) == first[-1].id
     second = await _claim(sessions, "a", now, limit=2)

@@ -59,7 +59,9 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
     cost grew with the campaign (batches of 1,000 with half of a million-recipient campaign
     sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim
     starts at the campaign's `queue_from` key and leaves there the first key of the campaign's
-    oldest live lease. Nothing due and unleased lies before it: the read is in key order, and a
+    oldest live lease (a claim that found no other lease and read from the start leaves the start
+    where it is: its batch is the oldest lease, and the batch's end moves the start past it, see
+    `end_leases`). Nothing due and unleased lies before it: the read is in key order, and a
     lease's rows that go back to the queue (its owner ended it or died) keep their keys, which
     are not before the lease's first. A row given a new key (a
     retry, a released A/B holdback) gets the time it was given, later than the keys claimed
@@ -138,7 +140,8 @@ _MOVE_START_PAST = _move_start(union_all(_FIRST_KEYS, select(
 async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: tuple[datetime, int] | None,
                           leased: bool, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
     rows = await _due_rows(connection, campaign_id, now, limit, start, leased)
-    if len(rows) < limit and start is not None:
+    from_head = len(rows) < limit and start is not None
+    if from_head:
         rows = await _due_rows(connection, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
     lease_id = None
     if rows:
@@ -148,7 +151,10 @@ async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: 
         })).scalar_one()
     if not rows and start is None:
         return []  # nothing to move (an idle poll writes nothing)
-    await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
+    if leased or from_head or not rows:
+        # A sole batch read from the start leaves it: nothing due lies between the start and the
+        # batch, and the batch's end moves the start past it (`end_leases`). One statement less.
+        await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
     return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, lease_id)
             for (id_, contact_id, email, variant, attempts) in rows]
 
