@@ -124,8 +124,9 @@ async def run(url: str, contacts: int, campaigns_n: int, open_rate: float, chunk
     claims = []
     # The worker's pool: it pings a connection only after it sat idle (mailcast.db.engine).
     worker_engine = create_engine(url, ping_after_idle=WORKER_PING_AFTER_IDLE)
+    worker_sessions = session_factory(worker_engine)
     for _ in range(min(30, contacts // 1000)):
-        async with session_factory(worker_engine)() as session:
+        async with worker_sessions() as session:
             start = time.perf_counter()
             batch = await delivery_repo.claim(session, "bench", datetime.now(UTC), 1000, timedelta(minutes=5))
             await session.commit()

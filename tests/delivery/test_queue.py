@@ -61,18 +61,23 @@ async def test_a_renewed_lease_keeps_its_rows_and_an_ended_one_frees_them(tenant
     assert len(b) == 2 and not {x.id for x in b} & {x.id for x in a}
     assert await _mark(sessions, "a", a[2:3], start + timedelta(seconds=71)) == {a[2].id}
 
-    async with sessions() as session:  # a stops early: what it did not send is free at once
-        await queue.end_leases(session, "a", {x.lease_id for x in a})
-        await session.commit()
+    await _stop_early(sessions, "a", a)  # what it did not send is free at once
     c = await _claim(sessions, "c", start + timedelta(seconds=72))
     assert [x.id for x in c] == [a[3].id]
 
 
-async def _send(sessions, worker: str, batch, now) -> None:
-    """What the sender does with a batch: mark it sending, record it sent, end its lease."""
-    assert await _mark(sessions, worker, batch, now) == {x.id for x in batch}
+async def _record_sent(sessions, worker: str, rows, now) -> None:
+    """Mark these rows sending, then record them sent."""
+    assert await _mark(sessions, worker, rows, now) == {x.id for x in rows}
     async with sessions() as session:
-        await queue.record(session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in batch])
+        await queue.record(session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in rows])
+        await session.commit()
+
+
+async def _send(sessions, worker: str, batch, now) -> None:
+    """What the sender does with a batch: every row sent, then its lease ended."""
+    await _record_sent(sessions, worker, batch, now)
+    async with sessions() as session:
         await queue.end_leases(session, worker, {x.lease_id for x in batch}, attempted=True)
         await session.commit()
 
@@ -113,10 +118,7 @@ async def test_a_batch_let_go_half_sent_keeps_its_other_rows_first_in_line(tenan
     await _sending_campaign(tenant, 6)
     now = clock()
     a = await _claim(sessions, "a", now, limit=4)
-    assert await _mark(sessions, "a", a[:2], now) == set(_ids(a[:2]))
-    async with sessions() as session:
-        await queue.record(session, "a", [{"id": x.id, "status": "sent", "sent_at": now} for x in a[:2]])
-        await session.commit()
+    await _record_sent(sessions, "a", a[:2], now)
     await _stop_early(sessions, "a", a)
     b = await _claim(sessions, "b", now, limit=2)
     assert _ids(b) == _ids(a[2:])

@@ -250,18 +250,19 @@ async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int
     The campaigns are locked first, in the order claims lock them, so no claim adds a lease in
     between."""
     ids = set(lease_ids)
-    moving = attempted and (await session.execute(_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})).first()
+    if attempted:
+        await session.execute(_LOCK_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})
     ended = await session.execute(
         delete(_LEASES).where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
         .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id))
     for campaign_id, sole, last_at, last_id in ended.all():
-        if moving and sole:
+        if attempted and sole:
             await session.execute(_MOVE_START_PAST,
                                   {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id})
 
 
-# The campaigns of these leases that a sole one may move the start of, locked as claims lock them.
-_SOLE_CAMPAIGNS = (
+# Locks the campaigns whose start a sole one of these leases may move, as claims lock them.
+_LOCK_SOLE_CAMPAIGNS = (
     select(Campaign.id)
     .where(Campaign.id.in_(select(_LEASES.c.campaign_id).where(
         _LEASES.c.id.in_(bindparam("ids", expanding=True)), _LEASES.c.owner == bindparam("worker"), _LEASES.c.sole)))
