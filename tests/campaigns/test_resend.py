@@ -7,6 +7,7 @@ import pytest
 from sqlalchemy import select
 
 from mailcast.db.models import Delivery
+from mailcast.delivery.repository import suppress_contacts
 from mailcast.tracking.events import Hit, write
 
 
@@ -69,6 +70,23 @@ async def test_resend_is_refused_before_six_hours_and_accepted_after(tenant, wor
     assert full["resent_from_id"] == original["id"] and full["audience_id"] == original["audience_id"]
     assert full["audience_rules"] == [{"type": "not_opened", "campaign_id": original["id"]}]
     assert full["html"] == original["html"]
+
+
+async def test_the_estimate_leaves_out_contacts_suppressed_or_deleted_since(tenant, worker, clock, sessions):
+    original = await _sent_campaign(tenant, worker)
+    suffix = original["audience_id"][-8:]
+    await _opens(sessions, original["id"], [_email(0, suffix)], clock)
+    contacts = {c["email"]: c["id"] for c in (await tenant.get("/v1/contacts", params={"limit": 100})).json()["data"]}
+    async with sessions() as session:  # a hard bounce of a later campaign suppressed this one
+        await suppress_contacts(session, [contacts[_email(1, suffix)]], "bounce", clock())
+        await session.commit()
+    assert (await tenant.request("DELETE", f"/v1/contacts/{contacts[_email(2, suffix)]}")).status_code == 200
+    # Someone with the deleted contact's address is added again: a new contact, never sent the original.
+    assert (await tenant.post("/v1/contacts", json={"email": _email(2, suffix)})).status_code in (200, 201)
+    clock.advance(hours=6)
+    r = await tenant.post(f"/v1/campaigns/{original['id']}/resend-to-non-openers")
+    # delivered (6) - opened (1) - suppressed since (1) - deleted since (1) = 3
+    assert r.status_code == 200 and r.json()["estimated_non_opener_count"] == 3
 
 
 async def test_resend_goes_only_to_non_openers_at_send_time(tenant, worker, relay, clock, sessions):

@@ -5,13 +5,13 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, select, text, update
+from sqlalchemy import and_, case, delete, func, insert, literal, or_, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
-from mailcast.db.models import AudienceMember, Campaign, CampaignCount, Contact, Delivery
+from mailcast.db.models import AudienceMember, Campaign, CampaignCount, Contact, DeletedContact, Delivery
 from mailcast.db.types import UTCDateTime
 
 
@@ -358,15 +358,19 @@ async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campa
 
 async def non_opener_count(session: AsyncSession, campaign_id: str) -> int:
     """Recipients the campaign was delivered to who have not opened it and can still be mailed.
-    On PostgreSQL the deliveries side is read from `ix_deliveries_campaign_status` alone (it carries
-    contact_id and opened_at), joined to the contacts that are still reachable, with room for the
-    join's hash table in memory: with the default `work_mem` (4 MB) the hash of 600,000 non-openers
-    went to disk in 8 batches, 0.77-0.85 s against 0.66 s (bench/RESULTS.md, thirteenth round)."""
-    if is_postgresql(session):
-        await session.execute(text("SET LOCAL work_mem = '64MB'"))  # this transaction only
-    stmt = (select(func.count()).select_from(Delivery).join(Contact, Contact.id == Delivery.contact_id)
+
+    The campaign's unopened deliveries, less those whose contact is unreachable (unsubscribed or
+    suppressed) or deleted since: both sets are small, so on PostgreSQL this reads the deliveries
+    from `ix_deliveries_campaign_status` alone (it carries contact_id and opened_at) and takes away
+    what `ix_contacts_unreachable` and `deleted_contacts` hold, instead of joining every contact
+    that may be mailed (0.20-0.23 s against 0.48-0.53 s on 1,000,000 contacts: bench/RESULTS.md,
+    fourteenth round)."""
+    unreachable = select(Contact.id).where(Contact.id == Delivery.contact_id,
+                                          or_(Contact.unsubscribed, Contact.suppressed_reason.is_not(None)))
+    deleted = select(DeletedContact.id).where(DeletedContact.id == Delivery.contact_id)
+    stmt = (select(func.count()).select_from(Delivery)
             .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.opened_at.is_(None),
-                   Contact.unsubscribed.is_(False), Contact.suppressed_reason.is_(None)))
+                   Delivery.contact_id.is_not(None), ~unreachable.exists(), ~deleted.exists()))
     return (await session.execute(stmt)).scalar_one()
 
 

@@ -55,6 +55,6 @@ put_and_patch(router, "/{contact_id}", update_contact, response_model=ContactOut
 
 
 @router.delete("/{contact_id}", response_model=Deleted)
-async def delete_contact(contact_id: str, principal: FullKey, session: SessionDep):
-    await service.delete_contact(session, principal.account_id, contact_id)
+async def delete_contact(contact_id: str, principal: FullKey, session: SessionDep, clock: ClockDep):
+    await service.delete_contact(session, principal.account_id, contact_id, clock())
     return Deleted(id=contact_id, object="contact")

@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailcast.audiences import repository as audiences_repo
 from mailcast.contacts import repository as repo
 from mailcast.contacts.schemas import ContactCreate, ContactUpdate, ImportResult, ImportRow, ImportRowError
-from mailcast.db.models import Contact
+from mailcast.db.models import Contact, DeletedContact
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
@@ -115,9 +115,13 @@ async def update_contact(session: AsyncSession, account_id: str, contact_id: str
     return contact
 
 
-async def delete_contact(session: AsyncSession, account_id: str, contact_id: str) -> None:
+async def delete_contact(session: AsyncSession, account_id: str, contact_id: str, now: datetime) -> None:
+    """Deletes the contact and its memberships; its deliveries stay (a campaign's record), and its id
+    is kept in `deleted_contacts` (see DeletedContact)."""
     if not await repo.delete_one(session, account_id, contact_id):
         raise NotFound("No such contact")
+    session.add(DeletedContact(id=contact_id, account_id=account_id, deleted_at=now))
+    await session.flush()
 
 
 # An import that creates this many contacts refreshes the planner's statistics (see
