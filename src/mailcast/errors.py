@@ -54,6 +54,14 @@ class InvalidTransition(Conflict):
     code = "invalid_transition"
 
 
+class CampaignNotSent(InvalidTransition):
+    """An operation that needs a sent campaign (resend to non-openers)."""
+
+
+class ResendTooEarly(Conflict):
+    """Resend to non-openers before the delay after sending has passed."""
+
+
 class PayloadTooLarge(MailcastError):
     status = 413
     code = "payload_too_large"

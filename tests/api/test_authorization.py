@@ -135,6 +135,15 @@ async def _world(tenant) -> dict:
     return world
 
 
+def _code(endpoint: Endpoint, r) -> str:
+    """The error's code in the endpoint's dialect (the Sequenzy one under /api/v1)."""
+    body = r.json()
+    if endpoint.path.startswith("/api/v1/"):
+        assert body["success"] is False and isinstance(body["error"], str)
+        return body["code"]
+    return body["error"]["code"]
+
+
 @pytest.mark.parametrize("endpoint", ENDPOINTS, ids=lambda e: e.id)
 async def test_authorization(endpoint: Endpoint, make_tenant):
     owner = await make_tenant()
@@ -149,20 +158,20 @@ async def test_authorization(endpoint: Endpoint, make_tenant):
     for header in (None, "Bearer", "Basic abc", "Bearer not-a-key", f"Bearer {unknown}", f"Bearer {revoked}"):
         r = await _call(owner, endpoint, world, None, raw_header=header)
         assert r.status_code == 401, (header, r.text)
-        assert r.json()["error"]["code"] == "unauthorized"
+        assert _code(endpoint, r) == "unauthorized"
 
-    # Scopes below the endpoint's: 403 insufficient_scope.
+    # Scopes below the endpoint's: 403 insufficient_scope (401 in the Sequenzy dialect, whose SDK maps no 403).
     for scope in Scope:
         if scope.rank < endpoint.scope.rank:
             r = await _call(owner, endpoint, world, await owner.key_with(scope))
-            assert r.status_code == 403, (scope, r.text)
-            assert r.json()["error"]["code"] == "insufficient_scope"
+            assert r.status_code == (401 if endpoint.path.startswith("/api/v1/") else 403), (scope, r.text)
+            assert _code(endpoint, r) == "insufficient_scope"
 
     # Another account: ids of this one do not exist for it.
     r = await _call(stranger, endpoint, world, stranger.key)
     if endpoint.names_an_id or endpoint.id in ("POST /v1/campaigns",):
         assert r.status_code == 404, r.text
-        assert r.json()["error"]["code"] == "not_found"
+        assert _code(endpoint, r) == "not_found"
     else:
         assert r.status_code == endpoint.success, r.text
         if endpoint.method == "GET":

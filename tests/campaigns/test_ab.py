@@ -26,7 +26,9 @@ async def ab_ready(tenant):
 
 @pytest.mark.parametrize("change,field", [
     ({"split_percent": 0}, "split_percent"), ({"split_percent": 100}, "split_percent"),
-    ({"split_percent": 50.5}, "split_percent"), ({"sample_percent": 0}, "sample_percent"),
+    ({"split_percent": True}, "split_percent"), ({"sample_percent": "80"}, "sample_percent"),
+    ({"evaluate_after_minutes": False}, "evaluate_after_minutes"), ({"split_percent": 0.5}, "split_percent"),
+    ({"sample_percent": 0}, "sample_percent"),
     ({"sample_percent": 101}, "sample_percent"), ({"evaluate_after_minutes": 4}, "evaluate_after_minutes"),
     ({"evaluate_after_minutes": 10081}, "evaluate_after_minutes"), ({"winner_metric": "revenue"}, "winner_metric"),
     ({"winner_metric": None}, "winner_metric"), ({"variant_b": {}}, "variant_b"), ({"variant_b": None}, "variant_b"),
@@ -44,7 +46,8 @@ async def test_every_bound_is_checked(ab_ready, change, field):
 @pytest.mark.parametrize("change", [{"split_percent": 1}, {"split_percent": 99}, {"sample_percent": 1},
                                     {"sample_percent": 100, "winner_metric": None},
                                     {"evaluate_after_minutes": 5}, {"evaluate_after_minutes": 10080},
-                                    {"winner_metric": "click_rate"}])
+                                    {"winner_metric": "click_rate"}, {"split_percent": 33.5},
+                                    {"sample_percent": 99.9, "evaluate_after_minutes": 7.5}])
 async def test_bounds_are_inclusive(ab_ready, change):
     body = ab_ready.campaign_body(ab_ready.audience_id, ab_test={**AB, **change})
     r = await ab_ready.post("/v1/campaigns", json=body)
@@ -66,6 +69,26 @@ def test_sizes_are_exact(total, sample, split):
     in_sample = total if sample == 100 else int(total * sample / 100 + 0.5)
     assert a + b + holdback == total and a + b == in_sample
     assert b == int(in_sample * split / 100 + 0.5) and min(a, b, holdback) >= 0
+
+
+@given(total=st.integers(0, 100_000), sample=st.integers(10, 1000), split=st.integers(10, 990))
+def test_sizes_of_decimal_percentages_round_the_decimal_half_up(total, sample, split):
+    # 33.5 is not exactly representable in binary; the group sizes are those of the decimal.
+    a, b, holdback = sizes(total, sample / 10, split / 10)
+    in_sample = total if sample == 1000 else (total * sample * 2 + 1000) // 2000
+    assert a + b + holdback == total and a + b == in_sample
+    assert b == (in_sample * split * 2 + 1000) // 2000
+
+
+async def test_a_fractional_split_sizes_the_groups(tenant, sessions):
+    await tenant.verified_domain()
+    audience = await tenant.audience(contacts=20)
+    c = await tenant.campaign(audience, draft=None, ab_test={**AB, "sample_percent": 52.5, "split_percent": 33.5})
+    groups = await _groups(sessions, c["id"])
+    # sample round(20 x 52.5%) = round(10.5) = 11; B round(11 x 33.5%) = round(3.685) = 4
+    assert (len(groups["a"]), len(groups["b"]), len(groups["holdback"])) == (7, 4, 9)
+    results = (await tenant.get(f"/v1/campaigns/{c['id']}/ab-test/results")).json()
+    assert results["split_percent"] == 33.5 and results["sample_percent"] == 52.5
 
 
 async def _groups(sessions, campaign_id) -> dict[str, list[str]]:
@@ -169,3 +192,69 @@ async def test_pick_winner_needs_an_ab_test(ab_ready):
     assert r.status_code == 409
     results = (await ab_ready.get(f"/v1/campaigns/{c['id']}/ab-test/results")).json()
     assert results["enabled"] is False and results["variant_a"]["sent"] == 0
+
+
+def _parts(received) -> tuple[str | None, str | None]:
+    message = received.message
+    html = message.get_body(("html",))
+    text = message.get_body(("plain",))
+    return (html.get_content() if html else None), (text.get_content() if text else None)
+
+
+ALL_B = {**AB, "sample_percent": 100, "split_percent": 50}
+
+
+@pytest.mark.parametrize("variant_b,a_fields,expect_b", [
+    # B sets only its text: A's HTML (with the pixel) stays, B's text replaces A's.
+    ({"text_content": "B text"}, {"text": "A text"}, ("A html", "B text")),
+    # B sets only its HTML: its text part is derived from B's HTML, never A's text.
+    ({"html": "<p>B html</p>"}, {"text": "A text"}, ("B html", "B html")),
+    # B sets only the subject: both of A's parts.
+    ({"subject": "B subject"}, {"text": "A text"}, ("A html", "A text")),
+])
+async def test_variant_b_falls_back_to_a_field_by_field(ab_ready, worker, relay, variant_b, a_fields, expect_b):
+    body = {"html": "<p>A html</p>", **a_fields}
+    await ab_ready.campaign(ab_ready.audience_id, draft=None, ab_test={**ALL_B, "variant_b": variant_b}, **body)
+    await worker.run_until_idle()
+    assert len(relay.handler.messages) == 20
+    by_subject = {}
+    for received in relay.handler.messages:
+        html, text = _parts(received)
+        variant = "b" if ("B html" in (html or "") or "B text" in (text or "")
+                          or received.message["Subject"] == "B subject") else "a"
+        by_subject.setdefault(variant, []).append((html, text))
+    assert len(by_subject["a"]) == len(by_subject["b"]) == 10
+    want_html, want_text = expect_b
+    for html, text in by_subject["b"]:
+        assert want_html in html and "/t/o/" in html  # the pixel: B's opens are measured
+        assert want_text in text and ("A text" not in text if want_text != "A text" else True)
+    for html, text in by_subject["a"]:
+        assert "A html" in html and "A text" in text
+
+
+async def test_variant_b_template_fills_only_what_b_does_not_set(ab_ready, worker, relay):
+    r = await ab_ready.post("/v1/templates", json={"name": "B", "html": "<p>Template html</p>",
+                                                   "text": "Template text"})
+    template_id = r.json()["id"]
+    variant_b = {"html": "<p>B own html</p>", "template_id": template_id}
+    await ab_ready.campaign(ab_ready.audience_id, draft=None, ab_test={**ALL_B, "variant_b": variant_b},
+                            html="<p>A html</p>", text="A text")
+    await worker.run_until_idle()
+    b = [_parts(m) for m in relay.handler.messages if "B own html" in (_parts(m)[0] or "")]
+    assert len(b) == 10
+    assert all("Template text" in text and "Template html" not in html for html, text in b)
+
+
+@pytest.mark.parametrize("a_fields,variant_b", [
+    ({"html": None, "text": "A text only"}, {"subject": "B"}),
+    ({"html": None, "text": "A text only"}, {"html": "<p>B</p>"}),
+])
+async def test_an_open_rate_test_needs_html_in_both_variants(ab_ready, a_fields, variant_b):
+    body = ab_ready.campaign_body(ab_ready.audience_id, ab_test={**AB, "variant_b": variant_b}, **a_fields)
+    body = {k: v for k, v in body.items() if v is not None}
+    r = await ab_ready.post("/v1/campaigns", json=body)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"][0]["field"] == "ab_test.winner_metric"
+    assert "no HTML part" in r.json()["error"]["message"]
+    body["ab_test"]["winner_metric"] = "click_rate"  # measurable without HTML
+    assert (await ab_ready.post("/v1/campaigns", json=body)).status_code == 201

@@ -150,6 +150,39 @@ async def test_sequenzy_sdk_parses_the_resend(tenant, worker, clock, live_server
     assert (await tenant.get(f"/v1/campaigns/{result.campaign.id}")).json()["resent_from_id"] == original["id"]
 
 
+async def test_sequenzy_sdk_gets_its_own_error_classes_and_shape(tenant, worker, clock, live_server):
+    from sequenzy import Sequenzy
+    from sequenzy.errors import BadRequestError, NotFoundError, UnauthorizedError
+
+    from mailcast.accounts.scopes import Scope
+
+    original = await _sent_campaign(tenant, worker)
+    client = Sequenzy(base_url=f"{live_server.url}/api/v1", api_key=tenant.key, max_retries=0)
+    with pytest.raises(BadRequestError) as too_early:
+        client.campaigns.resend_to_non_openers(original["id"])
+    body = too_early.value.body
+    assert body["success"] is False and body["code"] == "too_early" and body["retryable"] is True
+    assert "6 hours after" in body["error"]
+    draft = await tenant.campaign(original["audience_id"])
+    with pytest.raises(BadRequestError) as not_sent:
+        client.campaigns.resend_to_non_openers(draft["id"])
+    assert not_sent.value.body["code"] == "not_sent" and not_sent.value.body["retryable"] is False
+    with pytest.raises(NotFoundError) as missing:
+        client.campaigns.resend_to_non_openers("camp_nope")
+    assert missing.value.body["success"] is False and missing.value.body["code"] == "not_found"
+    with pytest.raises(UnauthorizedError):
+        Sequenzy(base_url=f"{live_server.url}/api/v1", api_key="mc_live_wrong", max_retries=0
+                 ).campaigns.resend_to_non_openers(original["id"])
+    read_only = await tenant.key_with(Scope.READ_ONLY)  # too weak a key: the SDK's closest class
+    with pytest.raises(UnauthorizedError) as weak:
+        Sequenzy(base_url=f"{live_server.url}/api/v1", api_key=read_only, max_retries=0
+                 ).campaigns.resend_to_non_openers(original["id"])
+    assert weak.value.body["code"] == "insufficient_scope"
+    # /v1 keeps its own shape and statuses.
+    r = await tenant.post(f"/v1/campaigns/{original['id']}/resend-to-non-openers")
+    assert r.status_code == 409 and r.json()["error"]["code"] == "conflict"
+
+
 @pytest.mark.parametrize("rules,expected", [
     ([{"type": "metadata", "key": "city", "op": "equals", "value": "Paris"}], {0, 3}),
     ([{"type": "metadata", "key": "city", "op": "contains", "value": "ar"}], {0, 3, 4}),  # ignores case

@@ -115,3 +115,28 @@ async def test_slow_dns_does_not_hold_up_other_requests(tenant, dns):
     assert created.status_code == 201
     assert not verify.done()  # the write above did not wait for the lookup
     assert (await verify).status_code == 200
+
+
+async def test_a_sender_domain_under_a_special_use_name_can_be_sent_from(tenant, dns):
+    # The operator tries mailcast on a .test domain (trusted) and one its local DNS answers (.internal).
+    await tenant.verified_domain("acme.test")
+    audience = await tenant.audience(contacts=1)
+    r = await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience, **{
+        "from": "News <News@Acme.TEST>", "reply_to": "help@acme.test"}))
+    assert r.status_code == 201, r.text
+    assert r.json()["from"] == "News <News@Acme.TEST>"
+
+    domain = (await tenant.post("/v1/domains", json={"name": "corp.internal"})).json()
+    r = await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience, **{"from": "hi@corp.internal"}))
+    assert r.status_code == 422 and r.json()["error"]["code"] == "domain_not_verified"
+    _publish_all(dns, domain)
+    assert (await tenant.post(f"/v1/domains/{domain['id']}/verify")).json()["status"] == "verified"
+    r = await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience, **{"from": "hi@corp.internal"}))
+    assert r.status_code == 201, r.text
+
+    # Contacts at such names stay refused: no mail can reach them.
+    r = await tenant.post("/v1/contacts", json={"email": "someone@acme.test"})
+    assert r.status_code == 422 and "special-use" in r.json()["error"]["message"]
+    # A from on a name no domain rule accepts is a clear 422, not a verification question.
+    r = await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience, **{"from": "hi@-bad-.test"}))
+    assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "from"

@@ -1,4 +1,6 @@
-"""Every error leaves the API in one shape: {"error": {"code", "message", "details"}}."""
+"""Every error leaves the API in one shape per dialect: under /v1 (and everywhere else)
+{"error": {"code", "message", "details"}}; under /api/v1, the Sequenzy dialect,
+{"success": false, "error", "code", "issues", "retryable"} with the statuses its SDK maps."""
 
 from __future__ import annotations
 
@@ -11,7 +13,7 @@ from fastapi.responses import JSONResponse
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailcast.errors import MailcastError
+from mailcast.errors import CampaignNotSent, InsufficientScope, MailcastError, ResendTooEarly
 
 log = logging.getLogger("mailcast.api")
 
@@ -29,12 +31,49 @@ _HTTP_CODES = {
 }
 
 
+SEQUENZY_PREFIX = "/api/v1/"
+
+
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
     return {"error": {"code": code, "message": message, "details": details}}
 
 
-def error_response(exc: MailcastError) -> JSONResponse:
-    return JSONResponse(error_body(exc.code, exc.message, exc.details), status_code=exc.status)
+# The Sequenzy SDK turns 400, 401, 404 and 500 into its own error classes and anything else into a
+# bare ApiError, so each refusal is answered with the mapped status closest to its meaning.
+_SEQUENZY_BY_CLASS: dict[type[MailcastError], tuple[int, str]] = {
+    ResendTooEarly: (400, "too_early"),
+    CampaignNotSent: (400, "not_sent"),
+    InsufficientScope: (401, "insufficient_scope"),
+}
+_SEQUENZY_STATUS = {403: 400, 405: 400, 409: 400, 413: 400, 415: 400, 422: 400}
+_RETRYABLE = {"too_early", "rate_limited"}  # and every 5xx
+
+
+def _sequenzy(status: int, code: str, message: str, details: Any,
+              headers: dict[str, str] | None = None) -> JSONResponse:
+    issues = None
+    if isinstance(details, list) and details and all(isinstance(d, dict) and "field" in d for d in details):
+        issues = [{"path": d["field"], "message": d.get("message", "")} for d in details[:10]]
+    body = {"success": False, "error": message, "code": code, "issues": issues,
+            "retryable": code in _RETRYABLE or status >= 500}
+    return JSONResponse(body, status_code=_SEQUENZY_STATUS.get(status, status), headers=headers)
+
+
+def respond(path: str, status: int, code: str, message: str, details: Any = None,
+            headers: dict[str, str] | None = None) -> JSONResponse:
+    """An error in the dialect of the path it answers."""
+    if path.startswith(SEQUENZY_PREFIX):
+        return _sequenzy(status, code, message, details, headers)
+    return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
+
+
+def error_response(exc: MailcastError, path: str = "") -> JSONResponse:
+    if path.startswith(SEQUENZY_PREFIX):
+        for cls in type(exc).__mro__:
+            if cls in _SEQUENZY_BY_CLASS:
+                status, code = _SEQUENZY_BY_CLASS[cls]
+                return _sequenzy(status, code, exc.message, exc.details)
+    return respond(path, exc.status, exc.code, exc.message, exc.details)
 
 
 def _field(loc: tuple) -> str:
@@ -47,38 +86,37 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             for e in errors]
 
 
-async def _mailcast_error(_request: Request, exc: MailcastError) -> JSONResponse:
-    return error_response(exc)
+async def _mailcast_error(request: Request, exc: MailcastError) -> JSONResponse:
+    return error_response(exc, request.url.path)
 
 
-async def _validation_error(_request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
-        return JSONResponse(error_body("invalid_json", "The request body is not valid JSON", None), status_code=422)
+        return respond(request.url.path, 422, "invalid_json", "The request body is not valid JSON")
     details = validation_details(errors)
     first = details[0] if details else {"field": "request", "message": "invalid"}
     message = f"{first['field']}: {first['message']}"
     if len(details) > 1:
         message += f" (and {len(details) - 1} more)"
-    return JSONResponse(error_body("validation_error", message, details), status_code=422)
+    return respond(request.url.path, 422, "validation_error", message, details)
 
 
-async def _http_error(_request: Request, exc: StarletteHTTPException) -> JSONResponse:
+async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return JSONResponse(error_body(code, message, None), status_code=exc.status_code, headers=exc.headers)
+    return respond(request.url.path, exc.status_code, code, message, headers=exc.headers)
 
 
-async def _integrity_error(_request: Request, exc: IntegrityError) -> JSONResponse:
+async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     # A uniqueness race that the service's own check could not see (two requests at once).
     log.info("integrity error answered as 409: %s", exc.orig)
-    return JSONResponse(error_body("conflict", "The request conflicts with the current state; retry it", None),
-                        status_code=409)
+    return respond(request.url.path, 409, "conflict", "The request conflicts with the current state; retry it")
 
 
-async def _unexpected(_request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
     log.exception("unhandled error", exc_info=exc)
-    return JSONResponse(error_body("internal_error", "An unexpected error occurred", None), status_code=500)
+    return respond(request.url.path, 500, "internal_error", "An unexpected error occurred")
 
 
 def install(app: FastAPI) -> None:

@@ -27,7 +27,8 @@ class NoNulInUrl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
-            await error_response(ValidationFailed("URLs must not contain NUL characters"))(scope, receive, send)
+            await error_response(ValidationFailed("URLs must not contain NUL characters"),
+                                 scope["path"].replace("\x00", ""))(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -46,7 +47,7 @@ class BodyLimit:
         too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes", {"limit_bytes": limit})
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
-            await error_response(too_large)(scope, receive, send)
+            await error_response(too_large, scope["path"])(scope, receive, send)
             return
 
         received = 0
@@ -69,7 +70,7 @@ class BodyLimit:
             if exceeded:
                 if not replaced:
                     replaced = True
-                    await error_response(too_large)(scope, receive, send)
+                    await error_response(too_large, scope["path"])(scope, receive, send)
                 return
             await send(message)
 
@@ -78,7 +79,7 @@ class BodyLimit:
         except _TooLarge:
             pass
         if exceeded and not replaced:
-            await error_response(too_large)(scope, receive, send)
+            await error_response(too_large, scope["path"])(scope, receive, send)
 
 
 class ApiKeyAuth:
@@ -96,7 +97,7 @@ class ApiKeyAuth:
                 principal = await accounts.authenticate(session, header, state.clock())
                 await session.commit()
         except MailcastError as exc:
-            await error_response(exc)(scope, receive, send)
+            await error_response(exc, scope["path"])(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)

@@ -4,7 +4,7 @@ from collections.abc import Callable
 
 from fastapi import APIRouter
 
-from mailcast.api.schemas import ErrorOut
+from mailcast.api.schemas import ErrorOut, SequenzyErrorOut
 
 # Documented on every /v1 operation, so clients (and contract tests) know the error shape.
 ERROR_RESPONSES = {
@@ -16,6 +16,17 @@ ERROR_RESPONSES = {
         409: "The resource's state does not allow this",
         413: "The request body is too large",
         422: "The request is invalid",
+    }.items()
+}
+
+# The Sequenzy dialect (/api/v1) answers with the statuses its SDK maps (api/errors.py).
+SEQUENZY_ERROR_RESPONSES = {
+    status: {"model": SequenzyErrorOut, "description": description}
+    for status, description in {
+        400: "Refused: too early (code too_early), not sent (not_sent), a plan limit, or an invalid request",
+        401: "Missing, unknown or revoked API key, or one whose scope is too weak (insufficient_scope)",
+        404: "No such campaign in this account",
+        500: "An unexpected error (retryable)",
     }.items()
 }
 

@@ -87,3 +87,18 @@ class ErrorOut(BaseModel):
     """Every error response."""
 
     error: ErrorDetail
+
+
+class SequenzyIssue(BaseModel):
+    path: str
+    message: str
+
+
+class SequenzyErrorOut(BaseModel):
+    """Every error response under /api/v1 (the Sequenzy dialect)."""
+
+    success: bool = False
+    error: str
+    code: str
+    issues: list[SequenzyIssue] | None = None
+    retryable: bool

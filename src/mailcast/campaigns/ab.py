@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import math
 from datetime import datetime, timedelta
+from fractions import Fraction
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -14,7 +15,7 @@ from mailcast.campaigns import repository as repo
 from mailcast.campaigns.lifecycle import Status
 from mailcast.campaigns.schemas import AbResults, AbTest, VariantResult
 from mailcast.db.models import Campaign
-from mailcast.errors import Conflict, InvalidTransition, NotFound
+from mailcast.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from mailcast.templates import repository as templates_repo
 from mailcast.templates.syntax import check_fields
 
@@ -27,54 +28,81 @@ def stored(ab: AbTest | None) -> dict[str, Any] | None:
     return ab.model_dump() if ab is not None else None
 
 
-async def check(session: AsyncSession, account_id: str, ab: dict[str, Any] | None) -> None:
+async def check(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
+    """`values`: the campaign's content fields, with the A/B test as stored."""
+    ab = values.get("ab_test")
     if not ab or not ab.get("variant_b"):
         return
     b = ab["variant_b"]
-    if b.get("template_id") and await templates_repo.get(session, account_id, b["template_id"]) is None:
-        raise NotFound("No such template", {"template_id": b["template_id"]})
+    b_template = None
+    if b.get("template_id"):
+        b_template = await templates_repo.get(session, account_id, b["template_id"])
+        if b_template is None:
+            raise NotFound("No such template", {"template_id": b["template_id"]})
     check_fields(**{f"ab_test.variant_b.{k}": b.get(k) for k in ("subject", "html", "text_content", "preview_text")})
+    if ab.get("enabled") and ab.get("winner_metric") == "open_rate":
+        # Opens are seen through the pixel, which only an HTML part carries.
+        a_template = (await templates_repo.get(session, account_id, values["template_id"])
+                      if values.get("template_id") else None)
+        a_html = values.get("html") or (a_template.html if a_template else None)
+        b_html = b.get("html") or (b_template.html if b_template else None) or a_html
+        missing = [name for name, html in (("A", a_html), ("B", b_html)) if not html]
+        if missing:
+            message = (f"variant {' and '.join(missing)} would have no HTML part, so its opens could not "
+                       "be measured; give it HTML or pick click_rate")
+            raise ValidationFailed(f"ab_test.winner_metric: {message}",
+                                   [{"field": "ab_test.winner_metric", "message": message}])
 
 
 async def freeze(session: AsyncSession, campaign: Campaign) -> None:
-    """At send start, variant B's template content is copied in, like variant A's."""
+    """At send start, variant B's template fills the body fields B does not set itself (as a
+    campaign's template fills A's)."""
     if not enabled(campaign):
         return
     ab = dict(campaign.ab_test)
     b = dict(ab.get("variant_b") or {})
-    if b.get("template_id") and not (b.get("html") or b.get("text_content")):
+    if b.get("template_id"):
         template = await templates_repo.get(session, campaign.account_id, b["template_id"])
         if template is not None:
-            b["html"], b["text_content"] = template.html, template.text
+            for field, value in (("html", template.html), ("text_content", template.text)):
+                if b.get(field) is None:
+                    b[field] = value
     ab["variant_b"] = b
     campaign.ab_test = ab
 
 
 def content(campaign: Campaign, variant: str) -> dict[str, str | None]:
-    """subject, html, text, preview_text of a variant; B falls back to A field by field."""
+    """subject, html, text, preview_text of a variant. Every field B leaves unset is A's, except
+    that a B with HTML of its own and no text of its own gets no text here: its text part is
+    derived from its HTML (`compile_variant`), so no message carries A's text under B's HTML."""
     a = {"subject": campaign.subject, "html": campaign.html, "text": campaign.text,
          "preview_text": campaign.preview_text}
     if variant != "b" or not enabled(campaign):
         return a
     b = campaign.ab_test.get("variant_b") or {}
-    body_override = b.get("html") is not None or b.get("text_content") is not None
+    if b.get("text_content") is not None:
+        text = b["text_content"]
+    elif b.get("html") is not None:
+        text = None
+    else:
+        text = a["text"]
     return {
         "subject": b.get("subject") or a["subject"],
-        # A new body replaces both parts of A's, so B never carries A's text under B's HTML.
-        "html": b.get("html") if body_override else a["html"],
-        "text": b.get("text_content") if body_override else a["text"],
+        "html": b["html"] if b.get("html") is not None else a["html"],
+        "text": text,
         "preview_text": b.get("preview_text") or a["preview_text"],
     }
 
 
-def _half_up(x: float) -> int:
-    return math.floor(x + 0.5)
+def _half_up(x: Fraction) -> int:
+    return math.floor(x + Fraction(1, 2))
 
 
-def sizes(total: int, sample_percent: int, split_percent: int) -> tuple[int, int, int]:
-    """(variant A, variant B, holdback): the sample is round(total x sample%), B is round(sample x split%)."""
-    sample = total if sample_percent >= 100 else _half_up(total * sample_percent / 100)
-    b = _half_up(sample * split_percent / 100)
+def sizes(total: int, sample_percent: float, split_percent: float) -> tuple[int, int, int]:
+    """(variant A, variant B, holdback): the sample is round(total x sample%), B is round(sample x
+    split%), rounding half up, exactly for the decimal the client wrote (33.5, not a binary float)."""
+    sample = total if sample_percent >= 100 else _half_up(total * Fraction(str(sample_percent)) / 100)
+    b = _half_up(sample * Fraction(str(split_percent)) / 100)
     return sample - b, b, total - sample
 
 

@@ -6,7 +6,7 @@ from fastapi import APIRouter, Query
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SendKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
-from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
+from mailcast.api.routing import ERROR_RESPONSES, SEQUENZY_ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.campaigns import ab, resend, service
 from mailcast.campaigns.lifecycle import Status
@@ -163,7 +163,7 @@ async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionD
 # The Sequenzy dialect of resend-to-non-openers: the same operation, its request and response as
 # that API documents them (camelCase), so the sequenzy SDK pointed at http://HOST/api/v1 parses it.
 sequenzy_router = APIRouter(prefix="/api/v1/campaigns", tags=["Campaigns (Sequenzy dialect)"],
-                            responses=ERROR_RESPONSES)
+                            responses=SEQUENZY_ERROR_RESPONSES)
 
 
 @sequenzy_router.post("/{campaignId}/resend-to-non-openers", response_model=SequenzyResendOut,

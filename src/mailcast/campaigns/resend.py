@@ -12,7 +12,7 @@ from mailcast.campaigns import repository as repo
 from mailcast.campaigns.lifecycle import Status
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
-from mailcast.errors import Conflict, InvalidTransition, NotFound
+from mailcast.errors import CampaignNotSent, NotFound, ResendTooEarly
 from mailcast.ids import new_id
 
 
@@ -30,13 +30,13 @@ async def resend_to_non_openers(session: AsyncSession, settings: Settings, accou
     if original is None:
         raise NotFound("No such campaign")
     if original.status != Status.SENT.value or original.sent_at is None:
-        raise InvalidTransition(
+        raise CampaignNotSent(
             f"Only a sent campaign can be resent to non-openers; this one is {original.status}",
             {"status": original.status},
         )
     available_at = original.sent_at + timedelta(hours=settings.resend_delay_hours)
     if now < available_at:
-        raise Conflict(
+        raise ResendTooEarly(
             f"Resend to non-openers is available {settings.resend_delay_hours:g} hours after the campaign "
             f"finished sending, from {available_at.isoformat().replace('+00:00', 'Z')}",
             {"available_at": available_at.isoformat().replace("+00:00", "Z"), "sent_at":

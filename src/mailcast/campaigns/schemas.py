@@ -3,7 +3,7 @@ from __future__ import annotations
 from datetime import datetime
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, model_validator
+from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
 from typing import Annotated, Literal
 
 from mailcast.api.schemas import Input, SingleLine, Timestamp
@@ -34,14 +34,18 @@ class VariantB(Input):
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
+# A JSON number (33.5 as well as 50); booleans and strings are refused, not read as 1 or parsed.
+Number = StrictInt | StrictFloat
+
+
 class AbTest(Input):
     enabled: StrictBool
-    split_percent: int = Field(default=50, ge=1, le=99, description="% of the test sample receiving variant B")
-    sample_percent: int = Field(default=100, ge=1, le=100,
-                                description="% of the audience in the test; the rest is the holdback")
+    split_percent: Number = Field(default=50, ge=1, le=99, description="% of the test sample receiving variant B")
+    sample_percent: Number = Field(default=100, ge=1, le=100,
+                                   description="% of the audience in the test; the rest is the holdback")
     winner_metric: Literal["open_rate", "click_rate"] | None = Field(
         default=None, description="Required when sample_percent < 100")
-    evaluate_after_minutes: int = Field(default=60, ge=5, le=10080)
+    evaluate_after_minutes: Number = Field(default=60, ge=5, le=10080)
     variant_b: VariantB | None = None
 
     @model_validator(mode="after")
@@ -189,9 +193,9 @@ class AbResults(BaseModel):
     winner_evaluated_at: Timestamp | None
     winner_metric: str | None
     holdback_total: int
-    sample_percent: int
-    split_percent: int
-    evaluate_after_minutes: int
+    sample_percent: int | float
+    split_percent: int | float
+    evaluate_after_minutes: int | float
 
 
 class PickWinner(Input):

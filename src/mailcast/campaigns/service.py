@@ -19,7 +19,6 @@ from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, S
 from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import CampaignCreate, CampaignUpdate
 from mailcast.config import Settings
-from mailcast.contacts.service import normalise_email
 from mailcast.db.models import Campaign
 from mailcast.domains import service as domains
 from mailcast.errors import DomainNotVerified, InvalidTransition, NotFound, ValidationFailed
@@ -45,7 +44,7 @@ def _one_address(value: str, field: str) -> str:
     if len(parsed) != 1 or not parsed[0][1]:
         raise _invalid(field, "must be exactly one email address, optionally with a name")
     try:
-        return normalise_email(parsed[0][1])
+        return domains.normalise_sender_address(parsed[0][1])
     except ValueError as exc:
         raise _invalid(field, str(exc))
 
@@ -69,7 +68,7 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
         raise _invalid("html", "at least one of html, text or template_id is required")
     check_fields(subject=values["subject"], html=values.get("html"), text=values.get("text"),
                  preview_text=values.get("preview_text"))
-    await ab.check(session, account_id, values.get("ab_test"))
+    await ab.check(session, account_id, values)
     rule_campaigns = {r["campaign_id"] for r in values.get("audience_rules") or [] if "campaign_id" in r}
     missing = rule_campaigns - await repo.ids_owned(session, account_id, list(rule_campaigns))
     if missing:

@@ -9,6 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.clock import Clock
+from mailcast.contacts.service import normalise_email
 from mailcast.config import Settings
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo
@@ -20,16 +21,39 @@ from mailcast.ids import new_id
 _LABEL = re.compile(r"^(?!-)[a-z0-9-]{1,63}(?<!-)$")
 
 
-def normalise_domain_name(name: str) -> str:
+def _domain_name(name: str) -> str:
+    """A sender domain's name as stored (lower case, IDNA). Special-use names (.test, .local,
+    .internal, ...) are accepted: operators try mailcast on them before going live. A sender
+    domain is usable once verified (DNS, which a local resolver can answer, or --trusted)."""
     value = name.strip().rstrip(".").lower()
     try:
         value = value.encode("idna").decode("ascii")
     except UnicodeError:
-        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+        raise ValueError("not a valid domain name") from None
     labels = value.split(".")
     if len(value) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
-        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+        raise ValueError("not a valid domain name")
     return value
+
+
+def normalise_domain_name(name: str) -> str:
+    try:
+        return _domain_name(name)
+    except ValueError:
+        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+
+
+def normalise_sender_address(raw: str) -> str:
+    """A sender's address (from, reply-to): its local part checked as any address's, its domain
+    by the sender-domain rule above, so a domain that can be added can be sent from. (Contacts'
+    addresses keep the stricter rule: none at a special-use name.) Raises ValueError."""
+    local, at, domain = raw.strip().rpartition("@")
+    if not at:
+        raise ValueError("An email address must have an @-sign.")
+    domain = _domain_name(domain)
+    # The local part alone: email-validator judges it beside a stand-in domain that passes.
+    local = normalise_email(f"{local}@example.com").rpartition("@")[0]
+    return f"{local}@{domain}"
 
 
 def dkim_host(domain: Domain) -> str:
