@@ -64,6 +64,8 @@ async def test_every_contact_gets_exactly_one_personalised_message(tenant, big_c
         unsub = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
         assert unsub[0].startswith("http://127.0.0.1:8025/u/") and unsub[1].startswith("mailto:unsubscribe+")
         assert received.mail_from.startswith("bounces+") and received.mail_from.endswith("@news.example.com")
+        assert msg["List-Id"] == f"Everyone <{big_campaign['audience_id']}.news.example.com>"
+        assert msg["Feedback-ID"] == f"{big_campaign['id']}:{tenant.account_id}:mailcast"
         message_ids.add(msg["Message-ID"])
         html = msg.get_body(("html",)).get_content()
         text = msg.get_body(("plain",)).get_content()
@@ -114,3 +116,33 @@ async def test_stats_follow_opens_clicks_and_unsubscribes(tenant, big_campaign, 
     assert (stats["opened"], stats["clicked"], stats["unsubscribed"]) == (40, 20, 3)
     contact = (await tenant.get("/v1/contacts", params={"email": "reader101@"})).json()["data"][0]
     assert contact["unsubscribed"] is True
+
+
+async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenant, worker, relay, sessions, dns):
+    import dkim
+    from sqlalchemy import select
+
+    from mailcast.db.models import Domain
+
+    await tenant.verified_domain("news.example.com")  # --trusted: verified without DNS
+    async with sessions() as session:
+        domain = (await session.execute(select(Domain).where(Domain.account_id == tenant.account_id))).scalar_one()
+    record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
+    audience = await tenant.audience(contacts=2)
+    await tenant.campaign(audience, draft=None)
+    await worker.run_until_idle()
+    assert len(relay.handler.messages) == 2
+    for received in relay.handler.messages:
+        assert b"DKIM-Signature:" in received.data
+        lookup = lambda name, timeout=5: record if name == b"mailcast._domainkey.news.example.com." else None  # noqa: E731
+        assert dkim.verify(received.data, dnsfunc=lookup)
+        signed = received.message["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
+        assert "list-id" in signed.lower() and "feedback-id" in signed.lower()
+
+    # A real lookup that does not find the key: from then on, no signature that could not verify.
+    assert (await tenant.post(f"/v1/domains/{domain.id}/verify")).json()["dkim_verified"] is False
+    relay.handler.messages.clear()
+    await tenant.campaign(audience, draft=None)
+    await worker.run_until_idle()
+    assert len(relay.handler.messages) == 2
+    assert all(b"DKIM-Signature:" not in m.data for m in relay.handler.messages)

@@ -18,7 +18,7 @@ from mailcast.delivery.render import compile_variant, html_to_text, recipient_co
 from mailcast.delivery.tokens import InvalidToken, Purpose, TokenCodec
 
 EXPECTED_HEADERS = {"From", "To", "Subject", "Date", "Message-ID", "List-Unsubscribe", "List-Unsubscribe-Post",
-                    "MIME-Version", "Content-Type"}
+                    "List-Id", "Feedback-ID", "MIME-Version", "Content-Type"}
 
 _pieces = st.sampled_from(list("ab cXé:\r\n\t\x0b\x0c\x85\u2028\u2029=?<>@\"\\,;")) | st.sampled_from(
     ["=?utf-8?q?X-Evil:_1?=", "\r\nBcc: victim@example.org", "%0d%0aBcc: x@y.z", "\nSubject: replaced",
@@ -35,7 +35,8 @@ def _build(subject_template: str, first_name: str, last_name: str, city: str) ->
                      subject=rendered.subject, html=rendered.html, text=rendered.text,
                      message_id="<id@news.example.com>", date=datetime(2026, 3, 2, tzinfo=UTC),
                      unsubscribe_url="https://mail.example/u/token", unsubscribe_mailto="mailto:u@example.com",
-                     reply_to=None)
+                     reply_to=None, list_id=mime.list_id(city, "aud_01abc", "news.example.com"),
+                     feedback_id="camp_01abc:acct_01abc:mailcast")
     mime.check_headers(data)  # what the sender runs before every message leaves
     return data
 
@@ -53,6 +54,8 @@ def test_no_value_adds_or_changes_a_header(first, last, city, subject):
     assert parsed["To"].addresses[0].addr_spec == "reader@example.org"
     assert len(parsed["To"].addresses) == 1
     assert parsed["From"].addresses[0].addr_spec == "news@news.example.com"
+    assert parsed["List-Id"].endswith("<aud_01abc.news.example.com>")  # the audience's name is the phrase
+    assert parsed["Feedback-ID"] == "camp_01abc:acct_01abc:mailcast"
     for value in parsed.values():
         assert "\r" not in str(value) and "\n" not in str(value)
     # The header block ends at the first blank line and nothing in it came from the body.
@@ -78,7 +81,8 @@ def test_dkim_signature_verifies_and_covers_list_unsubscribe(algorithm):
     tags = dict(part.split("=", 1) for part in header.split(";") if "=" in part)
     assert tags["a"] == f"{algorithm}-sha256"
     signed_headers = tags["h"].lower().split(":")
-    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post"} <= set(signed_headers)
+    assert {"from", "to", "subject", "list-unsubscribe", "list-unsubscribe-post", "list-id",
+            "feedback-id"} <= set(signed_headers)
     tampered = signed.replace(b"List-Unsubscribe-Post: List-Unsubscribe=One-Click",
                               b"List-Unsubscribe-Post: List-Unsubscribe=Nope")
     assert not dkim.verify(tampered, dnsfunc=_dns(record))

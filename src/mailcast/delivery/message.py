@@ -17,12 +17,12 @@ from datetime import datetime
 _PLAIN_NAME = re.compile(r"^[\w .'-]{0,100}$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
 SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-                  b"list-unsubscribe-post", b"mime-version", b"content-type"]
+                  b"list-unsubscribe-post", b"list-id", b"feedback-id", b"mime-version", b"content-type"]
 
 
 ALLOWED_HEADERS = frozenset({b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-                             b"list-unsubscribe-post", b"mime-version", b"content-type", b"content-transfer-encoding",
-                             b"dkim-signature"})
+                             b"list-unsubscribe-post", b"list-id", b"feedback-id", b"mime-version", b"content-type",
+                             b"content-transfer-encoding", b"dkim-signature"})
 
 
 class UnsafeHeaders(ValueError):
@@ -60,6 +60,20 @@ def parse_from(value: str) -> Address:
 
 def new_message_id(domain: str) -> str:
     return make_msgid(domain=domain)
+
+
+_LIST_LABEL = re.compile(r"[^A-Za-z0-9!#$%&'*+/=?^_`{|}~-]+")
+
+
+def list_id(name: str | None, label: str, domain: str) -> str:
+    """An RFC 2919 List-Id value: the list's name as the phrase, `<label.domain>` as the id (the
+    label made a dot-atom: anything but atext becomes "-")."""
+    list_address = f"<{_LIST_LABEL.sub('-', label).strip('-') or 'list'}.{domain}>"
+    name = header_safe(name or "")
+    if not name:
+        return list_address
+    phrase = formataddr((name, "x@x"), charset="utf-8").removesuffix(" <x@x>")  # quoted or encoded as needed
+    return f"{phrase} {list_address}"
 
 
 def _header(name: str, value: str) -> str:
@@ -218,14 +232,15 @@ _HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
 
 def build(*, sender: Address, recipient: str, recipient_name: str, subject: str, html: str | list[str] | None,
           text: str | list[str], message_id: str, date: datetime, unsubscribe_url: str, unsubscribe_mailto: str,
-          reply_to: str | None = None) -> bytes:
+          reply_to: str | None = None, list_id: str | None = None, feedback_id: str | None = None) -> bytes:
     """The message as it goes on the wire (CRLF, quoted-printable UTF-8 parts). A body may come as
-    the pieces it was rendered from (see `qp_pieces`)."""
+    the pieces it was rendered from (see `qp_pieces`). `list_id` (RFC 2919, see `list_id()`) and
+    `feedback_id` (Gmail's feedback loop) are built by the caller from our own ids."""
     if not builds_itself(recipient):  # an internationalised address: the email package knows SMTPUTF8 best
         html = "".join(html) if isinstance(html, list) else html
         text = "".join(text) if isinstance(text, list) else text
         return _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
-                                         unsubscribe_url, unsubscribe_mailto, reply_to)
+                                         unsubscribe_url, unsubscribe_mailto, reply_to, list_id, feedback_id)
     memo: dict[str, bytes] = {}  # both parts carry the same merge values and links
     html_qp = None if html is None else qp_pieces(html, memo) if isinstance(html, list) else _qp(html)
     text_qp = qp_pieces(text, memo) if isinstance(text, list) else _qp(text)
@@ -245,6 +260,10 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
     # RFC 2369 + RFC 8058: the HTTPS one-click URL and a mailto, and the one-click marker.
     head.append(_header("List-Unsubscribe", f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"))
     head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
+    if list_id:
+        head.append(_header("List-Id", list_id))
+    if feedback_id:
+        head.append(_header("Feedback-ID", header_safe(feedback_id)))
     head.append("MIME-Version: 1.0\r\n")
     if html is None:
         return "".join(head).encode("ascii") + _TEXT_PART + text_qp
@@ -260,7 +279,7 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
 
 
 def _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
-                              unsubscribe_url, unsubscribe_mailto, reply_to) -> bytes:
+                              unsubscribe_url, unsubscribe_mailto, reply_to, list_id, feedback_id) -> bytes:
     msg = EmailMessage(policy=SMTP.clone(utf8=True))
     msg["From"] = sender
     local, _, domain = recipient.rpartition("@")
@@ -273,6 +292,10 @@ def _build_with_email_package(sender, recipient, recipient_name, subject, html, 
         msg["Reply-To"] = parse_from(reply_to)
     msg["List-Unsubscribe"] = f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
+    if list_id:
+        msg["List-Id"] = list_id
+    if feedback_id:
+        msg["Feedback-ID"] = header_safe(feedback_id)
     msg.set_content(text, subtype="plain", charset="utf-8")
     if html is not None:
         msg.add_alternative(html, subtype="html", charset="utf-8")

@@ -13,7 +13,7 @@ from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, ex
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among, is_postgresql, unnest
-from mailcast.db.models import DUE_CONDITION, PENDING, Campaign, Contact, Delivery, DeliveryLease, Domain
+from mailcast.db.models import DUE_CONDITION, PENDING, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain
 from mailcast.db.types import UTCDateTime
 
 
@@ -334,6 +334,11 @@ async def campaigns_for(session: AsyncSession, ids: Sequence[str]) -> dict[str, 
 async def signing_domain(session: AsyncSession, account_id: str, name: str) -> Domain | None:
     stmt = select(Domain).where(Domain.account_id == account_id, Domain.name == name)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def audience_name(session: AsyncSession, audience_id: str) -> str | None:
+    """None when the audience was deleted since (a campaign outlives it)."""
+    return (await session.execute(select(Audience.name).where(Audience.id == audience_id))).scalar_one_or_none()
 
 
 async def finish_done_campaigns(session: AsyncSession, now: datetime, campaign_ids: Sequence[str] | None = None

@@ -32,6 +32,7 @@ from mailcast.delivery.dkim import Signer
 from mailcast.delivery.render import CompiledVariant, RenderError, compile_variant, recipient_context, render
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
+from mailcast.domains import service as domains
 
 log = logging.getLogger("mailcast.sender")
 
@@ -47,6 +48,8 @@ class CampaignPlan:
     reply_to: str | None
     bounce_domain: str
     dkim: Signer | None  # when the domain's key is published
+    list_id: str
+    feedback_id: str
 
 
 def backoff(attempt: int, base: int, cap: int) -> timedelta:
@@ -127,14 +130,17 @@ class Sender:
         sender = mime.parse_from(campaign.from_address)
         domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
         dkim = None
-        if domain is not None and domain.dkim_verified:
+        if domain is not None and domains.signs_with_dkim(domain):
             dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
                           mime.SIGNED_HEADERS)
         parts = ab.content(campaign, variant)
         compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"])
+        audience_name = await repo.audience_name(session, campaign.audience_id)
         return CampaignPlan(
             campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
             reply_to=campaign.reply_to, bounce_domain=self.settings.bounce_domain or sender.domain.lower(), dkim=dkim,
+            list_id=mime.list_id(audience_name, campaign.audience_id, sender.domain.lower()),
+            feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast",
         )
 
     async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
@@ -210,7 +216,7 @@ class Sender:
                           subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
                           message_id=message_id,
                           date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
-                          reply_to=plan.reply_to)
+                          reply_to=plan.reply_to, list_id=plan.list_id, feedback_id=plan.feedback_id)
         try:
             mime.check_headers(data)
         except mime.UnsafeHeaders as exc:

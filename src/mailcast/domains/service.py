@@ -187,6 +187,13 @@ async def verify_domain(
     return domain, problems
 
 
+def signs_with_dkim(domain: Domain) -> bool:
+    """A DKIM record a lookup found matching, or a trusted domain no lookup has judged: the
+    operator vouches for its records. A lookup that did not find the key (dkim_verified false
+    after a check) stops the signing: a signature that cannot verify harms more than none."""
+    return domain.dkim_verified or (domain.trusted and domain.last_checked_at is None)
+
+
 async def is_verified(session: AsyncSession, account_id: str, name: str) -> bool:
     domain = await repo.by_name(session, account_id, name.lower())
     return domain is not None and domain.status == "verified"
