@@ -40,6 +40,21 @@ async def test_accounts_create_prints_a_working_key(cli, client):
     assert bad.returncode == 1 and "plan must be one of" in bad.stderr
 
 
+async def test_accounts_keep_a_postal_address(cli, client):
+    out = json.loads(cli("accounts", "create", "--name", "Acme", "--plan", "pro",
+                         "--postal-address", "Acme Inc\\n1 Main St").stdout)
+    assert out["postal_address"] == "Acme Inc\n1 Main St"
+    headers = {"Authorization": f"Bearer {out['api_key']['key']}"}
+    assert (await client.get("/v1/account", headers=headers)).json()["postal_address"] == "Acme Inc\n1 Main St"
+    updated = json.loads(cli("accounts", "update", out["account_id"], "--postal-address", "PO Box 7").stdout)
+    assert updated["postal_address"] == "PO Box 7"
+    assert json.loads(cli("accounts", "update", out["account_id"], "--postal-address", "").stdout
+                      )["postal_address"] is None
+    bad = cli("accounts", "update", out["account_id"], "--postal-address", "a\tb", check=False)
+    assert bad.returncode == 2 and "postal-address" in bad.stderr
+    assert cli("accounts", "update", "acc_missing", "--name", "x", check=False).returncode == 1
+
+
 async def test_api_keys_create_with_scope(cli, client):
     account = json.loads(cli("accounts", "create", "--name", "Acme").stdout)["account_id"]
     key = json.loads(cli("api-keys", "create", "--account", account, "--scope", "read_only").stdout)

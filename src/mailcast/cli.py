@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import repository as accounts_repo
 from mailcast.accounts import service as accounts
+from mailcast.accounts.schemas import AccountUpdate
 from mailcast.accounts.scopes import Scope
 from mailcast.clock import system_clock
 from mailcast.config import PLANS, Settings, get_settings
@@ -209,16 +210,54 @@ def bounces(
     _serve_until_signal(main)
 
 
+_POSTAL_HELP = "Postal address for the footer of campaigns without an unsubscribe link (\\n between lines)"
+
+
+def _postal(value: str | None) -> str | None:
+    """The address as the API stores it; a literal \\n (what a shell passes) separates lines."""
+    if value is None:
+        return None
+    try:
+        return AccountUpdate(postal_address=value.replace("\\n", "\n")).postal_address
+    except ValidationError as exc:
+        err.print(f"[red]error:[/red] --postal-address: {exc.errors()[0]['msg']}")
+        raise typer.Exit(2)
+
+
 @accounts_app.command("create")
 def accounts_create(
     name: Annotated[str, typer.Option(help="Account name")],
     plan: Annotated[str, typer.Option(help="|".join(PLANS))] = "free",
+    postal_address: Annotated[str | None, typer.Option(help=_POSTAL_HELP)] = None,
 ) -> None:
     """Create an account; prints its id and a new full_access key as JSON."""
+    address = _postal(postal_address)
 
     async def work(session: AsyncSession, _settings: Settings):
-        account, key, raw = await accounts.create_account(session, name, plan, system_clock())
-        return {"account_id": account.id, "name": account.name, "plan": account.plan, "api_key": _key_json(key, raw)}
+        account, key, raw = await accounts.create_account(session, name, plan, system_clock(), address)
+        return {"account_id": account.id, "name": account.name, "plan": account.plan,
+                "postal_address": account.postal_address, "api_key": _key_json(key, raw)}
+
+    _print_json(_in_session(work))
+
+
+@accounts_app.command("update")
+def accounts_update(
+    account: Annotated[str, typer.Argument(help="Account id")],
+    name: Annotated[str | None, typer.Option(help="A new name")] = None,
+    postal_address: Annotated[str | None, typer.Option(help=_POSTAL_HELP + "; an empty string removes it")] = None,
+) -> None:
+    """Change an account's name or postal address; prints the account as JSON."""
+    changes: dict[str, Any] = {}
+    if name is not None:
+        changes["name"] = name
+    if postal_address is not None:
+        changes["postal_address"] = _postal(postal_address)
+
+    async def work(session: AsyncSession, _settings: Settings):
+        found = await accounts.update_account(session, account, changes)
+        return {"account_id": found.id, "name": found.name, "plan": found.plan,
+                "postal_address": found.postal_address}
 
     _print_json(_in_session(work))
 

@@ -63,6 +63,9 @@ R, S, F = Scope.READ_ONLY, Scope.SENDING_ACCESS, Scope.FULL_ACCESS
 _campaign_body = None  # filled per world from the tenant
 
 ENDPOINTS = [
+    Endpoint("GET", "/v1/account", R),
+    Endpoint("PUT", "/v1/account", F, 200, lambda w: {"postal_address": "1 Main St\nSpringfield"}),
+    Endpoint("PATCH", "/v1/account", F, 200, lambda w: {"name": "Renamed"}),
     Endpoint("GET", "/v1/api-keys", R),
     Endpoint("POST", "/v1/api-keys", F, 201, lambda w: {"name": "new", "scope": "read_only"}),
     Endpoint("DELETE", "/v1/api-keys/{key}", F),
@@ -174,7 +177,9 @@ async def test_authorization(endpoint: Endpoint, make_tenant):
         assert _code(endpoint, r) == "not_found"
     else:
         assert r.status_code == endpoint.success, r.text
-        if endpoint.method == "GET":
+        if endpoint.path == "/v1/account":  # the key's own account, whatever it asks
+            assert r.json()["id"] == stranger.account_id
+        elif endpoint.method == "GET":
             seen = {item["id"] for item in r.json()["data"]}
             assert not seen & {v for v in world.values() if isinstance(v, str)}  # never the owner's resources
 

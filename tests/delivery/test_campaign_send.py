@@ -146,3 +146,38 @@ async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenan
     await worker.run_until_idle()
     assert len(relay.handler.messages) == 2
     assert all(b"DKIM-Signature:" not in m.data for m in relay.handler.messages)
+
+
+@pytest.mark.parametrize("body", [
+    {"html": "<html><body><p>No way out here</p></body></html>"},
+    {"html": "<p>No way out here</p>", "text": "No way out here either"},
+    {"html": None, "text": "Only text, {{ first_name }}"},
+])
+async def test_a_body_without_an_unsubscribe_link_gets_a_footer_with_one(tenant, worker, relay, body):
+    await tenant.verified_domain()
+    assert (await tenant.request("PATCH", "/v1/account",
+                                 json={"postal_address": "Acme <Inc>\n1 Main St"})).status_code == 200
+    audience = await tenant.audience(contacts=1)
+    await tenant.campaign(audience, draft=None, **body)
+    await worker.run_until_idle()
+    (received,) = relay.handler.messages
+    unsubscribe = re.findall(r"<([^>]+)>", received.message["List-Unsubscribe"])[0]
+    text = received.message.get_body(("plain",)).get_content().replace("\r\n", "\n")
+    assert f"Unsubscribe: {unsubscribe}" in text and "Acme <Inc>\n1 Main St" in text
+    html_part = received.message.get_body(("html",))
+    if body.get("html"):
+        html = html_part.get_content().replace("\r\n", "\n")
+        assert f'<a href="{unsubscribe}"' in html and "Acme &lt;Inc&gt;<br />\n1 Main St" in html
+        assert html.index("Unsubscribe") < html.index("/t/o/")  # inside the body, before the pixel
+    else:
+        assert received.message.get_content_type() == "text/plain"  # no HTML part was made up
+
+
+async def test_a_body_with_its_own_unsubscribe_link_gets_no_footer(tenant, worker, relay):
+    await tenant.verified_domain()
+    audience = await tenant.audience(contacts=1)
+    await tenant.campaign(audience, draft=None, html='<p>Hi <a href="{{unsubscribe_url}}">leave</a></p>')
+    await worker.run_until_idle()
+    (received,) = relay.handler.messages
+    assert "You receive this email" not in received.message.get_body(("html",)).get_content()
+    assert "You receive this email" not in received.message.get_body(("plain",)).get_content()

@@ -122,7 +122,10 @@ async def test_unsubscribe_get_confirms_post_unsubscribes(tenant, sent, sessions
     for _ in range(2):  # one-click, twice: idempotent
         r = await tenant.client.post(path, content=b"List-Unsubscribe=One-Click",
                                      headers={"Content-Type": "application/x-www-form-urlencoded"})
-        assert r.status_code == 200 and "https://acme.example/unsubscribe" in r.text
+        assert r.status_code == 200
+        # Then on to the sender's own page, told who and which campaign.
+        assert (f'href="https://acme.example/unsubscribe?email=t2%40example.org&amp;campaign_id={campaign["id"]}"'
+                in r.text)
     contact = (await tenant.get("/v1/contacts", params={"email": "t2@"})).json()["data"][0]
     assert contact["unsubscribed"] is True
     stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()

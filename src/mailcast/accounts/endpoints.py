@@ -3,9 +3,9 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mailcast.accounts import service
-from mailcast.accounts.schemas import ApiKeyCreate, ApiKeyCreated, ApiKeyOut
-from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep
-from mailcast.api.routing import ERROR_RESPONSES
+from mailcast.accounts.schemas import AccountOut, AccountUpdate, ApiKeyCreate, ApiKeyCreated, ApiKeyOut, QuotaOut
+from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.schemas import Deleted
 
@@ -33,3 +33,32 @@ async def revoke_api_key(key_id: str, principal: FullKey, session: SessionDep, c
     """Revoke a key; requests with it get 401 from now on."""
     await service.revoke_api_key(session, principal.account_id, key_id, clock())
     return Deleted(id=key_id, object="api_key")
+
+
+account_router = APIRouter(prefix="/v1/account", tags=["Account"], responses=ERROR_RESPONSES)
+
+
+async def _account_out(session, settings, account, now) -> AccountOut:
+    period, quota, used = await service.quota_used(session, settings, account, now)
+    return AccountOut(id=account.id, name=account.name, plan=account.plan, postal_address=account.postal_address,
+                      campaign_limit=settings.campaign_limit(account.plan),
+                      quota=QuotaOut(period=period, limit=quota, used=used, remaining=max(0, quota - used)),
+                      created_at=account.created_at)
+
+
+@account_router.get("", response_model=AccountOut)
+async def get_account(principal: ReadKey, session: SessionDep, clock: ClockDep, settings: SettingsDep):
+    """The key's account: plan, limits, this month's quota, postal address."""
+    account = await service.get_account(session, principal.account_id)
+    return await _account_out(session, settings, account, clock())
+
+
+async def update_account(body: AccountUpdate, principal: FullKey, session: SessionDep, clock: ClockDep,
+                         settings: SettingsDep) -> AccountOut:
+    """Change the account's name or postal address (fields left out are kept)."""
+    account = await service.update_account(session, principal.account_id,
+                                           {f: getattr(body, f) for f in body.model_fields_set})
+    return await _account_out(session, settings, account, clock())
+
+
+put_and_patch(account_router, "", update_account, response_model=AccountOut)

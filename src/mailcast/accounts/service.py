@@ -6,6 +6,7 @@ import hashlib
 import re
 import secrets
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,14 +31,42 @@ def _new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_account(session: AsyncSession, name: str, plan: str, now: datetime) -> tuple[Account, ApiKey, str]:
+async def create_account(session: AsyncSession, name: str, plan: str, now: datetime,
+                         postal_address: str | None = None) -> tuple[Account, ApiKey, str]:
     if plan not in PLANS:
         raise ValidationFailed(f"plan must be one of {', '.join(PLANS)}", [{"field": "plan", "message": "unknown plan"}])
-    account = Account(id=new_id("acc"), name=name, plan=plan, created_at=now)
+    account = Account(id=new_id("acc"), name=name, plan=plan, postal_address=postal_address or None, created_at=now)
     session.add(account)
     await session.flush()
     key, raw = await create_api_key(session, account.id, "Default key", Scope.FULL_ACCESS, now)
     return account, key, raw
+
+
+async def get_account(session: AsyncSession, account_id: str) -> Account:
+    account = await repo.get_account(session, account_id)
+    if account is None:
+        raise NotFound("No such account")
+    return account
+
+
+async def update_account(session: AsyncSession, account_id: str, changes: dict[str, Any]) -> Account:
+    """`changes`: name and/or postal_address (None or "" removes the address)."""
+    account = await get_account(session, account_id)
+    if "name" in changes:
+        if not changes["name"]:
+            raise ValidationFailed("name: cannot be null", [{"field": "name", "message": "cannot be null"}])
+        account.name = changes["name"]
+    if "postal_address" in changes:
+        account.postal_address = changes["postal_address"] or None
+    await session.flush()
+    return account
+
+
+async def quota_used(session: AsyncSession, settings: Settings, account: Account, at: datetime
+                     ) -> tuple[str, int, int]:
+    """(period, quota, used) of the month of `at`."""
+    period = period_of(at)
+    return period, settings.monthly_quota(account.plan), await repo.usage(session, account.id, period)
 
 
 async def create_api_key(

@@ -11,6 +11,7 @@ from fastapi import FastAPI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailcast import __version__
+from mailcast.accounts.endpoints import account_router
 from mailcast.accounts.endpoints import router as api_keys_router
 from mailcast.api import errors
 from mailcast.api.middleware import ApiKeyAuth, BodyLimit, NoNulInUrl
@@ -82,7 +83,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.clicks = ClickResolver(app.state.codec)
 
     errors.install(app)
-    for router in (api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
+    for router in (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
                    campaigns_router, sequenzy_router, tracking_router):
         app.include_router(router)
 

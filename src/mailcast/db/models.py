@@ -35,6 +35,8 @@ class Account(Base):
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
     name: Mapped[str] = mapped_column(String(200))
     plan: Mapped[str] = mapped_column(String(20))
+    # Shown in the footer mailcast adds to a campaign whose body has no unsubscribe link.
+    postal_address: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
 
 

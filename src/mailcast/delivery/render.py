@@ -119,6 +119,7 @@ def _template(env: Environment, source: str):
         fast = SlotTemplate(env, source)
         probe = {"email": "probe@example.org", "first_name": "Probe <&>", "last_name": "O'Probe",
                  "metadata": {}, "unsubscribe_url": "https://example.org/u?a=1&b=2",
+                 "postal_address": "Probe & Co\n1 <Main> St",
                  **{f"__link_{i}": f"https://example.org/t/c/{i}?x=<&>" for i in range(len(fast.slots))}}
         if fast.render(**probe) == full.render(**probe):
             return fast
@@ -159,8 +160,32 @@ def _rewrite_links(source: str, links: list[str], pattern: re.Pattern, html: boo
     return pattern.sub(replace, source)
 
 
+# A part that never names {{ unsubscribe_url }} gets a footer with it: no campaign leaves without
+# a visible way out. Added after the links are numbered, so click tokens keep their link numbers.
+_UNSUBSCRIBE_TAG = re.compile(r"{{-?\s*unsubscribe_url\b")
+_FOOTER_HTML = ('<div style="margin:24px 0 0;padding:12px 0 0;font-size:12px;line-height:1.5;color:#6b6b6b;'
+                'text-align:center">You receive this email because you subscribed. '
+                '<a href="{{ unsubscribe_url }}" style="color:#6b6b6b">Unsubscribe</a>%s</div>')
+_POSTAL_HTML = "<br>{{ postal_address | newline_to_br }}"
+_FOOTER_TEXT = "\n\n--\nYou receive this email because you subscribed. Unsubscribe: {{ unsubscribe_url }}\n%s"
+_POSTAL_TEXT = "{{ postal_address }}\n"
+
+
+def has_unsubscribe_link(source: str | None) -> bool:
+    return bool(source) and _UNSUBSCRIBE_TAG.search(source) is not None
+
+
+def _with_footer_html(html: str, postal_address: bool) -> str:
+    footer = _FOOTER_HTML % (_POSTAL_HTML if postal_address else "")
+    close = _last_body_close(html)
+    return html + footer if close is None else html[: close.start()] + footer + html[close.start():]
+
+
 def compile_variant(subject: str, html: str | None, text: str | None, preview_text: str | None,
-                    track_links: bool = True) -> CompiledVariant:
+                    track_links: bool = True, footer: bool = False, postal_address: bool = False
+                    ) -> CompiledVariant:
+    """`footer`: give each part that has no unsubscribe link a footer with one (and with the
+    account's postal address, `{{ postal_address }}` in the context, when `postal_address`)."""
     links: list[str] = []
     if html and track_links:
         html = _rewrite_links(html, links, _HREF, html=True)
@@ -170,6 +195,11 @@ def compile_variant(subject: str, html: str | None, text: str | None, preview_te
         # The plain-text part is derived once per campaign from the HTML template (merge tags and
         # link placeholders survive as text) and then rendered per recipient like any text.
         text = html_to_text(html)
+    if footer:
+        if html and not has_unsubscribe_link(html):
+            html = _with_footer_html(html, postal_address)
+        if text is not None and not has_unsubscribe_link(text):
+            text = text.rstrip("\n") + _FOOTER_TEXT % (_POSTAL_TEXT if postal_address else "")
     try:
         return CompiledVariant(
             subject=_template(TEXT_ENV, subject),
@@ -183,13 +213,15 @@ def compile_variant(subject: str, html: str | None, text: str | None, preview_te
 
 
 def recipient_context(email: str, first_name: str | None, last_name: str | None,
-                      metadata: dict[str, Any] | None, unsubscribe_url: str) -> dict[str, Any]:
+                      metadata: dict[str, Any] | None, unsubscribe_url: str,
+                      postal_address: str | None = None) -> dict[str, Any]:
     return {
         "email": email,
         "first_name": first_name or "",
         "last_name": last_name or "",
         "metadata": metadata or {},
         "unsubscribe_url": unsubscribe_url,
+        "postal_address": postal_address or "",
     }
 
 

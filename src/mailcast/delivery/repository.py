@@ -13,7 +13,9 @@ from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, ex
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among, is_postgresql, unnest
-from mailcast.db.models import DUE_CONDITION, PENDING, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain
+from mailcast.db.models import (
+    DUE_CONDITION, PENDING, Account, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain,
+)
 from mailcast.db.types import UTCDateTime
 
 
@@ -334,6 +336,10 @@ async def campaigns_for(session: AsyncSession, ids: Sequence[str]) -> dict[str, 
 async def signing_domain(session: AsyncSession, account_id: str, name: str) -> Domain | None:
     stmt = select(Domain).where(Domain.account_id == account_id, Domain.name == name)
     return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def postal_address(session: AsyncSession, account_id: str) -> str | None:
+    return (await session.execute(select(Account.postal_address).where(Account.id == account_id))).scalar_one_or_none()
 
 
 async def audience_name(session: AsyncSession, audience_id: str) -> str | None:

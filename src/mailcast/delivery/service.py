@@ -50,6 +50,7 @@ class CampaignPlan:
     dkim: Signer | None  # when the domain's key is published
     list_id: str
     feedback_id: str
+    postal_address: str | None  # the account's, for the footer of a body without an unsubscribe link
 
 
 def backoff(attempt: int, base: int, cap: int) -> timedelta:
@@ -134,13 +135,15 @@ class Sender:
             dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
                           mime.SIGNED_HEADERS)
         parts = ab.content(campaign, variant)
-        compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"])
+        postal_address = await repo.postal_address(session, campaign.account_id)
+        compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"],
+                                   footer=True, postal_address=bool(postal_address))
         audience_name = await repo.audience_name(session, campaign.audience_id)
         return CampaignPlan(
             campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
             reply_to=campaign.reply_to, bounce_domain=self.settings.bounce_domain or sender.domain.lower(), dkim=dkim,
             list_id=mime.list_id(audience_name, campaign.audience_id, sender.domain.lower()),
-            feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast",
+            feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast", postal_address=postal_address,
         )
 
     async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
@@ -202,7 +205,7 @@ class Sender:
         unsubscribe_token = self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)
         unsubscribe = url(f"/u/{unsubscribe_token}")
         context = recipient_context(delivery.email, recipient.first_name, recipient.last_name, recipient.metadata,
-                                    unsubscribe)
+                                    unsubscribe, plan.postal_address)
         tokens = self.codec.encode_many(delivery.id, Purpose.CLICK, range(len(plan.compiled.links)))
         # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
         click, click_html = self._click_prefix

@@ -9,6 +9,7 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -172,8 +173,18 @@ def _remember(cache: OrderedDict, key, value, size: int) -> None:
 class UnsubscribeTarget:
     email: str
     campaign_name: str
-    unsubscribe_url: str
+    unsubscribe_url: str  # the sender's own page (the campaign's unsubscribe_url, with who and which)
     already: bool
+
+
+def sender_page(url: str, email: str, campaign_id: str) -> str:
+    """The campaign's `unsubscribe_url` with the person's address and the campaign's id as the
+    query parameters `email` and `campaign_id` (replacing any of those names it had), so the
+    sender's preference page knows who arrives."""
+    parts = urlsplit(url)
+    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("email", "campaign_id")]
+    query += [("email", email), ("campaign_id", campaign_id)]
+    return urlunsplit(parts._replace(query=urlencode(query)))
 
 
 async def _target(session: AsyncSession, delivery_id: int):
@@ -182,7 +193,8 @@ async def _target(session: AsyncSession, delivery_id: int):
         raise NotFound("This link is not valid")
     delivery, campaign = found
     contact = await repo.contact(session, delivery.contact_id)
-    info = UnsubscribeTarget(delivery.email, campaign.name, campaign.unsubscribe_url,
+    info = UnsubscribeTarget(delivery.email, campaign.name,
+                             sender_page(campaign.unsubscribe_url, delivery.email, campaign.id),
                              already=bool(contact and contact.unsubscribed))
     return delivery, info
 
