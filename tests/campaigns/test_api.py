@@ -155,8 +155,9 @@ async def test_list_filters_and_pages(ready):
 async def test_stats_have_the_spec_shape(ready):
     c = await ready.campaign(ready.audience_id, draft=None)
     r = await ready.get(f"/v1/campaigns/{c['id']}/stats")
+    # The spec's shape, and machine_opened beside opened (the non-openers a scanner touched).
     assert r.json() == {"campaign_id": c["id"], "total": 4, "sent": 0, "delivered": 0, "opened": 0, "clicked": 0,
-                        "bounced": 0, "complained": 0, "unsubscribed": 0}
+                        "bounced": 0, "complained": 0, "unsubscribed": 0, "machine_opened": 0}
 
 
 async def test_audience_in_use_cannot_be_deleted(ready):

@@ -119,6 +119,24 @@ async def test_resend_goes_only_to_non_openers_at_send_time(tenant, worker, rela
     assert sorted(relay.handler.counts()) == sorted(_email(i, suffix) for i in (3, 4))
 
 
+async def test_the_estimate_is_who_the_draft_sends_to(tenant, worker, relay, clock, sessions):
+    original = await _sent_campaign(tenant, worker, n=5)
+    suffix = original["audience_id"][-8:]
+    await _opens(sessions, original["id"], [_email(0, suffix)], clock)
+    await _opens(sessions, original["id"], [_email(1, suffix)], clock, machine=True)  # a scanner: no reader
+    # A member who joined after the original: never sent it, so never opened it; the draft gets them.
+    r = await tenant.post("/v1/contacts", json={"email": "late@example.org", "audience_id": original["audience_id"]})
+    assert r.status_code == 201
+    clock.advance(hours=6)
+    r = await tenant.post(f"/v1/campaigns/{original['id']}/resend-to-non-openers")
+    estimate = r.json()["estimated_non_opener_count"]
+    relay.handler.messages.clear()
+    assert (await tenant.post(f"/v1/campaigns/{r.json()['campaign']['id']}/send")).status_code == 200
+    await worker.run_until_idle()
+    assert estimate == len(relay.handler.messages) == 5
+    assert _email(1, suffix) in relay.handler.counts() and "late@example.org" in relay.handler.counts()
+
+
 async def test_resend_needs_a_sent_campaign(tenant, clock):
     await tenant.verified_domain()
     draft = await tenant.campaign(await tenant.audience(contacts=2))

@@ -10,8 +10,7 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import column, delete, func, insert, select, table, text, update
 
-from mailcast.campaigns.repository import non_opener_count
-from mailcast.db.engine import create_engine, is_sqlite, session_factory
+from mailcast.db.engine import create_engine, is_sqlite
 from mailcast.db.migrate import upgrade
 from mailcast.db.models import Base, CampaignCount, DeletedContact, Delivery
 
@@ -150,5 +149,38 @@ async def test_upgrading_records_the_contacts_deleted_before_it(db_url, tmp_path
         async with engine.connect() as conn:
             deleted = set((await conn.execute(select(DeletedContact.id, DeletedContact.account_id))).all())
         assert deleted == (set() if is_sqlite(db_url) else {("con_1", "acc_1")})  # SQLite's key set it to NULL
-        async with session_factory(engine)() as session:
-            assert await non_opener_count(session, "camp_1") == 2
+
+
+async def test_upgrading_takes_each_deliverys_first_machine_open_and_counts_machine_openers(db_url, tmp_path):
+    """0013 adds deliveries.machine_opened_at (from the events) and the machine_opened figure: the
+    deliveries a machine opened and no person did, counted by the triggers from then on."""
+    async with _old_database(db_url, tmp_path) as engine:
+        await upgrade(engine, "0012")
+        t = datetime(2026, 5, 1, 9, 0, tzinfo=UTC)
+        async with engine.begin() as conn:
+            await _one_campaign(conn, t, ["sent", "sent", "sent"])
+            await conn.execute(insert(Base.metadata.tables["events"]), [
+                {"delivery_id": 1, "type": "open", "at": t + timedelta(hours=2), "machine": True},
+                {"delivery_id": 1, "type": "open", "at": t + timedelta(hours=1), "machine": True},
+                {"delivery_id": 2, "type": "open", "at": t, "machine": True},
+                {"delivery_id": 2, "type": "open", "at": t + timedelta(hours=3), "machine": False},
+            ])
+            await conn.execute(update(table("deliveries", column("id"), column("opened_at")))
+                               .where(text("id = 2")).values(opened_at=t + timedelta(hours=3)))
+        await upgrade(engine)
+
+        async def machine_opened() -> int:
+            async with engine.connect() as conn:
+                return int((await conn.execute(select(func.sum(CampaignCount.machine_opened))
+                                               .where(CampaignCount.campaign_id == "camp_1"))).scalar_one())
+
+        async with engine.connect() as conn:
+            first = dict((await conn.execute(select(Delivery.id, Delivery.machine_opened_at))).all())
+        assert first == {1: t + timedelta(hours=1), 2: t, 3: None}
+        assert await machine_opened() == 1  # delivery 2 was opened by a person too
+        async with engine.begin() as conn:
+            await conn.execute(update(Delivery).where(Delivery.id == 3).values(machine_opened_at=t))
+        assert await machine_opened() == 2
+        async with engine.begin() as conn:
+            await conn.execute(update(Delivery).where(Delivery.id == 1).values(opened_at=t))
+        assert await machine_opened() == 1

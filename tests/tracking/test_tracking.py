@@ -64,6 +64,15 @@ async def test_machine_opens_are_flagged(tenant, sent, sessions):
     await tenant.client.get(links["t1@example.org"]["pixel"], headers={"User-Agent": "Mozilla/5.0"})
     await tenant.client.get(links["t2@example.org"]["pixel"], headers=BROWSER)
     assert await _events(sessions) == [("open", True), ("open", True), ("open", False)]
+    campaign, _ = sent
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert (stats["opened"], stats["machine_opened"]) == (1, 2)
+    # A person opens after the proxy did: an opener now, no longer counted as a machine's only.
+    await tenant.client.get(links["t0@example.org"]["pixel"], headers=BROWSER)
+    stats = (await tenant.get(f"/v1/campaigns/{campaign['id']}/stats")).json()
+    assert (stats["opened"], stats["machine_opened"]) == (2, 1)
+    got = (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()["stats"]
+    assert (got["opened_count"], got["machine_opened_count"]) == (2, 1)
 
 
 async def test_click_redirects_to_the_stored_target(tenant, sent, sessions):

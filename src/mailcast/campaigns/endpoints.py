@@ -39,6 +39,7 @@ def _out(c, s: Stats) -> CampaignOut:
             total_recipients=s.total, sent_count=s.sent, delivered_count=s.delivered, opened_count=s.opened,
             clicked_count=s.clicked, bounced_count=s.bounced, complained_count=s.complained,
             unsubscribed_count=s.unsubscribed, failed_count=s.failed, unknown_count=s.unknown,
+            machine_opened_count=s.machine_opened,
         ),
         created_at=c.created_at, updated_at=c.updated_at,
     )
@@ -157,7 +158,7 @@ async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionD
     campaign = await service.get_campaign(session, principal.account_id, campaign_id)
     s = (await service.stats(session, [campaign]))[campaign.id]
     return StatsOut(campaign_id=campaign.id, total=s.total, sent=s.sent, delivered=s.delivered, opened=s.opened,
-                    clicked=s.clicked, bounced=s.bounced, complained=s.complained, unsubscribed=s.unsubscribed)
+                    machine_opened=s.machine_opened, clicked=s.clicked, bounced=s.bounced, complained=s.complained, unsubscribed=s.unsubscribed)
 
 
 # The Sequenzy dialect of resend-to-non-openers: the same operation, its request and response as

@@ -11,9 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
-from mailcast.db.models import (
-    CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, Contact, DeletedContact, Delivery,
-)
+from mailcast.db.models import CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, Contact, Delivery
 from mailcast.db.types import UTCDateTime
 
 
@@ -29,6 +27,7 @@ class Stats:
     unsubscribed: int = 0
     failed: int = 0
     unknown: int = 0
+    machine_opened: int = 0
 
 
 async def get(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign | None:
@@ -69,11 +68,13 @@ async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -
 
 
 def _engaged(kind: str, campaign_id: str):
-    """A person (not a machine) opened / clicked campaign `campaign_id`: the contact of the outer query.
-    Read from the delivery (`opened_at` / `clicked_at`, found through the (campaign, contact) index)."""
+    """A person (not a machine) opened / clicked campaign `campaign_id`: the member of the outer
+    query. Read from the delivery (`opened_at` / `clicked_at`, found through the (campaign,
+    contact) index)."""
     first = Delivery.opened_at if kind == "open" else Delivery.clicked_at
     return (select(Delivery.id)
-            .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == Contact.id, first.is_not(None))
+            .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == AudienceMember.contact_id,
+                   first.is_not(None))
             .exists())
 
 
@@ -93,29 +94,31 @@ def rule_condition(rule: dict[str, Any]):
     return value.icontains(rule["value"], autoescape=True)
 
 
-def _eligible(campaign: Campaign, *columns, after: str | None = None, upto: str | None = None):
+def _eligible(campaign: Campaign, *columns, after: str | None = None, upto: str | None = None,
+              members_at: datetime | None = None, join_contacts: bool = True):
     """The campaign's recipients among its audience's members (in contact id order from `after`
     to `upto`, each end open when None): subscribed, not suppressed, kept by the campaign's rules,
-    and members since before sending started."""
-    in_range = []
+    and members since before sending started (or `members_at`, for a campaign not started).
+
+    `join_contacts=False` (for columns of the members alone, with no metadata rule): the same
+    recipients without joining every contact, by taking away the few unreachable ones by id
+    (`ix_contacts_unreachable`); a member is always a contact of the audience's account."""
+    conditions = [
+        AudienceMember.audience_id == campaign.audience_id,
+        AudienceMember.created_at <= (members_at or campaign.send_started_at),
+        *[rule_condition(rule) for rule in campaign.audience_rules or []],
+    ]
     if after is not None:
-        in_range.append(AudienceMember.contact_id > after)
+        conditions.append(AudienceMember.contact_id > after)
     if upto is not None:
-        in_range.append(AudienceMember.contact_id <= upto)
-    return (
-        select(*columns)
-        .select_from(AudienceMember)
-        .join(Contact, Contact.id == AudienceMember.contact_id)
-        .where(
-            AudienceMember.audience_id == campaign.audience_id,
-            AudienceMember.created_at <= campaign.send_started_at,
-            Contact.account_id == campaign.account_id,
-            Contact.unsubscribed.is_(False),
-            Contact.suppressed_reason.is_(None),
-            *[rule_condition(rule) for rule in campaign.audience_rules or []],
-            *in_range,
-        )
-    )
+        conditions.append(AudienceMember.contact_id <= upto)
+    stmt = select(*columns).select_from(AudienceMember)
+    if not join_contacts:
+        unreachable = select(Contact.id).where(Contact.id == AudienceMember.contact_id, CONTACT_UNREACHABLE)
+        return stmt.where(~unreachable.exists(), *conditions)
+    return (stmt.join(Contact, Contact.id == AudienceMember.contact_id)
+            .where(Contact.account_id == campaign.account_id, Contact.unsubscribed.is_(False),
+                   Contact.suppressed_reason.is_(None), *conditions))
 
 
 async def _queue(session: AsyncSession, campaign: Campaign, now: datetime, after: str | None,
@@ -165,8 +168,16 @@ async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: da
     if upto is None:
         campaign.recipients = queued
     else:
-        campaign.recipients = (await session.execute(_eligible(campaign, func.count()))).scalar_one()
+        campaign.recipients = await recipient_count(session, campaign, campaign.send_started_at)
     return campaign.recipients
+
+
+async def recipient_count(session: AsyncSession, campaign: Campaign, at: datetime) -> int:
+    """How many recipients the campaign's snapshot has (or would have, started at `at`): the
+    snapshot's own selection, counted."""
+    metadata_rules = any(rule["type"] == "metadata" for rule in campaign.audience_rules or [])
+    stmt = _eligible(campaign, func.count(), members_at=at, join_contacts=metadata_rules)
+    return (await session.execute(stmt)).scalar_one()
 
 
 _FILL_LOCK = 0x6D63_6669  # "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill
@@ -270,7 +281,8 @@ async def fold_counts(session: AsyncSession) -> int:
 # Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
 _FACTS = {**{status: Delivery.status == status for status in ("sent", "bounced", "failed", "unknown")},
           "opened": Delivery.opened_at.is_not(None), "clicked": Delivery.clicked_at.is_not(None),
-          "complained": Delivery.complained_at.is_not(None), "unsubscribed": Delivery.unsubscribed_at.is_not(None)}
+          "complained": Delivery.complained_at.is_not(None), "unsubscribed": Delivery.unsubscribed_at.is_not(None),
+          "machine_opened": and_(Delivery.machine_opened_at.is_not(None), Delivery.opened_at.is_(None))}
 _RECOUNT = insert(CampaignCount).from_select(
     ["campaign_id", *_FIGURES],
     select(Delivery.campaign_id, func.count(), *[func.sum(case((_FACTS[f], 1), else_=0)) for f in _FIGURES[1:]])
@@ -356,23 +368,6 @@ async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campa
     stmt = select(Campaign).where(Campaign.status.in_(("sending", "paused")), Campaign.ab_test.is_not(None),
                                   Campaign.ab_winner.is_(None), Campaign.send_started_at <= now)
     return list((await session.execute(stmt)).scalars())
-
-
-async def non_opener_count(session: AsyncSession, campaign_id: str) -> int:
-    """Recipients the campaign was delivered to who have not opened it and can still be mailed.
-
-    The campaign's unopened deliveries, less those whose contact is unreachable (unsubscribed or
-    suppressed) or deleted since: both sets are small, so on PostgreSQL this reads the deliveries
-    from `ix_deliveries_campaign_status` alone (it carries contact_id and opened_at) and takes away
-    what `ix_contacts_unreachable` and `deleted_contacts` hold, instead of joining every contact
-    that may be mailed (0.20-0.23 s against 0.48-0.53 s on 1,000,000 contacts: bench/RESULTS.md,
-    fourteenth round)."""
-    unreachable = select(Contact.id).where(Contact.id == Delivery.contact_id, CONTACT_UNREACHABLE)
-    deleted = select(DeletedContact.id).where(DeletedContact.id == Delivery.contact_id)
-    stmt = (select(func.count()).select_from(Delivery)
-            .where(Delivery.campaign_id == campaign_id, Delivery.status == "sent", Delivery.opened_at.is_(None),
-                   Delivery.contact_id.is_not(None), ~unreachable.exists(), ~deleted.exists()))
-    return (await session.execute(stmt)).scalar_one()
 
 
 async def ids_owned(session: AsyncSession, account_id: str, campaign_ids: Sequence[str]) -> set[str]:

@@ -57,4 +57,5 @@ async def resend_to_non_openers(session: AsyncSession, settings: Settings, accou
     )
     session.add(copy)
     await session.flush()
-    return copy, await repo.non_opener_count(session, original.id)
+    # The estimate is who the draft would be sent to if it started now (machine opens are no opens).
+    return copy, await repo.recipient_count(session, copy, now)

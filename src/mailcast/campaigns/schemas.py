@@ -130,6 +130,8 @@ class CampaignStatsOut(BaseModel):
     unsubscribed_count: int
     failed_count: int
     unknown_count: int
+    machine_opened_count: int = Field(description="Opened only by machines (privacy proxies, scanners): "
+                                                  "not in opened_count, counted as non-openers")
 
 
 class StatsOut(BaseModel):
@@ -140,6 +142,8 @@ class StatsOut(BaseModel):
     sent: int
     delivered: int
     opened: int
+    machine_opened: int = Field(description="Opened only by machines (privacy proxies, scanners, or within "
+                                            "MAILCAST_MACHINE_OPEN_WINDOW_SECONDS of sending): not in opened")
     clicked: int
     bounced: int
     complained: int

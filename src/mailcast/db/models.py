@@ -270,6 +270,9 @@ class Delivery(Base):
     clicked_at: Mapped[datetime | None]
     complained_at: Mapped[datetime | None]
     unsubscribed_at: Mapped[datetime | None]
+    # When a machine (a privacy proxy, a link scanner) first opened it: no reader, but it shows
+    # the message arrived. `machine_opened` counts those with no person's open.
+    machine_opened_at: Mapped[datetime | None]
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
     sent_at: Mapped[datetime | None]
@@ -301,6 +304,8 @@ class CampaignCount(Base):
     clicked: Mapped[int] = mapped_column(BigInteger)
     complained: Mapped[int] = mapped_column(BigInteger)
     unsubscribed: Mapped[int] = mapped_column(BigInteger)
+    # deliveries a machine opened and no person did (migration 0013)
+    machine_opened: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
 class DeliveryLease(Base):

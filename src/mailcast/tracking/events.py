@@ -260,11 +260,8 @@ class EventWriter:
                 await asyncio.sleep(1)
 
 
-# The delivery in the row has a machine's open event (a person's first open is `opened_at`).
-_MACHINE_OPENED = select(Event.id).where(Event.delivery_id == Delivery.id, Event.type == "open",
-                                         Event.machine.is_(True)).exists()
-_READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None), _MACHINE_OPENED,
-                 Delivery.clicked_at.is_not(None))
+_READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None),
+                 Delivery.machine_opened_at.is_not(None), Delivery.clicked_at.is_not(None))
 # PostgreSQL: the loads added by one statement over arrays (an executemany was a statement per
 # delivery: ~24 us of PostgreSQL's time a pixel load, now ~13). That statement's row locks come in
 # whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
@@ -274,9 +271,10 @@ _READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None),
 # transactions' event inserts (their foreign key).
 _ADD_LOADS_PG = text(
     "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = coalesce(d.opened_at, u.opened), "
-    "clicked_at = coalesce(d.clicked_at, u.clicked) "
+    "clicked_at = coalesce(d.clicked_at, u.clicked), machine_opened_at = coalesce(d.machine_opened_at, u.machine) "
     "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS timestamptz[]), "
-    "CAST(:clicked AS timestamptz[])) AS u(id, loads, opened, clicked) WHERE d.id = u.id"
+    "CAST(:clicked AS timestamptz[]), CAST(:machine AS timestamptz[])) AS u(id, loads, opened, clicked, machine) "
+    "WHERE d.id = u.id"
 )
 # PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
 # number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
@@ -303,24 +301,30 @@ async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[i
         await session.execute(_TAKE_WRITERS)
     ids, counts = (list(column) for column in zip(*loads))
     nothing = [None] * len(ids)
-    await _update_deliveries(session, ids, counts, nothing, nothing)
+    await _update_deliveries(session, ids, counts, nothing, nothing, nothing)
 
 
 async def _update_deliveries(session: AsyncSession | AsyncConnection, ids: list[int], loads: list[int],
-                             opened: list[datetime | None], clicked: list[datetime | None]) -> None:
+                             opened: list[datetime | None], clicked: list[datetime | None],
+                             machine: list[datetime | None]) -> None:
     """Adds each delivery's loads to its count and keeps its first open and first click by a
-    person where none is kept yet (None: none to keep), in one statement. On PostgreSQL the
-    caller holds the tracking writers' lock."""
+    person, and its first open by a machine, where none is kept yet (None: none to keep), in one
+    statement. On PostgreSQL the caller holds the tracking writers' lock."""
     if is_postgresql(session):
-        await session.execute(_ADD_LOADS_PG, {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked})
+        await session.execute(_ADD_LOADS_PG, {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked,
+                                              "machine": machine})
         return
     table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
+
+    def first(column):
+        return func.coalesce(column, bindparam(column.name + "_new", type_=column.type))
+
     await session.execute(
         update(table).where(table.c.id == bindparam("row_id"))
-        .values(open_count=table.c.open_count + bindparam("loads"),
-                opened_at=func.coalesce(table.c.opened_at, bindparam("opened", type_=table.c.opened_at.type)),
-                clicked_at=func.coalesce(table.c.clicked_at, bindparam("clicked", type_=table.c.clicked_at.type))),
-        [{"row_id": i, "loads": n, "opened": o, "clicked": c} for i, n, o, c in zip(ids, loads, opened, clicked)],
+        .values(open_count=table.c.open_count + bindparam("loads"), opened_at=first(table.c.opened_at),
+                clicked_at=first(table.c.clicked_at), machine_opened_at=first(table.c.machine_opened_at)),
+        [{"row_id": i, "loads": n, "opened_at_new": o, "clicked_at_new": c, "machine_opened_at_new": m}
+         for i, n, o, c, m in zip(ids, loads, opened, clicked, machine)],
     )
 
 
@@ -358,7 +362,7 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
             seen.add((delivery_id, True))
         if human_click:
             clicked_before.add(delivery_id)
-    events, loads, opened, clicked = [], Counter(), {}, {}
+    events, loads, opened, clicked, machine_opened = [], Counter(), {}, {}, {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
             continue
@@ -368,8 +372,7 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
             seen.add((hit.delivery_id, machine))
             events.append({"delivery_id": hit.delivery_id, "type": "open", "at": hit.at, "url": None,
                            "user_agent": agent, "machine": machine})
-            if not machine:
-                opened[hit.delivery_id] = hit.at
+            (machine_opened if machine else opened)[hit.delivery_id] = hit.at
         if hit.kind == "open":
             loads[hit.delivery_id] += 1
         else:
@@ -389,12 +392,12 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     # All in one statement: the load count, the first human open and the first human click.
     known = {delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)
              for delivery_id, sent in sent_at.items() if sent is not None}
-    changed = sorted(loads.keys() | opened.keys() | clicked.keys())
+    changed = sorted(loads.keys() | opened.keys() | clicked.keys() | machine_opened.keys())
     if not changed:
         return known
     if postgres and not locked:
         await session.execute(_TAKE_WRITERS)
         await session.execute(_locked(session, select(Delivery.id), changed))
     await _update_deliveries(session, changed, [loads[i] for i in changed], [opened.get(i) for i in changed],
-                             [clicked.get(i) for i in changed])
+                             [clicked.get(i) for i in changed], [machine_opened.get(i) for i in changed])
     return known
