@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import csv
 import json
 import logging
 import signal
@@ -14,7 +13,9 @@ from typing import Annotated, Any, TypeVar
 import typer
 from pydantic import ValidationError
 from rich.console import Console
-from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.progress import (
+    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import repository as accounts_repo
@@ -23,8 +24,6 @@ from mailcast.accounts.schemas import AccountUpdate
 from mailcast.accounts.scopes import Scope
 from mailcast.clock import system_clock
 from mailcast.config import PLANS, Settings, get_settings
-from mailcast.contacts import service as contacts
-from mailcast.contacts.schemas import ImportRow
 from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_factory
 from mailcast.db.migrate import upgrade
 from mailcast.delivery.transports import build_transport
@@ -43,7 +42,6 @@ app.add_typer(contacts_app, name="contacts")
 
 err = Console(stderr=True)
 T = TypeVar("T")
-IMPORT_CHUNK = 1000
 
 
 def _print_json(value: Any) -> None:
@@ -299,34 +297,7 @@ def domains_add(
     _print_json(_in_session(work))
 
 
-_KNOWN_COLUMNS = {"email", "first_name", "last_name", "unsubscribed"}
-
-
-def _csv_rows(path: Path) -> tuple[list[tuple[int, ImportRow]], list[dict[str, Any]]]:
-    """(line number, row) for each readable row, and the errors of unreadable ones."""
-    rows, errors = [], []
-    with path.open(newline="", encoding="utf-8-sig") as handle:
-        reader = csv.DictReader(handle)
-        fields = {name.strip().lower(): name for name in reader.fieldnames or []}
-        if "email" not in fields:
-            raise MailcastError("The CSV needs a header row with an 'email' column")
-        for record in reader:
-            line = reader.line_num
-            values = {key.strip().lower(): (value or "").strip() for key, value in record.items() if key}
-            metadata = {k: v for k, v in values.items() if k not in _KNOWN_COLUMNS and v}
-            data: dict[str, Any] = {"email": values.get("email", "")}
-            for key in ("first_name", "last_name"):
-                if values.get(key):
-                    data[key] = values[key]
-            if values.get("unsubscribed"):
-                data["unsubscribed"] = values["unsubscribed"].lower() in ("1", "true", "yes", "y")
-            if metadata:
-                data["metadata"] = metadata
-            try:
-                rows.append((line, ImportRow(**data)))
-            except ValidationError as exc:
-                errors.append({"line": line, "email": data["email"], "message": exc.errors()[0]["msg"]})
-    return rows, errors
+_ERRORS_SHOWN = 1_000  # rejected rows listed by the command; all of them are kept with the import
 
 
 @contacts_app.command("import")
@@ -335,18 +306,19 @@ def contacts_import(
     account: Annotated[str, typer.Option(help="Account id")],
     audience: Annotated[str | None, typer.Option(help="Audience id to add every imported contact to")] = None,
 ) -> None:
-    """Import contacts from CSV (email, first_name, last_name, unsubscribed; other columns become
-    metadata). Bad rows are reported with their line numbers; good rows are kept."""
-    settings = get_settings()
-    try:
-        rows, errors = _csv_rows(file)
-    except MailcastError as exc:
-        err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1)
-    totals = {"created": 0, "updated": 0}
-    unreadable = len(errors)
+    """Import contacts from CSV of any size (email, first_name, last_name, unsubscribed, with the
+    usual aliases; other columns become metadata), as an import job run here with a progress bar.
+    Bad rows are reported with their line numbers; good rows are kept."""
+    import os
+    import socket
 
-    async def main() -> None:
+    from mailcast.contacts import imports
+    from mailcast.contacts.store import contact_store
+
+    settings = get_settings()
+    path = file.resolve()
+
+    async def main() -> tuple[dict[str, Any], list[tuple[int, str, str]], int]:
         engine = create_engine(settings.resolved_database_url())
         try:
             await upgrade(engine)
@@ -354,36 +326,52 @@ def contacts_import(
             async with sessions() as session:
                 if await accounts_repo.get_account(session, account) is None:
                     raise MailcastError(f"No such account: {account}")
-            columns = (TextColumn("importing"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+                job = await imports.create_import(session, account, audience, path, path.name, False,
+                                                  system_clock())
+                await session.commit()
+            importer = imports.Importer(engine, contact_store(engine), settings, system_clock,
+                                        f"cli:{socket.gethostname()}:{os.getpid()}")
+            columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
+                       TimeRemainingColumn())
             with Progress(*columns, console=err) as progress:
-                task = progress.add_task("import", total=len(rows))
-                for start in range(0, len(rows), IMPORT_CHUNK):
-                    chunk = rows[start : start + IMPORT_CHUNK]
-                    async with sessions() as session:
-                        result = await contacts.import_contacts(
-                            session, account, [row for _, row in chunk], audience, system_clock(),
-                            max_rows=IMPORT_CHUNK,
-                        )
-                        await session.commit()
-                    totals["created"] += result.created
-                    totals["updated"] += result.updated
-                    for problem in result.errors:
-                        line, row = chunk[problem.index]
-                        errors.append({"line": line, "email": row.email, "message": problem.message})
-                    progress.advance(task, len(chunk))
+                task = progress.add_task("import", total=job.file_bytes)
+                while True:
+                    if await importer.take(job.id):
+                        await importer.run(job.id, lambda p: progress.update(task, completed=p.offset))
+                    async with sessions() as session:  # run here, or by a worker that took it first
+                        current = await imports.get_import(session, account, job.id)
+                    progress.update(task, completed=min(current.offset, current.file_bytes))
+                    if current.status in (imports.DONE, imports.FAILED):
+                        progress.update(task, completed=current.file_bytes)
+                        break
+                    await asyncio.sleep(0.5)
+            errors: list[tuple[int, str, str]] = []
+            async with sessions() as session:
+                async for chunk in imports.rejected_rows(session, current):
+                    errors.extend(chunk[: _ERRORS_SHOWN - len(errors)])
+                    if len(errors) >= _ERRORS_SHOWN:
+                        break
+            summary = {"import_id": current.id, "status": current.status, "created": current.created,
+                       "updated": current.updated, "invalid": current.rejected, "total": current.rows_read,
+                       "error": current.error}
+            return summary, errors, current.rejected
         finally:
             await engine.dispose()
 
     try:
-        asyncio.run(main())
+        summary, errors, rejected = asyncio.run(main())
     except MailcastError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
         raise typer.Exit(1)
-    errors.sort(key=lambda e: e["line"])
-    for problem in errors:
-        err.print(f"line {problem['line']}: {problem['email']!r}: {problem['message']}")
-    _print_json({**totals, "invalid": len(errors), "total": len(rows) + unreadable,
-                 "errors": errors})
+    for line, email, reason in errors:
+        err.print(f"line {line}: {email!r}: {reason}")
+    if rejected > len(errors):
+        err.print(f"... and {rejected - len(errors)} more: GET /v1/contacts/imports/{summary['import_id']}/errors")
+    _print_json({**summary, "errors": [{"line": line, "email": email, "message": reason}
+                                       for line, email, reason in errors]})
+    if summary["status"] == imports.FAILED:
+        err.print(f"[red]error:[/red] {summary['error']}")
+        raise typer.Exit(1)
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -38,6 +38,13 @@ class Settings(BaseSettings):
     max_body_bytes: int = 1_048_576
     import_max_body_bytes: int = 8 * 1_048_576
     import_max_rows: int = 10_000
+    # CSV import jobs (POST /v1/contacts/imports): the largest file taken (413 past it), where the
+    # files wait for a worker (a directory every worker can read when they run on several
+    # machines; default <data_dir>/imports), records per transaction, and the job's lease.
+    import_max_file_bytes: int = Field(default=1024**3, ge=1)
+    import_dir: Path | None = None
+    import_batch_rows: int = Field(default=5_000, ge=1, le=100_000)
+    import_lease_seconds: float = Field(default=30.0, gt=0)
 
     # DNS used to verify sender domains: "host[:port]" entries, comma separated. Empty: system resolver.
     dns_nameservers: str = ""

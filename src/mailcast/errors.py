@@ -67,6 +67,11 @@ class PayloadTooLarge(MailcastError):
     code = "payload_too_large"
 
 
+class UnsupportedMediaType(MailcastError):
+    status = 415
+    code = "unsupported_media_type"
+
+
 class ValidationFailed(MailcastError):
     status = 422
     code = "validation_error"

@@ -65,3 +65,13 @@ def test_scaleout_quick():
     assert result.returncode == 0, result.stderr + result.stdout
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert [point["workers"] for point in figures["curve"]] == [1, 2]
+
+
+@pytest.mark.parametrize("db", ["postgresql", "sqlite"])
+def test_imports_quick(db):
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "imports.py"), "--quick", "--db", db],
+                            capture_output=True, text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["scenario"] == "imports" and figures["rows"] == 2000 and figures["created"] > 1900
+    assert {"rows_per_second", "update_rows_per_second", "peak_rss_mb"} <= set(figures)

@@ -94,7 +94,9 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     # Outermost first: the body limit sees every request, then authentication for /v1.
     app.add_middleware(ApiKeyAuth)
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
-                       overrides={"/v1/contacts/import": settings.import_max_body_bytes})
+                       overrides={"/v1/contacts/import": settings.import_max_body_bytes,
+                                  # the file, and a multipart form's few lines around it
+                                  "/v1/contacts/imports": settings.import_max_file_bytes + 65_536})
     app.add_middleware(NoNulInUrl)
     app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI
     return app

@@ -68,3 +68,35 @@ class ImportResult(BaseModel):
     invalid: int
     total: int
     errors: list[ImportRowError]
+
+
+class ContactImportOut(Output):
+    """A CSV import job."""
+
+    id: str
+    object: str = "contact_import"
+    status: str = Field(description="queued, running, done or failed")
+    audience_id: str | None
+    filename: str | None
+    file_bytes: int
+    bytes_read: int = Field(description="How far the committed batches reach into the file")
+    progress: float = Field(description="bytes_read / file_bytes, 0 to 1")
+    rows_read: int
+    created: int
+    updated: int = Field(description="Existing contacts updated, and rows merged into an earlier row of the file")
+    rejected: int
+    error: str | None = Field(description="Why a failed import failed (its rows before that are kept)")
+    created_at: Timestamp
+    started_at: Timestamp | None
+    finished_at: Timestamp | None
+
+    @classmethod
+    def of(cls, job) -> "ContactImportOut":
+        done = job.status == "done"
+        read = job.file_bytes if done else min(job.offset, job.file_bytes)
+        return cls(id=job.id, status=job.status, audience_id=job.audience_id, filename=job.filename,
+                   file_bytes=job.file_bytes, bytes_read=read,
+                   progress=1.0 if done or not job.file_bytes else round(read / job.file_bytes, 4),
+                   rows_read=job.rows_read, created=job.created, updated=job.updated, rejected=job.rejected,
+                   error=job.error, created_at=job.created_at, started_at=job.started_at,
+                   finished_at=job.finished_at)

@@ -6,10 +6,10 @@ import json
 from datetime import datetime
 from typing import Any
 
-from email_validator import EmailNotValidError, validate_email
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.audiences import repository as audiences_repo
+from mailcast.contacts.addresses import normalise_email
 from mailcast.contacts import repository as repo
 from mailcast.contacts.schemas import ContactCreate, ContactUpdate, ImportResult, ImportRow, ImportRowError
 from mailcast.db.models import Contact, DeletedContact
@@ -17,16 +17,6 @@ from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
 MAX_METADATA_BYTES = 16_384
-
-
-def normalise_email(raw: str) -> str:
-    """The address as stored and compared: validated syntax, lower case (addresses are
-    matched case-insensitively, as every mailbox provider that matters does)."""
-    try:
-        result = validate_email(raw.strip(), check_deliverability=False)
-    except EmailNotValidError as exc:
-        raise ValueError(str(exc)) from None
-    return result.normalized.lower()
 
 
 def _email_or_422(raw: str, field: str = "email") -> str:

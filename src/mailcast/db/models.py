@@ -126,6 +126,51 @@ class DeletedContact(Base):
     deleted_at: Mapped[datetime]
 
 
+class ContactImport(Base):
+    """A CSV import job: the file waits in the import directory; a worker takes the job under a
+    lease it renews, reads the file from `offset` (a record's start, on `line`) and commits each
+    batch with the job's progress in the same transaction, so another worker resumes after the
+    last batch that was committed, never applying one twice."""
+
+    __tablename__ = "contact_imports"
+    __table_args__ = (Index("ix_contact_imports_status", "status", "created_at"),)
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    audience_id: Mapped[str | None] = mapped_column(String(40))
+    status: Mapped[str] = mapped_column(String(20))  # ImportStatus
+    path: Mapped[str] = mapped_column(Text)  # the file as the workers read it
+    owns_file: Mapped[bool] = mapped_column(Boolean, default=True)  # delete it when done (an upload)
+    filename: Mapped[str | None] = mapped_column(String(255))
+    file_bytes: Mapped[int] = mapped_column(BigInteger)
+    layout: Mapped[dict[str, Any] | None]  # the header's reading (csvfile.Layout), once read
+    offset: Mapped[int] = mapped_column(BigInteger, default=0)
+    line: Mapped[int] = mapped_column(BigInteger, default=1)
+    rows_read: Mapped[int] = mapped_column(BigInteger, default=0)
+    created: Mapped[int] = mapped_column(BigInteger, default=0)
+    updated: Mapped[int] = mapped_column(BigInteger, default=0)
+    rejected: Mapped[int] = mapped_column(BigInteger, default=0)
+    error: Mapped[str | None] = mapped_column(Text)
+    lease_owner: Mapped[str | None] = mapped_column(String(80))
+    lease_expires_at: Mapped[datetime | None]
+    created_at: Mapped[datetime]
+    started_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    updated_at: Mapped[datetime]
+
+
+class ContactImportError(Base):
+    """A record an import rejected: its line, the address as written, and why."""
+
+    __tablename__ = "contact_import_errors"
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    import_id: Mapped[str] = mapped_column(ForeignKey("contact_imports.id", ondelete="CASCADE"), index=True)
+    line: Mapped[int] = mapped_column(BigInteger)
+    email: Mapped[str] = mapped_column(String(320))
+    reason: Mapped[str] = mapped_column(Text)
+
+
 class Audience(Base):
     __tablename__ = "audiences"
 

@@ -9,7 +9,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.clock import Clock
-from mailcast.contacts.service import normalise_email
+from mailcast.contacts.addresses import normalise_email
 from mailcast.config import Settings
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo

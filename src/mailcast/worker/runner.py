@@ -1,5 +1,5 @@
 """The worker loops: the scheduler (due campaigns start, dead workers' leases are settled,
-finished campaigns close) and the sender. `mailcast serve` runs them in-process; `mailcast
+finished campaigns close), the sender, the A/B evaluator and the contact importer. `mailcast serve` runs them in-process; `mailcast
 worker` runs only them, and any number of worker processes can share one PostgreSQL."""
 
 from __future__ import annotations
@@ -14,6 +14,8 @@ from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns import service as campaigns
 from mailcast.clock import Clock
 from mailcast.config import Settings
+from mailcast.contacts.imports import Importer
+from mailcast.contacts.store import contact_store
 from mailcast.delivery import repository as delivery_repo
 from mailcast.delivery.service import Sender
 from mailcast.delivery.tokens import TokenCodec
@@ -30,6 +32,8 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.sender = Sender(sessions, settings, transport, clock, TokenCodec(settings.secret()), worker_id)
+        engine = sessions.kw["bind"]
+        self.importer = Importer(engine, contact_store(engine), settings, clock, self.sender.worker_id)
 
     async def schedule_once(self) -> None:
         now = self.clock()
@@ -92,7 +96,9 @@ class Worker:
         return total
 
     async def run(self, stop: asyncio.Event) -> None:
-        """Until `stop` is set: the scheduler every second, the sender whenever something is due."""
+        """Until `stop` is set: the scheduler every second, the sender whenever something is due,
+        the A/B evaluator, and contact imports one at a time (handed back when `stop` is set)."""
+        self.importer.stop = stop
         async def scheduler() -> None:
             while not stop.is_set():
                 try:
@@ -119,7 +125,17 @@ class Worker:
                     log.exception("A/B evaluation failed")
                 await _wait(stop, self.settings.ab_evaluate_interval_seconds)
 
-        await asyncio.gather(scheduler(), sender(), evaluator())
+        async def importer() -> None:
+            while not stop.is_set():
+                try:
+                    ran = await self.importer.run_next()
+                except Exception:
+                    log.exception("contact import failed; it is resumed when its lease runs out")
+                    ran = None
+                if ran is None:
+                    await _wait(stop, 1.0)
+
+        await asyncio.gather(scheduler(), sender(), evaluator(), importer())
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
