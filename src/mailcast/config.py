@@ -45,6 +45,8 @@ class Settings(BaseSettings):
     import_dir: Path | None = None
     import_batch_rows: int = Field(default=5_000, ge=1, le=100_000)
     import_lease_seconds: float = Field(default=30.0, gt=0)
+    # A file with more than this left to read is read by a process of its own, ahead of the writes.
+    import_reader_process_bytes: int = Field(default=4 * 1_048_576, ge=0)
 
     # DNS used to verify sender domains: "host[:port]" entries, comma separated. Empty: system resolver.
     dns_nameservers: str = ""

@@ -32,3 +32,26 @@ async def test_adding_foreign_or_unknown_contacts_adds_nothing(make_tenant):
     r = await owner.post(f"/v1/audiences/{audience}/contacts", json={"contact_ids": [mine, theirs]})
     assert r.status_code == 404 and r.json()["error"]["details"] == {"contact_ids": [theirs]}
     assert (await owner.get(f"/v1/audiences/{audience}")).json()["member_count"] == 0
+
+
+async def test_deleting_a_contact_or_an_audience_leaves_no_membership(tenant, sessions):
+    """No foreign key does it on PostgreSQL: the deletes themselves take the memberships along."""
+    from sqlalchemy import func, select
+
+    from mailcast.db.models import AudienceMember
+
+    async def memberships() -> int:
+        async with sessions() as session:
+            return (await session.execute(select(func.count()).select_from(AudienceMember))).scalar_one()
+
+    kept = (await tenant.post("/v1/audiences", json={"name": "Kept"})).json()["id"]
+    gone = (await tenant.post("/v1/audiences", json={"name": "Gone"})).json()["id"]
+    contacts = [(await tenant.post("/v1/contacts", json={"email": f"m{i}@example.org", "audience_id": kept})
+                 ).json()["id"] for i in range(3)]
+    assert (await tenant.post(f"/v1/audiences/{gone}/contacts", json={"contact_ids": contacts})).status_code == 200
+    assert await memberships() == 6
+    assert (await tenant.request("DELETE", f"/v1/contacts/{contacts[0]}")).status_code == 200
+    assert await memberships() == 4
+    assert (await tenant.request("DELETE", f"/v1/audiences/{gone}")).status_code == 200
+    assert await memberships() == 2
+    assert (await tenant.get(f"/v1/audiences/{kept}")).json()["member_count"] == 2

@@ -116,8 +116,11 @@ async def test_one_import_of_an_account_runs_at_a_time(tenant, make_tenant, engi
     assert await b.take(second["id"])
 
 
-async def test_a_dead_workers_import_is_resumed_and_nothing_counts_twice(tenant, engine, settings, clock):
+@pytest.mark.parametrize("reader", ["here", "process"])
+async def test_a_dead_workers_import_is_resumed_and_nothing_counts_twice(tenant, engine, settings, clock, reader):
     settings.import_batch_rows = 100
+    # "process": the file is read by a process of its own (what a large file gets)
+    settings.import_reader_process_bytes = 0 if reader == "process" else 10**9
     audience = await tenant.audience()
     data = _csv(1000, bad_every=97)
     job = (await _upload(tenant, data, audience_id=audience)).json()

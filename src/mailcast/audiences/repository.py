@@ -4,7 +4,7 @@ from collections.abc import Sequence
 from datetime import datetime
 
 from sqlalchemy import and_, delete, func, select
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db import owned
 from mailcast.db.models import Audience, AudienceMember, Contact
@@ -15,6 +15,14 @@ _CHUNK = 500
 
 async def get(session: AsyncSession, account_id: str, audience_id: str) -> Audience | None:
     return await owned.get(session, Audience, account_id, audience_id)
+
+
+async def hold(session: AsyncSession | AsyncConnection, account_id: str, audience_id: str) -> bool:
+    """Whether the account has this audience, held (FOR KEY SHARE, as a foreign key's check
+    would) until the transaction ends: memberships added meanwhile cannot outlive a delete of it."""
+    stmt = (select(Audience.id).where(Audience.id == audience_id, Audience.account_id == account_id)
+            .with_for_update(read=True, key_share=True))
+    return (await session.execute(stmt)).first() is not None
 
 
 async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Audience]:
@@ -73,4 +81,8 @@ async def remove_member(session: AsyncSession, audience_id: str, contact_id: str
 
 
 async def delete_one(session: AsyncSession, account_id: str, audience_id: str) -> bool:
-    return await owned.delete_one(session, Audience, account_id, audience_id)
+    """The audience and its memberships (no foreign key does it on PostgreSQL)."""
+    if not await owned.delete_one(session, Audience, account_id, audience_id):
+        return False
+    await session.execute(delete(AudienceMember).where(AudienceMember.audience_id == audience_id))
+    return True

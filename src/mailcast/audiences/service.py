@@ -65,7 +65,8 @@ async def delete_audience(session: AsyncSession, account_id: str, audience_id: s
 
 async def add_contacts(session: AsyncSession, account_id: str, audience_id: str, contact_ids: list[str],
                        now: datetime) -> int:
-    await get_audience(session, account_id, audience_id)
+    if not await repo.hold(session, account_id, audience_id):
+        raise NotFound("No such audience")
     wanted = list(dict.fromkeys(contact_ids))
     owned = await contacts_repo.ids_owned(session, account_id, wanted)
     missing = [cid for cid in wanted if cid not in owned]

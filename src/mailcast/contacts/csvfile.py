@@ -147,6 +147,7 @@ class Batch:
     repeats: int  # rows merged into an earlier row of the batch (the same address)
     offset: int
     line: int
+    prepared: Any = None  # the rows as the contact store writes them (ContactStore.prepare)
 
 
 def batches(handle: BinaryIO, layout: Layout, offset: int, line: int, size: int) -> Iterator[Batch]:

@@ -6,9 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
 import logging
 import os
-from collections.abc import Callable
+import pickle
+import sys
+from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
@@ -21,7 +24,8 @@ from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.contacts import imports_repository as repo
 from mailcast.contacts import repository as contacts_repo
-from mailcast.contacts.csvfile import CsvError, Layout, batches, read_layout
+from mailcast.contacts.csvfile import Batch, CsvError, Layout, read_layout
+from mailcast.contacts.reader import prepared
 from mailcast.contacts.store import ContactStore
 from mailcast.db.models import ContactImport
 from mailcast.errors import NotFound
@@ -74,6 +78,10 @@ async def list_imports(session: AsyncSession, account_id: str, limit: int, curso
 def rejected_rows(session: AsyncSession, job: ContactImport):
     """The rejected rows (line, email, reason), a chunk at a time."""
     return repo.errors(session, job.id)
+
+
+class AudienceGone(Exception):
+    """The job's audience was deleted while it ran."""
 
 
 class LeaseLost(Exception):
@@ -148,6 +156,9 @@ class Importer:
             return RUNNING
         except CsvError as exc:
             return await self._finish(job, FAILED, str(exc))
+        except AudienceGone:
+            return await self._finish(job, FAILED, "The audience was deleted during the import; the rows "
+                                                   "before that are imported")
 
     async def _read(self, job: dict[str, Any], handle, on_progress) -> str:
         if job["layout"] is None:
@@ -162,22 +173,20 @@ class Importer:
             layout = Layout.from_json(job["layout"])
         progress = Progress(job["offset"], job["file_bytes"], job["rows_read"], job["created"], job["updated"],
                             job["rejected"])
-        reading = batches(handle, layout, job["offset"], job["line"], self.settings.import_batch_rows)
-        # The next batch is read (in a thread) while this one is written: the parsing is Python's
-        # work, the writing mostly the database's.
-        ahead = asyncio.ensure_future(asyncio.to_thread(next, reading, None))
         created_total = 0
-        try:
-            while (batch := await ahead) is not None:
+        async with self.engine.connect() as connection, self._batches(handle, layout, job) as reading:
+            async for batch in reading:
                 if self.stop is not None and self.stop.is_set():
-                    async with self.engine.begin() as connection:
+                    async with connection.begin():
                         await repo.release(connection, job["id"], self.owner, self.clock())
                     return QUEUED
-                ahead = asyncio.ensure_future(asyncio.to_thread(next, reading, None))
                 now = self.clock()
-                async with self.engine.begin() as connection:
+                async with connection.begin():
+                    if job["audience_id"] and not await audiences_repo.hold(connection, job["account_id"],
+                                                                            job["audience_id"]):
+                        raise AudienceGone
                     created, updated = await self.store.merge(connection, job["account_id"], job["audience_id"],
-                                                              list(batch.rows.values()), now)
+                                                              batch.prepared, now)
                     await repo.add_errors(connection, job["id"], batch.rejected)
                     if not await repo.advance(connection, job["id"], self.owner, progress.offset, batch.offset,
                                               batch.line, batch.records, created, updated + batch.repeats,
@@ -191,14 +200,48 @@ class Importer:
                 progress.rejected += len(batch.rejected)
                 if on_progress is not None:
                     on_progress(progress)
-        finally:
-            # The reading thread must be done with the file before it is closed.
-            with contextlib.suppress(BaseException):
-                await ahead
         if created_total >= STATISTICS_AFTER or progress.created >= STATISTICS_AFTER:
             async with self.engine.begin() as connection:
                 await contacts_repo.refresh_statistics(connection)
         return await self._finish(job, DONE, None)
+
+    @contextlib.asynccontextmanager
+    async def _batches(self, handle, layout: Layout, job: dict[str, Any]) -> AsyncIterator[AsyncIterator[Batch]]:
+        """The file's batches from where the job stands, prepared for the store. A large rest is
+        read by a process of its own (`contacts/reader.py`), one batch ahead of the writes:
+        parsing is Python's work and, in this process, would hold the interpreter the database
+        driver needs. A small one is read here (a process costs a start of its own)."""
+        size, preparer = self.settings.import_batch_rows, self.store.preparer
+        if job["file_bytes"] - job["offset"] < self.settings.import_reader_process_bytes:
+            reading = prepared(handle, layout, job["offset"], job["line"], size, preparer)
+
+            async def here() -> AsyncIterator[Batch]:
+                while (batch := await asyncio.to_thread(next, reading, None)) is not None:
+                    yield batch
+
+            yield here()
+            return
+        reader = await asyncio.create_subprocess_exec(
+            sys.executable, "-m", "mailcast.contacts.reader", job["path"], json.dumps(layout.to_json()),
+            str(job["offset"]), str(job["line"]), str(size), preparer,
+            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20)
+        assert reader.stdout is not None and reader.stderr is not None
+        stream = _Pickles(reader.stdout)
+
+        async def there() -> AsyncIterator[Batch]:
+            while (batch := await stream.next()) is not None:
+                yield batch
+
+        try:
+            yield there()
+        finally:
+            if reader.returncode is None:
+                reader.kill()  # it may be blocked writing what nobody reads any more
+            problem = (await reader.stderr.read()).decode(errors="replace").strip()
+            await reader.wait()
+            if stream.ended_early and problem:
+                log.error("the import's reading process failed: %s", problem[-2000:])
+
 
     async def _finish(self, job: dict[str, Any], status: str, error: str | None) -> str:
         async with self.engine.begin() as connection:
@@ -208,3 +251,20 @@ class Importer:
                 os.unlink(job["path"])
         log.info("import %s %s%s", job["id"], status, f": {error}" if error else "")
         return status if finished else RUNNING
+
+
+
+class _Pickles:
+    """The reading process's batches, as they arrive (each a pickle after its length)."""
+
+    def __init__(self, stream: asyncio.StreamReader) -> None:
+        self.stream = stream
+        self.ended_early = False
+
+    async def next(self) -> Batch | None:
+        try:
+            size = int.from_bytes(await self.stream.readexactly(8), "big")
+            return pickle.loads(await self.stream.readexactly(size))
+        except asyncio.IncompleteReadError:
+            self.ended_early = True
+            raise RuntimeError("the import's reading process ended before the end of the file") from None

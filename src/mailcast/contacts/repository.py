@@ -3,7 +3,7 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-from sqlalchemy import func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
@@ -34,10 +34,13 @@ async def by_emails(session: AsyncSession, account_id: str, emails: list[str]) -
 
 
 async def ids_owned(session: AsyncSession, account_id: str, contact_ids: Iterable[str]) -> set[str]:
+    """Those of the ids that are the account's contacts, held (FOR KEY SHARE, as a foreign key's
+    check would) until the transaction ends: a membership added for them cannot outlive them."""
     ids = list(contact_ids)
     owned: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
-        stmt = select(Contact.id).where(Contact.account_id == account_id, Contact.id.in_(ids[start : start + _CHUNK]))
+        stmt = (select(Contact.id).where(Contact.account_id == account_id, Contact.id.in_(ids[start : start + _CHUNK]))
+                .with_for_update(read=True, key_share=True))
         owned.update((await session.execute(stmt)).scalars())
     return owned
 
@@ -80,7 +83,11 @@ async def update_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None
 
 
 async def delete_one(session: AsyncSession, account_id: str, contact_id: str) -> bool:
-    return await owned.delete_one(session, Contact, account_id, contact_id)
+    """The contact and its memberships (no foreign key does it on PostgreSQL)."""
+    if not await owned.delete_one(session, Contact, account_id, contact_id):
+        return False
+    await session.execute(delete(AudienceMember).where(AudienceMember.contact_id == contact_id))
+    return True
 
 
 async def count(session: AsyncSession, account_id: str) -> int:

@@ -43,7 +43,7 @@ def _metadata_or_422(metadata: dict[str, Any] | None) -> None:
 async def create_contact(session: AsyncSession, account_id: str, body: ContactCreate, now: datetime) -> Contact:
     email = _email_or_422(body.email)
     _metadata_or_422(body.metadata)
-    if body.audience_id and await audiences_repo.get(session, account_id, body.audience_id) is None:
+    if body.audience_id and not await audiences_repo.hold(session, account_id, body.audience_id):
         raise NotFound("No such audience", {"audience_id": body.audience_id})
     if await repo.by_email(session, account_id, email) is not None:
         raise Conflict(f"A contact with the email {email} already exists", {"email": email})
@@ -130,7 +130,7 @@ async def import_contacts(
     if len(rows) > max_rows:
         raise ValidationFailed(f"contacts: at most {max_rows} rows per import",
                                [{"field": "contacts", "message": f"at most {max_rows} rows"}])
-    if audience_id and await audiences_repo.get(session, account_id, audience_id) is None:
+    if audience_id and not await audiences_repo.hold(session, account_id, audience_id):
         raise NotFound("No such audience", {"audience_id": audience_id})
 
     errors: list[ImportRowError] = []
