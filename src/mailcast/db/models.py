@@ -299,6 +299,10 @@ class Delivery(Base):
         # Per-campaign counts by status; on PostgreSQL it also carries what the non-opener count
         # reads, so that count never visits the table (an index-only scan).
         Index("ix_deliveries_campaign_status", "campaign_id", "status", postgresql_include=["contact_id", "opened_at"]),
+        # A campaign's openers by contact: what "did not open" takes away (the resend estimate
+        # and its draft), read without visiting the campaign's other deliveries.
+        Index("ix_deliveries_opened", "campaign_id", "contact_id", postgresql_where=text("opened_at IS NOT NULL"),
+              sqlite_where=text("opened_at IS NOT NULL")),
         ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
         ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL").ddl_if(dialect="sqlite"),
     )
