@@ -32,7 +32,9 @@ class ContactStore(Protocol):
 
 
 # A batch goes into a temporary table by COPY, then one statement merges it into contacts and
-# adds the memberships. `xmax = 0` tells a row this statement inserted from one it updated.
+# adds the memberships. `xmax = 0` tells a row this statement inserted from one it updated; a
+# contact it inserted has no membership yet, so only the updated ones need ON CONFLICT (whose
+# speculative insertion costs every row it is asked of).
 _BATCH_TABLE = text(
     "CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_batch (id text, email text, first_name text, "
     "last_name text, metadata jsonb, unsubscribed boolean) ON COMMIT DELETE ROWS")
@@ -55,9 +57,13 @@ _MERGE = text("""
                                    WHEN excluded.unsubscribed THEN excluded.unsubscribed_at END,
             updated_at = excluded.updated_at
         RETURNING c.id, (c.xmax = 0) AS inserted
-    ), joined AS (
+    ), joined_new AS (
         INSERT INTO audience_members (audience_id, contact_id, created_at)
-        SELECT CAST(:audience AS varchar), id, :now FROM merged WHERE CAST(:audience AS varchar) IS NOT NULL
+        SELECT CAST(:audience AS varchar), id, :now FROM merged WHERE inserted AND CAST(:audience AS varchar) IS NOT NULL
+    ), joined_existing AS (
+        INSERT INTO audience_members (audience_id, contact_id, created_at)
+        SELECT CAST(:audience AS varchar), id, :now FROM merged
+        WHERE NOT inserted AND CAST(:audience AS varchar) IS NOT NULL
         ON CONFLICT DO NOTHING
     )
     SELECT count(*) FILTER (WHERE inserted), count(*) FILTER (WHERE NOT inserted) FROM merged""")
