@@ -10,6 +10,7 @@ class MailcastError(Exception):
     status: int = 400
     code: str = "bad_request"
     message: str = "Bad request"
+    headers: dict[str, str] | None = None
 
     def __init__(self, message: str | None = None, details: Any = None) -> None:
         self.message = message or self.message
@@ -65,6 +66,15 @@ class ResendTooEarly(Conflict):
 class PayloadTooLarge(MailcastError):
     status = 413
     code = "payload_too_large"
+
+
+class RateLimited(MailcastError):
+    status = 429
+    code = "rate_limited"
+
+    def __init__(self, message: str | None = None, details: Any = None, retry_after: int = 1) -> None:
+        super().__init__(message, details)
+        self.headers = {"Retry-After": str(retry_after)}
 
 
 class UnsupportedMediaType(MailcastError):

@@ -114,6 +114,8 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/campaigns/{paused}/resume", S),
     Endpoint("POST", "/v1/campaigns/{draft}/cancel", F),
     Endpoint("GET", "/v1/campaigns/{draft}/stats", R),
+    Endpoint("GET", "/v1/campaigns/{draft}/render", R),
+    Endpoint("POST", "/v1/campaigns/{draft}/test", S, 200, lambda w: {"emails": ["test@example.org"]}),
     Endpoint("GET", "/v1/campaigns/{ab}/ab-test/results", R),
     Endpoint("POST", "/v1/campaigns/{ab}/ab-test/pick-winner", S, 200, lambda w: {"variant": "b"}),
     Endpoint("POST", "/v1/campaigns/{sent}/resend-to-non-openers", F),

@@ -67,6 +67,8 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
                 await task
             if transport is not None:
                 await transport.close()
+            if app.state.transport is not None:  # test sends' (api/deps.py)
+                await app.state.transport.close()
             await app.state.events.close()
             if owns_engine:
                 await engine.dispose()
@@ -81,6 +83,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine,
                                    settings.tracking_flush_seconds, settings.tracking_max_buffered)
     app.state.clicks = ClickResolver(app.state.codec)
+    app.state.transport = None
 
     errors.install(app)
     for router in (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,

@@ -72,8 +72,8 @@ def error_response(exc: MailcastError, path: str = "") -> JSONResponse:
         for cls in type(exc).__mro__:
             if cls in _SEQUENZY_BY_CLASS:
                 status, code = _SEQUENZY_BY_CLASS[cls]
-                return _sequenzy(status, code, exc.message, exc.details)
-    return respond(path, exc.status, exc.code, exc.message, exc.details)
+                return _sequenzy(status, code, exc.message, exc.details, exc.headers)
+    return respond(path, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
 def _field(loc: tuple) -> str:

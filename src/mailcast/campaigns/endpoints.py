@@ -1,14 +1,14 @@
 from __future__ import annotations
 
-from typing import Annotated
+from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
 
-from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SendKey, SessionDep, SettingsDep
+from mailcast.api.deps import ClockDep, CodecDep, FullKey, PageDep, ReadKey, SendKey, SessionDep, SettingsDep, TransportDep
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, SEQUENZY_ERROR_RESPONSES, put_and_patch
-from mailcast.api.schemas import Deleted
-from mailcast.campaigns import ab, resend, service
+from mailcast.api.schemas import Deleted, ErrorOut
+from mailcast.campaigns import ab, preview, resend, service
 from mailcast.campaigns.lifecycle import Status
 from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import (
@@ -18,11 +18,15 @@ from mailcast.campaigns.schemas import (
     CampaignStatsOut,
     CampaignUpdate,
     PickWinner,
+    RenderOut,
     ResendCampaign,
     ResendOut,
     ScheduleRequest,
     SequenzyResendOut,
     StatsOut,
+    TestSendOut,
+    TestSendRequest,
+    TestSentOut,
 )
 
 router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"], responses=ERROR_RESPONSES)
@@ -150,6 +154,34 @@ async def resend_to_non_openers(campaign_id: str, principal: FullKey, session: S
     draft, estimate = await resend.resend_to_non_openers(session, settings, principal.account_id, campaign_id,
                                                          clock())
     return ResendOut(success=True, campaign=ResendCampaign.of(draft, settings), estimated_non_opener_count=estimate)
+
+
+@router.get("/{campaign_id}/render", response_model=RenderOut)
+async def render_campaign(campaign_id: str, principal: ReadKey, session: SessionDep, clock: ClockDep,
+                          settings: SettingsDep, codec: CodecDep,
+                          contact_id: Annotated[str | None, Query(max_length=40)] = None,
+                          variant: Annotated[Literal["a", "b"] | None, Query()] = None):
+    """The subject, HTML and text one contact would get (by default the audience's first member
+    who can be mailed, or a sample contact): merge tags filled, links tracked, the pixel and the
+    unsubscribe link in place. Its links and pixel record nothing."""
+    campaign = await service.get_campaign(session, principal.account_id, campaign_id)
+    shown = await preview.render_preview(session, settings, codec, campaign, contact_id, variant, clock())
+    return RenderOut(campaign_id=campaign.id, variant=shown.variant, contact_id=shown.contact_id, email=shown.email,
+                     subject=shown.subject, preview_text=shown.preview_text, html=shown.html, text=shown.text)
+
+
+@router.post("/{campaign_id}/test", response_model=TestSendOut,
+             responses={429: {"model": ErrorOut, "description": "More than 20 test messages a campaign an hour"}})
+async def send_test(campaign_id: str, body: TestSendRequest, principal: SendKey, session: SessionDep,
+                    clock: ClockDep, settings: SettingsDep, codec: CodecDep, transport: TransportDep):
+    """Send the campaign's message now to 1-5 addresses, the subject marked "[Test] ", each
+    personalised as the contact of that address if there is one. Not counted in the campaign's
+    figures nor in the quota; at most 20 a campaign an hour (429 with Retry-After after that)."""
+    sent = await preview.send_test(session, settings, codec, transport, principal.account_id, campaign_id,
+                                   body.emails, body.variant, clock())
+    return TestSendOut(campaign_id=sent.campaign_id, variant=sent.variant, subject=sent.subject,
+                       recipients=[TestSentOut(email=r.email, status=r.status, message=r.message,
+                                               message_id=r.message_id) for r in sent.recipients])
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)

@@ -11,7 +11,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
-from mailcast.db.models import CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, Contact, Delivery
+from mailcast.db.models import (
+    CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, CampaignTestSend, Contact, Delivery,
+)
 from mailcast.db.types import UTCDateTime
 
 
@@ -375,3 +377,21 @@ async def ids_owned(session: AsyncSession, account_id: str, campaign_ids: Sequen
         return set()
     stmt = select(Campaign.id).where(Campaign.account_id == account_id, Campaign.id.in_(list(campaign_ids)))
     return set((await session.execute(stmt)).scalars())
+
+
+async def test_sends_since(session: AsyncSession, campaign_id: str, since: datetime) -> int:
+    stmt = select(func.count()).select_from(CampaignTestSend).where(
+        CampaignTestSend.campaign_id == campaign_id, CampaignTestSend.at > since)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def oldest_test_send_since(session: AsyncSession, campaign_id: str, since: datetime) -> datetime | None:
+    stmt = select(func.min(CampaignTestSend.at)).where(CampaignTestSend.campaign_id == campaign_id,
+                                                         CampaignTestSend.at > since)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def record_test_sends(session: AsyncSession, campaign_id: str, emails: Sequence[str], at: datetime) -> None:
+    if emails:
+        await session.execute(insert(CampaignTestSend), [{"campaign_id": campaign_id, "email": e, "at": at}
+                                                         for e in emails])

@@ -243,3 +243,36 @@ class SequenzyResendOut(BaseModel):
     success: bool
     campaign: ResendCampaign
     estimated_non_opener_count: int = Field(serialization_alias="estimatedNonOpenerCount")
+
+
+class TestSendRequest(Input):
+    emails: list[Annotated[str, Field(min_length=3, max_length=320)]] = Field(
+        min_length=1, max_length=5, description="1-5 addresses to send the test to")
+    variant: Literal["a", "b"] | None = Field(default=None, description="The A/B variant to send (default a)")
+
+
+class TestSentOut(BaseModel):
+    email: str
+    status: str = Field(description="The relay's answer: sent, deferred, bounced or failed")
+    message: str
+    message_id: str | None
+
+
+class TestSendOut(BaseModel):
+    campaign_id: str
+    variant: str
+    subject: str
+    recipients: list[TestSentOut]
+
+
+class RenderOut(BaseModel):
+    """The message as one contact would get it."""
+
+    campaign_id: str
+    variant: str
+    contact_id: str | None = Field(description="The contact it was rendered for; null: a sample contact")
+    email: str
+    subject: str
+    preview_text: str | None
+    html: str | None
+    text: str

@@ -123,13 +123,7 @@ async def _begin_sending(session: AsyncSession, settings: Settings, account, cam
     moved the campaign to sending: either all of it happens or none of it."""
     campaign.send_started_at = now
     campaign.last_error = None
-    if campaign.template_id:
-        # Freeze the content as sent: a later template edit does not change a campaign in flight.
-        template = await templates_repo.get(session, campaign.account_id, campaign.template_id)
-        if template is not None:
-            campaign.html = campaign.html or template.html
-            campaign.text = campaign.text or template.text
-    await ab.freeze(session, campaign)
+    await freeze_content(session, campaign)
     await session.flush()
     # An A/B test's groups are sized on the whole snapshot: it is queued at once.
     first = None if ab.enabled(campaign) else settings.queue_fill_chunk
@@ -138,6 +132,18 @@ async def _begin_sending(session: AsyncSession, settings: Settings, account, cam
     await accounts.consume_quota(session, settings, account, queued, now)
     await session.flush()
     return queued
+
+
+async def freeze_content(session: AsyncSession, campaign: Campaign) -> None:
+    """The content as it is sent: the template's HTML and text fill what the campaign does not set
+    itself, and variant B's template fills B's. Done when sending starts (a later template edit
+    does not change a campaign in flight), and on a copy to preview a draft."""
+    if campaign.template_id:
+        template = await templates_repo.get(session, campaign.account_id, campaign.template_id)
+        if template is not None:
+            campaign.html = campaign.html or template.html
+            campaign.text = campaign.text or template.text
+    await ab.freeze(session, campaign)
 
 
 async def get_campaign(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign:

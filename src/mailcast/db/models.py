@@ -371,6 +371,18 @@ class CampaignCount(Base):
     machine_opened: Mapped[int] = mapped_column(BigInteger, server_default="0")
 
 
+class CampaignTestSend(Base):
+    """A test message of a campaign (`POST .../test`): kept to limit them per campaign and hour."""
+
+    __tablename__ = "campaign_test_sends"
+    __table_args__ = (Index("ix_campaign_test_sends_campaign_at", "campaign_id", "at"),)
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"))
+    email: Mapped[str] = mapped_column(String(320))
+    at: Mapped[datetime]
+
+
 class DeliveryLease(Base):
     """A worker's claim on one batch of a campaign's due deliveries: one row per batch instead of
     a write to every delivery in it. The batch is every due delivery whose key in the queue's

@@ -29,7 +29,7 @@ from mailcast.db.models import Campaign
 from mailcast.delivery import message as mime
 from mailcast.delivery import repository as repo
 from mailcast.delivery.dkim import Signer
-from mailcast.delivery.render import CompiledVariant, RenderError, compile_variant, recipient_context, render
+from mailcast.delivery.render import CompiledVariant, RenderError, Rendered, compile_variant, recipient_context, render
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
 from mailcast.domains import service as domains
@@ -128,23 +128,7 @@ class Sender:
         return self._plans
 
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
-        sender = mime.parse_from(campaign.from_address)
-        domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
-        dkim = None
-        if domain is not None and domains.signs_with_dkim(domain):
-            dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
-                          mime.SIGNED_HEADERS)
-        parts = ab.content(campaign, variant)
-        postal_address = await repo.postal_address(session, campaign.account_id)
-        compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"],
-                                   footer=True, postal_address=bool(postal_address))
-        audience_name = await repo.audience_name(session, campaign.audience_id)
-        return CampaignPlan(
-            campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
-            reply_to=campaign.reply_to, bounce_domain=self.settings.bounce_domain or sender.domain.lower(), dkim=dkim,
-            list_id=mime.list_id(audience_name, campaign.audience_id, sender.domain.lower()),
-            feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast", postal_address=postal_address,
-        )
+        return await plan_for(session, self.settings, campaign, variant)
 
     async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
         async with self.sessions() as session:
@@ -201,32 +185,67 @@ class Sender:
         return await self.transport.send(envelope), message_id
 
     def build(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan) -> tuple[bytes, str]:
-        url = self.settings.public_url
-        unsubscribe_token = self.codec.encode(delivery.id, Purpose.UNSUBSCRIBE)
-        unsubscribe = url(f"/u/{unsubscribe_token}")
-        context = recipient_context(delivery.email, recipient.first_name, recipient.last_name, recipient.metadata,
-                                    unsubscribe, plan.postal_address)
-        tokens = self.codec.encode_many(delivery.id, Purpose.CLICK, range(len(plan.compiled.links)))
-        # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
-        click, click_html = self._click_prefix
-        pixel = url(f"/t/o/{self.codec.encode(delivery.id, Purpose.OPEN)}.gif")
-        rendered = render(plan.compiled, context, [click + t for t in tokens], pixel,
-                          [click_html + t for t in tokens])
-        message_id = mime.new_message_id(plan.sender_domain)
-        name = " ".join(filter(None, (recipient.first_name, recipient.last_name)))
-        mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
-        data = mime.build(sender=plan.sender, recipient=delivery.email, recipient_name=name,
-                          subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
-                          message_id=message_id,
-                          date=self.clock(), unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
-                          reply_to=plan.reply_to, list_id=plan.list_id, feedback_id=plan.feedback_id)
-        try:
-            mime.check_headers(data)
-        except mime.UnsafeHeaders as exc:
-            raise RenderError(str(exc)) from exc
-        if plan.dkim:
-            data = plan.dkim.sign(data, self.clock())
+        data, message_id, _ = compose(plan, self.codec, self.settings, self.clock(), delivery.id, delivery.email,
+                                      recipient.first_name, recipient.last_name, recipient.metadata,
+                                      click_prefix=self._click_prefix)
         return data, message_id
+
+
+async def plan_for(session: AsyncSession, settings: Settings, campaign: Campaign, variant: str) -> CampaignPlan:
+    """What every message of one campaign variant shares: the compiled content, the sender, the
+    signer, the list headers."""
+    sender = mime.parse_from(campaign.from_address)
+    domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
+    dkim = None
+    if domain is not None and domains.signs_with_dkim(domain):
+        dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
+                      mime.SIGNED_HEADERS)
+    parts = ab.content(campaign, variant)
+    postal_address = await repo.postal_address(session, campaign.account_id)
+    compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"],
+                               footer=True, postal_address=bool(postal_address))
+    audience_name = await repo.audience_name(session, campaign.audience_id)
+    return CampaignPlan(
+        campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
+        reply_to=campaign.reply_to, bounce_domain=settings.bounce_domain or sender.domain.lower(), dkim=dkim,
+        list_id=mime.list_id(audience_name, campaign.audience_id, sender.domain.lower()),
+        feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast", postal_address=postal_address,
+    )
+
+
+def compose(plan: CampaignPlan, codec: TokenCodec, settings: Settings, now: datetime, delivery_id: int, email: str,
+            first_name: str | None, last_name: str | None, metadata: dict[str, Any] | None,
+            subject_prefix: str = "", click_prefix: tuple[str, str] | None = None) -> tuple[bytes, str, Rendered]:
+    """One recipient's message as it goes on the wire (signed when the plan signs), its Message-ID,
+    and what was rendered. Raises RenderError."""
+    url = settings.public_url
+    unsubscribe_token = codec.encode(delivery_id, Purpose.UNSUBSCRIBE)
+    unsubscribe = url(f"/u/{unsubscribe_token}")
+    context = recipient_context(email, first_name, last_name, metadata, unsubscribe, plan.postal_address)
+    tokens = codec.encode_many(delivery_id, Purpose.CLICK, range(len(plan.compiled.links)))
+    # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
+    if click_prefix is None:
+        click = url("/t/c/")
+        click_prefix = (click, str(escape(click)))
+    click, click_html = click_prefix
+    pixel = url(f"/t/o/{codec.encode(delivery_id, Purpose.OPEN)}.gif")
+    rendered = render(plan.compiled, context, [click + t for t in tokens], pixel, [click_html + t for t in tokens])
+    if subject_prefix:
+        rendered.subject = subject_prefix + rendered.subject
+    message_id = mime.new_message_id(plan.sender_domain)
+    name = " ".join(filter(None, (first_name, last_name)))
+    mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
+    data = mime.build(sender=plan.sender, recipient=email, recipient_name=name,
+                      subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
+                      message_id=message_id, date=now, unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
+                      reply_to=plan.reply_to, list_id=plan.list_id, feedback_id=plan.feedback_id)
+    try:
+        mime.check_headers(data)
+    except mime.UnsafeHeaders as exc:
+        raise RenderError(str(exc)) from exc
+    if plan.dkim:
+        data = plan.dkim.sign(data, now)
+    return data, message_id, rendered
 
 
 def _failed(reason: str) -> Result:
