@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import repository as accounts_repo
 from mailcast.accounts import service as accounts
+from mailcast.accounts import users
 from mailcast.accounts.schemas import AccountUpdate
 from mailcast.accounts.scopes import Scope
 from mailcast.clock import system_clock
@@ -39,6 +40,9 @@ app.add_typer(accounts_app, name="accounts")
 app.add_typer(keys_app, name="api-keys")
 app.add_typer(domains_app, name="domains")
 app.add_typer(contacts_app, name="contacts")
+users_app = typer.Typer(no_args_is_help=True, help="Dashboard users.")
+app.add_typer(users_app, name="users")
+FIRST_OWNER = "owner@example.com"  # a sign-in name; the owner can add users with their own
 
 err = Console(stderr=True)
 T = TypeVar("T")
@@ -108,19 +112,24 @@ def serve(
     async def first_start(session: AsyncSession, _settings: Settings):
         if await accounts_repo.count_accounts(session):
             return None
-        return await accounts.create_account(session, "Default", "business", system_clock())
+        account, key, raw = await accounts.create_account(session, "Default", "business", system_clock())
+        password = users.new_password()
+        owner = await users.create_user(session, account.id, FIRST_OWNER, users.Role.OWNER, password, system_clock())
+        return account, raw, owner.email, password
 
-    created = _in_session(first_start)
-    if created:
-        account, key, raw = created
-        err.print("[bold green]First start:[/bold green] created account "
-                  f"[bold]{account.id}[/bold] (plan business) and a full_access API key. "
-                  "It is shown only this once; keep it:")
-        typer.echo(f"\n    {raw}\n")
     host = host or settings.host
     port = port or settings.port
+    created = _in_session(first_start)
+    if created:
+        account, raw, email, password = created
+        err.print("[bold green]First start:[/bold green] created account "
+                  f"[bold]{account.id}[/bold] (plan business), a full_access API key and a dashboard owner. "
+                  "They are shown only this once; keep them:")
+        typer.echo(f"\n    API key:    {raw}\n    Dashboard:  {settings.public_url('/dashboard/')}\n"
+                   f"    Email:      {email}\n    Password:   {password}\n")
     _, where = build_transport(settings)
-    err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs)")
+    err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs); "
+              f"dashboard at http://{host}:{port}/dashboard/")
     options = {"host": host, "port": port, "log_level": "info", "proxy_headers": True, "access_log": access_log}
     if workers > 1:
         settings.secret()  # made (if it is the first start) before the processes read it
@@ -293,6 +302,44 @@ def domains_add(
                                              dkim_algorithm=dkim_algorithm)
         return {"id": domain.id, "name": domain.name, "status": domain.status,
                 "dns_records": domains.dns_records(domain, settings)}
+
+    _print_json(_in_session(work))
+
+
+def _password_given(password: str | None) -> str:
+    if password is not None:
+        return password
+    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+
+
+@users_app.command("create")
+def users_create(
+    account: Annotated[str, typer.Option(help="Account id")],
+    email: Annotated[str, typer.Option(help="The address the user signs in with")],
+    role: Annotated[users.Role, typer.Option(help="owner|editor|viewer")] = users.Role.OWNER,
+    password: Annotated[str | None, typer.Option(help="Asked for when not given")] = None,
+) -> None:
+    """Create a dashboard user; prints it as JSON."""
+    secret = _password_given(password)
+
+    async def work(session: AsyncSession, _settings: Settings):
+        user = await users.create_user(session, account, email, role, secret, system_clock())
+        return {"id": user.id, "account_id": user.account_id, "email": user.email, "role": user.role}
+
+    _print_json(_in_session(work))
+
+
+@users_app.command("set-password")
+def users_set_password(
+    email: Annotated[str, typer.Option(help="The user's address")],
+    password: Annotated[str | None, typer.Option(help="Asked for when not given")] = None,
+) -> None:
+    """Give a user a new password; their sessions end."""
+    secret = _password_given(password)
+
+    async def work(session: AsyncSession, _settings: Settings):
+        user = await users.set_password(session, email, secret, system_clock())
+        return {"id": user.id, "email": user.email}
 
     _print_json(_in_session(work))
 

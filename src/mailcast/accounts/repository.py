@@ -2,11 +2,11 @@ from __future__ import annotations
 
 from datetime import datetime
 
-from sqlalchemy import func, select, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db.owned import paginate_query
-from mailcast.db.models import Account, AccountUsage, ApiKey
+from mailcast.db.models import Account, AccountUsage, ApiKey, LoginFailure, User, WebSession
 from mailcast.db.upsert import insert_for
 
 
@@ -58,3 +58,56 @@ async def add_usage(session: AsyncSession, account_id: str, period: str, emails:
         set_={"marketing_emails": AccountUsage.marketing_emails + emails},
     )
     await session.execute(stmt)
+
+
+async def user_by_email(session: AsyncSession, email: str) -> User | None:
+    return (await session.execute(select(User).where(User.email == email))).scalar_one_or_none()
+
+
+async def user(session: AsyncSession, account_id: str, user_id: str) -> User | None:
+    stmt = select(User).where(User.id == user_id, User.account_id == account_id)
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
+async def users_of(session: AsyncSession, account_id: str) -> list[User]:
+    stmt = select(User).where(User.account_id == account_id).order_by(User.email)
+    return list((await session.execute(stmt)).scalars())
+
+
+async def failures_since(session: AsyncSession, email: str, address: str, since: datetime) -> tuple[int, int]:
+    """Failed sign-ins since `since`: (for this email, from this address)."""
+    by_email = select(func.count()).select_from(LoginFailure).where(LoginFailure.email == email,
+                                                                     LoginFailure.at > since)
+    by_address = select(func.count()).select_from(LoginFailure).where(LoginFailure.address == address,
+                                                                       LoginFailure.at > since)
+    return (await session.execute(by_email)).scalar_one(), (await session.execute(by_address)).scalar_one()
+
+
+async def oldest_failure_since(session: AsyncSession, email: str, address: str, since: datetime) -> datetime | None:
+    stmt = select(func.min(LoginFailure.at)).where(
+        (LoginFailure.email == email) | (LoginFailure.address == address), LoginFailure.at > since)
+    return (await session.execute(stmt)).scalar_one()
+
+
+async def add_failure(session: AsyncSession, email: str, address: str, at: datetime, forget_before: datetime) -> None:
+    """Record a failed sign-in; the ones older than the window are forgotten on the way."""
+    await session.execute(delete(LoginFailure).where(LoginFailure.at <= forget_before))
+    await session.execute(insert(LoginFailure).values(email=email, address=address, at=at))
+
+
+async def clear_failures(session: AsyncSession, email: str) -> None:
+    await session.execute(delete(LoginFailure).where(LoginFailure.email == email))
+
+
+async def web_session(session: AsyncSession, session_id: str) -> tuple[WebSession, User] | None:
+    stmt = select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.id == session_id)
+    row = (await session.execute(stmt)).first()
+    return None if row is None else (row[0], row[1])
+
+
+async def delete_web_session(session: AsyncSession, session_id: str) -> None:
+    await session.execute(delete(WebSession).where(WebSession.id == session_id))
+
+
+async def delete_web_sessions_of(session: AsyncSession, user_id: str) -> None:
+    await session.execute(delete(WebSession).where(WebSession.user_id == user_id))

@@ -7,7 +7,11 @@ import gc
 import logging
 from contextlib import asynccontextmanager
 
+from pathlib import Path
+
 from fastapi import FastAPI
+from fastapi.responses import RedirectResponse
+from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from mailcast import __version__
@@ -31,6 +35,8 @@ from mailcast.tracking.endpoints import TrackingFastPath
 from mailcast.tracking.endpoints import router as tracking_router
 from mailcast.tracking.events import EventWriter
 from mailcast.tracking.service import ClickResolver, is_machine
+from mailcast.web import pages as dashboard_pages
+from mailcast.web.routes import router as dashboard_router
 from mailcast.worker.runner import Worker
 
 log = logging.getLogger("mailcast")
@@ -87,8 +93,14 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
 
     errors.install(app)
     for router in (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-                   campaigns_router, sequenzy_router, tracking_router):
+                   campaigns_router, sequenzy_router, tracking_router, dashboard_router):
         app.include_router(router)
+    app.mount("/dashboard/static", StaticFiles(directory=Path(dashboard_pages.__file__).parent / "static"),
+              name="dashboard-static")
+
+    @app.get("/", include_in_schema=False)
+    async def root() -> RedirectResponse:
+        return RedirectResponse("/dashboard/", status_code=307)
 
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:

@@ -9,7 +9,7 @@ from typing import Any
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -32,6 +32,7 @@ _HTTP_CODES = {
 
 
 SEQUENZY_PREFIX = "/api/v1/"
+DASHBOARD_PREFIX = "/dashboard"
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -60,14 +61,18 @@ def _sequenzy(status: int, code: str, message: str, details: Any,
 
 
 def respond(path: str, status: int, code: str, message: str, details: Any = None,
-            headers: dict[str, str] | None = None) -> JSONResponse:
-    """An error in the dialect of the path it answers."""
+            headers: dict[str, str] | None = None) -> Response:
+    """An error in the dialect of the path it answers (the dashboard's: a page)."""
+    if path.startswith(DASHBOARD_PREFIX):
+        from mailcast.web.errors import error_page
+
+        return error_page(status, message, headers)
     if path.startswith(SEQUENZY_PREFIX):
         return _sequenzy(status, code, message, details, headers)
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
 
 
-def error_response(exc: MailcastError, path: str = "") -> JSONResponse:
+def error_response(exc: MailcastError, path: str = "") -> Response:
     if path.startswith(SEQUENZY_PREFIX):
         for cls in type(exc).__mro__:
             if cls in _SEQUENZY_BY_CLASS:
@@ -86,7 +91,11 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
             for e in errors]
 
 
-async def _mailcast_error(request: Request, exc: MailcastError) -> JSONResponse:
+async def _mailcast_error(request: Request, exc: MailcastError) -> Response:
+    if request.url.path.startswith(DASHBOARD_PREFIX) and exc.code == "sign_in_required":
+        from mailcast.web.errors import sign_in
+
+        return sign_in(request.url.path, "hx-request" in request.headers)
     return error_response(exc, request.url.path)
 
 

@@ -54,13 +54,13 @@ async def eligible_count(session: AsyncSession, audience_id: str) -> int:
     return (await session.execute(stmt)).scalar_one()
 
 
-async def first_reachable_member(session: AsyncSession, audience_id: str) -> Contact | None:
-    """The member with the lowest contact id who can be mailed (a preview's default contact)."""
+async def reachable_members(session: AsyncSession, audience_id: str, limit: int) -> list[Contact]:
+    """The first members (by contact id) who can be mailed: whom a preview is shown as."""
     stmt = (select(Contact).join(AudienceMember, AudienceMember.contact_id == Contact.id)
             .where(AudienceMember.audience_id == audience_id, Contact.unsubscribed.is_(False),
                    Contact.suppressed_reason.is_(None))
-            .order_by(AudienceMember.contact_id).limit(1))
-    return (await session.execute(stmt)).scalar_one_or_none()
+            .order_by(AudienceMember.contact_id).limit(limit))
+    return list((await session.execute(stmt)).scalars())
 
 
 async def existing_members(session: AsyncSession, audience_id: str, contact_ids: Sequence[str]) -> set[str]:

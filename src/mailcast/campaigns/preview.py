@@ -7,7 +7,6 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.audiences import repository as audiences_repo
@@ -72,21 +71,14 @@ def _variant(campaign: Campaign, variant: str | None) -> str:
     return variant
 
 
-async def _as_sent(session: AsyncSession, campaign: Campaign) -> Campaign:
-    """A copy of the campaign with its content as it would be sent (templates filled in); the
-    campaign itself is not changed."""
-    copy = Campaign(**{attr.key: getattr(campaign, attr.key) for attr in inspect(Campaign).column_attrs})
-    await campaigns.freeze_content(session, copy)
-    return copy
-
-
 async def _contact(session: AsyncSession, campaign: Campaign, contact_id: str | None) -> Contact | None:
     if contact_id:
         contact = await contacts_repo.get(session, campaign.account_id, contact_id)
         if contact is None:
             raise NotFound("No such contact", {"contact_id": contact_id})
         return contact
-    return await audiences_repo.first_reachable_member(session, campaign.audience_id)
+    first = await audiences_repo.reachable_members(session, campaign.audience_id, 1)
+    return first[0] if first else None
 
 
 async def render_preview(session: AsyncSession, settings: Settings, codec: TokenCodec, campaign: Campaign,
@@ -96,7 +88,7 @@ async def render_preview(session: AsyncSession, settings: Settings, codec: Token
     unsubscribe link in place."""
     variant = _variant(campaign, variant)
     contact = await _contact(session, campaign, contact_id)
-    plan = await plan_for(session, settings, await _as_sent(session, campaign), variant)
+    plan = await plan_for(session, settings, await campaigns.content_as_sent(session, campaign), variant)
     email = contact.email if contact else SAMPLE_EMAIL
     try:
         _, _, rendered = compose(plan, codec, settings, now, NO_DELIVERY, email,
@@ -140,7 +132,7 @@ async def send_test(session: AsyncSession, settings: Settings, codec: TokenCodec
         raise RateLimited(f"At most {TEST_SENDS_PER_HOUR} test messages a campaign an hour; {sent} were sent in "
                           "the last hour", {"limit": TEST_SENDS_PER_HOUR, "used": sent, "retry_after": retry},
                           retry_after=retry)
-    plan = await plan_for(session, settings, await _as_sent(session, campaign), variant)
+    plan = await plan_for(session, settings, await campaigns.content_as_sent(session, campaign), variant)
     result = TestSend(campaign.id, variant, "")
     for email in addresses:
         contact = await contacts_repo.by_email(session, account_id, email)

@@ -12,7 +12,7 @@ from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
 from mailcast.db.models import (
-    CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, CampaignTestSend, Contact, Delivery,
+    CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, CampaignTestSend, Contact, Delivery, Event,
 )
 from mailcast.db.types import UTCDateTime
 
@@ -395,3 +395,35 @@ async def record_test_sends(session: AsyncSession, campaign_id: str, emails: Seq
     if emails:
         await session.execute(insert(CampaignTestSend), [{"campaign_id": campaign_id, "email": e, "at": at}
                                                          for e in emails])
+
+
+def _bucket(session: AsyncSession, column, start: datetime, seconds: int):
+    """Which bucket of `seconds` since `start` a time falls in (0, 1, ...)."""
+    if is_postgresql(session):
+        return func.floor(func.extract("epoch", column - literal(start, UTCDateTime())) / seconds)
+    return func.floor((func.strftime("%s", column) - int(start.timestamp())) / seconds)
+
+
+async def engagement_series(session: AsyncSession, campaign_id: str, start: datetime, seconds: int,
+                            buckets: int) -> list[tuple[int, int]]:
+    """People's first opens and first clicks in each of `buckets` buckets of `seconds` from
+    `start` (later ones in the last), read from the opened and clicked deliveries' indexes."""
+    out = [[0, 0] for _ in range(buckets)]
+    for i, column in enumerate((Delivery.opened_at, Delivery.clicked_at)):
+        bucket = _bucket(session, column, start, seconds).label("bucket")
+        stmt = (select(bucket, func.count()).where(Delivery.campaign_id == campaign_id, column.is_not(None))
+                .group_by(bucket))
+        for index, n in await session.execute(stmt):
+            out[min(max(int(index), 0), buckets - 1)][i] += n
+    return [(a, b) for a, b in out]
+
+
+async def clicks_per_link(session: AsyncSession, campaign_id: str, limit: int = 50) -> list[tuple[str, int, int]]:
+    """(url, clicks by people, people who clicked it), most clicked first: the click events of the
+    campaign's deliveries that were clicked (found through their index)."""
+    clicked = (select(Delivery.id).where(Delivery.campaign_id == campaign_id, Delivery.clicked_at.is_not(None))
+               .scalar_subquery())
+    stmt = (select(Event.url, func.count(), func.count(func.distinct(Event.delivery_id)))
+            .where(Event.delivery_id.in_(clicked), Event.type == "click", Event.machine.is_(False))
+            .group_by(Event.url).order_by(func.count().desc()).limit(limit))
+    return [(url or "", n, people) for url, n, people in await session.execute(stmt)]

@@ -9,6 +9,7 @@ from datetime import datetime
 from email.utils import getaddresses
 from typing import Any
 
+from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import service as accounts
@@ -144,6 +145,19 @@ async def freeze_content(session: AsyncSession, campaign: Campaign) -> None:
             campaign.html = campaign.html or template.html
             campaign.text = campaign.text or template.text
     await ab.freeze(session, campaign)
+
+
+async def content_as_sent(session: AsyncSession, campaign: Campaign) -> Campaign:
+    """A copy of the campaign with its content as it is (or would be) sent, templates filled in;
+    the campaign itself is not changed (a preview, the pre-send checks)."""
+    copy = Campaign(**{attr.key: getattr(campaign, attr.key) for attr in inspect(Campaign).column_attrs})
+    await freeze_content(session, copy)
+    return copy
+
+
+async def sample_members(session: AsyncSession, campaign: Campaign, limit: int) -> list:
+    """Members of the campaign's audience a preview can be shown as."""
+    return await audiences_repo.reachable_members(session, campaign.audience_id, limit)
 
 
 async def get_campaign(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign:

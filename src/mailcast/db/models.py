@@ -54,6 +54,47 @@ class ApiKey(Base):
     revoked_at: Mapped[datetime | None]
 
 
+class User(Base):
+    """Someone who signs in to the dashboard: one account, one role (accounts.users.Role)."""
+
+    __tablename__ = "users"
+
+    id: Mapped[str] = mapped_column(String(40), primary_key=True)
+    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str] = mapped_column(String(320), unique=True)
+    role: Mapped[str] = mapped_column(String(20))
+    password_hash: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+    last_login_at: Mapped[datetime | None]
+
+
+class WebSession(Base):
+    """A signed-in browser: the cookie holds a random token, only its SHA-256 is kept."""
+
+    __tablename__ = "web_sessions"
+
+    id: Mapped[str] = mapped_column(String(64), primary_key=True)
+    user_id: Mapped[str] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    csrf: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime]
+    expires_at: Mapped[datetime]  # moves with use, never past created_at + the absolute limit
+    last_seen_at: Mapped[datetime]
+
+
+class LoginFailure(Base):
+    """A failed sign-in, kept for the throttle's window (by email and by client address)."""
+
+    __tablename__ = "login_failures"
+    __table_args__ = (Index("ix_login_failures_email_at", "email", "at"),
+                      Index("ix_login_failures_address_at", "address", "at"))
+
+    id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
+    email: Mapped[str] = mapped_column(String(320))
+    address: Mapped[str] = mapped_column(String(64))
+    at: Mapped[datetime]
+
+
 class AccountUsage(Base):
     """Marketing emails counted against the monthly quota, per calendar month (UTC)."""
 
@@ -299,10 +340,15 @@ class Delivery(Base):
         # Per-campaign counts by status; on PostgreSQL it also carries what the non-opener count
         # reads, so that count never visits the table (an index-only scan).
         Index("ix_deliveries_campaign_status", "campaign_id", "status", postgresql_include=["contact_id", "opened_at"]),
-        # A campaign's openers by contact: what "did not open" takes away (the resend estimate
-        # and its draft), read without visiting the campaign's other deliveries.
-        Index("ix_deliveries_opened", "campaign_id", "contact_id", postgresql_where=text("opened_at IS NOT NULL"),
-              sqlite_where=text("opened_at IS NOT NULL")),
+        # A campaign's openers and clickers by time, read without visiting its other deliveries:
+        # "did not open" takes the openers' contacts away (the resend estimate and its draft),
+        # the dashboard's chart counts both by hour or day. SQLite has no INCLUDE: a key there.
+        Index("ix_deliveries_opened", "campaign_id", "opened_at", postgresql_include=["contact_id"],
+              postgresql_where=text("opened_at IS NOT NULL")).ddl_if(dialect="postgresql"),
+        Index("ix_deliveries_opened", "campaign_id", "opened_at", "contact_id",
+              sqlite_where=text("opened_at IS NOT NULL")).ddl_if(dialect="sqlite"),
+        Index("ix_deliveries_clicked", "campaign_id", "clicked_at", postgresql_where=text("clicked_at IS NOT NULL"),
+              sqlite_where=text("clicked_at IS NOT NULL")),
         ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
         ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL").ddl_if(dialect="sqlite"),
     )
