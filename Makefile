@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8025
 
-.PHONY: run test install install-dev migrate clean bench-deps
+.PHONY: run test install install-dev migrate clean bench-deps browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || (apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV))
@@ -29,7 +29,7 @@ run: install
 migrate: install
 	$(BIN)/mailcast migrate
 
-test: install-dev bench-deps
+test: install-dev bench-deps browser-deps
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
 # Postfix's smtp-sink / smtp-source and wrk, for the benchmarks (their --quick runs are tests).
@@ -38,6 +38,12 @@ bench-deps:
 	  echo "postfix postfix/main_mailer_type select No configuration" | debconf-set-selections && \
 	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq postfix wrk >/dev/null ) || \
 	  echo "could not install postfix and wrk (not root?): the benchmark tests will be skipped"
+
+# Debian's Chromium, which the dashboard's browser tests drive (Playwright's own download does not work here).
+browser-deps:
+	@[ -x /usr/bin/chromium ] || ( \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null ) || \
+	  echo "could not install chromium (not root?): the browser tests will be skipped"
 
 clean:
 	rm -rf $(VENV) var .pytest_cache .hypothesis

@@ -211,14 +211,15 @@ def _free_tcp_port() -> int:
 
 
 class LiveServer:
-    """uvicorn serving a fresh app (its own engine) on loopback, in a thread."""
+    """uvicorn serving a fresh app (its own engine) on loopback, in a thread; `run_worker`: with
+    the embedded worker, as `mailcast serve` runs it."""
 
-    def __init__(self, settings: Settings, clock: FixedClock) -> None:
+    def __init__(self, settings: Settings, clock: FixedClock, run_worker: bool = False) -> None:
         import uvicorn
 
         self.port = _free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
-        app = create_app(settings, clock=clock)
+        app = create_app(settings, clock=clock, run_worker=run_worker)
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="on"))
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)

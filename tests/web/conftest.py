@@ -47,7 +47,7 @@ def make_user(sessions, clock):
 
 
 @pytest.fixture
-async def browser(app, tenant, make_user):
+async def dashboard(app, tenant, make_user):
     await make_user(tenant, "owner@acme.example")
     b = Browser(app, tenant)
     assert (await b.sign_in("owner@acme.example")).status_code == 303
@@ -65,3 +65,15 @@ def new_browser(app):
         return b
 
     yield make
+
+
+CHROMIUM = "/usr/bin/chromium"
+
+
+@pytest.fixture(scope="session")
+def browser_type_launch_args(browser_type_launch_args):
+    """Debian's Chromium (Playwright's own download does not work here), headless, without the
+    background traffic a closed network refuses."""
+    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
+            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                     "--disable-component-update", "--disable-sync", "--no-first-run"]}

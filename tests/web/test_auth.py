@@ -44,40 +44,40 @@ async def test_five_failures_lock_the_email_and_the_address(new_browser, tenant,
     assert (await b.sign_in("ada@acme.example")).status_code == 303
 
 
-async def test_changes_need_the_csrf_token(browser, tenant):
+async def test_changes_need_the_csrf_token(dashboard, tenant):
     draft = await tenant.campaign()
     path = f"/dashboard/company/{tenant.account_id}/campaign/{draft['id']}/cancel"
-    r = await browser.post(path, csrf=False)
+    r = await dashboard.post(path, csrf=False)
     assert r.status_code == 403 and "expired" in r.text
-    r = await browser.client.post(path, data={"csrf": "forged"})
+    r = await dashboard.client.post(path, data={"csrf": "forged"})
     assert r.status_code == 403
     assert (await tenant.get(f"/v1/campaigns/{draft['id']}")).json()["status"] == "draft"
-    r = await browser.post(path)
+    r = await dashboard.post(path)
     assert r.status_code == 303
     assert (await tenant.get(f"/v1/campaigns/{draft['id']}")).json()["status"] == "cancelled"
 
 
-async def test_sessions_expire_and_sign_out_ends_them(browser, tenant, clock):
+async def test_sessions_expire_and_sign_out_ends_them(dashboard, tenant, clock):
     home = f"/dashboard/company/{tenant.account_id}/campaigns"
     clock.advance(hours=7, minutes=59)
-    assert (await browser.get(home)).status_code == 200  # used: the idle expiry moves on
+    assert (await dashboard.get(home)).status_code == 200  # used: the idle expiry moves on
     clock.advance(hours=7, minutes=59)
-    assert (await browser.get(home)).status_code == 200
+    assert (await dashboard.get(home)).status_code == 200
     clock.advance(hours=8, minutes=1)
-    assert (await browser.get(home)).status_code == 303  # idle too long
-    assert (await browser.sign_in("owner@acme.example")).status_code == 303
-    assert (await browser.post("/dashboard/logout")).status_code == 303
-    r = await browser.get(home)
+    assert (await dashboard.get(home)).status_code == 303  # idle too long
+    assert (await dashboard.sign_in("owner@acme.example")).status_code == 303
+    assert (await dashboard.post("/dashboard/logout")).status_code == 303
+    r = await dashboard.get(home)
     assert r.status_code == 303 and r.headers["location"].startswith("/dashboard/login")
 
 
-async def test_another_accounts_pages_are_not_found(browser, tenant, make_tenant):
+async def test_another_accounts_pages_are_not_found(dashboard, tenant, make_tenant):
     stranger = await make_tenant()
     theirs = await stranger.campaign()
-    assert (await browser.get(f"/dashboard/company/{stranger.account_id}/campaigns")).status_code == 404
+    assert (await dashboard.get(f"/dashboard/company/{stranger.account_id}/campaigns")).status_code == 404
     ours = f"/dashboard/company/{tenant.account_id}/campaign/{theirs['id']}"
-    assert (await browser.get(ours)).status_code == 404
-    assert (await browser.post(ours + "/cancel")).status_code == 404
+    assert (await dashboard.get(ours)).status_code == 404
+    assert (await dashboard.post(ours + "/cancel")).status_code == 404
     assert (await stranger.get(f"/v1/campaigns/{theirs['id']}")).json()["status"] == "draft"
 
 
@@ -95,7 +95,7 @@ async def test_a_viewer_reads_but_changes_nothing(new_browser, tenant, make_user
     assert (await b.get(f"/dashboard/company/{tenant.account_id}/keys")).status_code in (403, 404)
 
 
-async def test_user_created_data_is_escaped_everywhere(browser, tenant):
+async def test_user_created_data_is_escaped_everywhere(dashboard, tenant):
     evil = '<img src=x onerror="alert(1)">'
     await tenant.verified_domain()
     audience = await tenant.audience()
@@ -104,16 +104,16 @@ async def test_user_created_data_is_escaped_everywhere(browser, tenant):
     for path in (f"/dashboard/company/{tenant.account_id}/campaigns",
                  f"/dashboard/company/{tenant.account_id}/campaign/{draft['id']}",
                  f"/dashboard/company/{tenant.account_id}/campaign/{draft['id']}?step=review"):
-        text = (await browser.get(path)).text
+        text = (await dashboard.get(path)).text
         assert evil not in text and "&lt;img src=x" in text, path
 
 
-async def test_the_preview_is_sandboxed(browser, tenant):
+async def test_the_preview_is_sandboxed(dashboard, tenant):
     draft = await tenant.campaign(html='<p>Hi</p><script>alert(1)</script>')
     base = f"/dashboard/company/{tenant.account_id}/campaign/{draft['id']}"
-    review = await browser.get(base + "?step=review")
+    review = await dashboard.get(base + "?step=review")
     assert '<iframe class="preview"' in review.text and " sandbox " in review.text
-    shown = await browser.get(base + "/preview")
+    shown = await dashboard.get(base + "/preview")
     assert shown.status_code == 200 and "<p>Hi</p>" in shown.text
     csp = shown.headers["content-security-policy"]
     assert csp.startswith("sandbox;") and "script-src" not in csp and "default-src 'none'" in csp

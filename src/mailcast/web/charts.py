@@ -39,5 +39,5 @@ def series_chart(series: list[tuple[int, int]], start: datetime, seconds: int, u
         label = at.strftime("%d %b %H:00 UTC") if unit == "hour" else at.strftime("%d %b")
         bars.append(Bar(x=i * step, opened_height=height * opened / top, clicked_height=height * clicked / top,
                         label=label, opened=opened, clicked=clicked))
-    return Chart(width, height, max(1.0, step * 0.8), bars, top, unit, sum(o for o, _ in series),
+    return Chart(width, height, max(1.0, min(step * 0.8, 40.0)), bars, top, unit, sum(o for o, _ in series),
                  sum(c for _, c in series))
