@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 import os
 import signal
 import subprocess
@@ -151,8 +152,10 @@ def test_serve_first_start_prints_a_key_once(tmp_path):
         time.sleep(0.2)
     finally:
         first_out = stop(proc)
-    keys = [line.strip() for line in first_out.splitlines() if line.strip().startswith("mc_live_")]
+    keys = re.findall(r"API key:\s+(mc_live_\S+)", first_out)
     assert len(keys) == 1
+    email, password = re.search(r"Email:\s+(\S+)\s+Password:\s+(\S+)", first_out).groups()
+    assert "/dashboard/" in first_out
     assert (tmp_path / "var" / "mailcast.db").exists()
 
     proc, _ = start()
@@ -160,6 +163,10 @@ def test_serve_first_start_prints_a_key_once(tmp_path):
         r = httpx.get(f"http://127.0.0.1:{port}/v1/campaigns", headers={"Authorization": f"Bearer {keys[0]}"})
         assert r.status_code == 200 and r.json()["data"] == []
         assert httpx.get(f"http://127.0.0.1:{port}/docs").status_code == 200
+        # The dashboard's first owner signs in with what was printed.
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}") as browser:
+            signed = browser.post("/dashboard/login", data={"email": email, "password": password})
+            assert signed.status_code == 303 and browser.get(signed.headers["location"]).status_code == 200
     finally:
         second_out = stop(proc)
-    assert "mc_live_" not in second_out  # shown only on the very first start
+    assert "mc_live_" not in second_out and "Password:" not in second_out  # shown only on the very first start

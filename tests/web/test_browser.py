@@ -113,3 +113,23 @@ async def test_pick_a_winner_then_resend_to_non_openers(page: Page, served, tena
     await expect(page.locator('[data-preview="subject"]')).to_have_text("The B subject")
     await expect(page.locator("[data-recipients]")).to_have_text("20")
     await _shot(page, output_path, "resend-review")
+
+
+async def test_import_a_csv_and_watch_it_finish(page: Page, served, tenant, tmp_path, output_path):
+    audience = await tenant.audience(name="Imported")
+    lines = ["Email Address,First Name,City"] + [f"p{i}@example.org,P{i},C{i % 3}" for i in range(3000)]
+    lines[1500] = "not-an-address,Bad,Row"
+    path = tmp_path / "list.csv"
+    path.write_text("\n".join(lines) + "\n")
+    await _sign_in(page, served)
+    await page.goto(f"{served.url}/dashboard/company/{tenant.account_id}/imports")
+    await page.get_by_label("CSV file").set_input_files(str(path))
+    await page.get_by_label("Add everyone to the audience").select_option(label="Imported")
+    await page.get_by_role("button", name="Upload and import").click()
+    # The progress follows the worker until the end, without a reload.
+    await expect(page.locator("[data-import-status]")).to_have_text("done", timeout=30_000)
+    await expect(page.locator("[data-import-rows]")).to_have_text("3,000")
+    await expect(page.locator("[data-import-rejected]")).to_have_text("1")
+    await expect(page.get_by_role("link", name=re.compile("Download the rejected rows"))).to_be_visible()
+    await _shot(page, output_path, "import")
+    assert (await tenant.get(f"/v1/audiences/{audience}")).json()["member_count"] == 2999

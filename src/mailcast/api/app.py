@@ -36,7 +36,9 @@ from mailcast.tracking.endpoints import router as tracking_router
 from mailcast.tracking.events import EventWriter
 from mailcast.tracking.service import ClickResolver, is_machine
 from mailcast.web import pages as dashboard_pages
+from mailcast.web.people import router as dashboard_people_router
 from mailcast.web.routes import router as dashboard_router
+from mailcast.web.settings import router as dashboard_settings_router
 from mailcast.worker.runner import Worker
 
 log = logging.getLogger("mailcast")
@@ -93,7 +95,8 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
 
     errors.install(app)
     for router in (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-                   campaigns_router, sequenzy_router, tracking_router, dashboard_router):
+                   campaigns_router, sequenzy_router, tracking_router, dashboard_router, dashboard_people_router,
+                   dashboard_settings_router):
         app.include_router(router)
     app.mount("/dashboard/static", StaticFiles(directory=Path(dashboard_pages.__file__).parent / "static"),
               name="dashboard-static")
@@ -111,7 +114,8 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
                        overrides={"/v1/contacts/import": settings.import_max_body_bytes,
                                   # the file, and a multipart form's few lines around it
-                                  "/v1/contacts/imports": settings.import_max_file_bytes + 65_536})
+                                  "/v1/contacts/imports": settings.import_max_file_bytes + 65_536,
+                                  "/dashboard/company/[^/]+/imports": settings.import_max_file_bytes + 65_536})
     app.add_middleware(NoNulInUrl)
     app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI
     return app

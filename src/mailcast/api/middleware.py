@@ -5,6 +5,8 @@ Authentication runs before the body is parsed, so an anonymous caller learns not
 
 from __future__ import annotations
 
+import re
+
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -34,16 +36,24 @@ class NoNulInUrl:
 
 
 class BodyLimit:
+    """`overrides`: other limits by path, each a pattern the whole path matches."""
+
     def __init__(self, app: ASGIApp, default_limit: int, overrides: dict[str, int]) -> None:
         self.app = app
         self.default_limit = default_limit
-        self.overrides = overrides
+        self.overrides = [(re.compile(pattern), limit) for pattern, limit in overrides.items()]
+
+    def _limit(self, path: str) -> int:
+        for pattern, limit in self.overrides:
+            if pattern.fullmatch(path):
+                return limit
+        return self.default_limit
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http":
             await self.app(scope, receive, send)
             return
-        limit = self.overrides.get(scope["path"].rstrip("/"), self.default_limit)
+        limit = self._limit(scope["path"].rstrip("/"))
         too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes", {"limit_bytes": limit})
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:

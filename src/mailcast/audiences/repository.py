@@ -54,6 +54,13 @@ async def eligible_count(session: AsyncSession, audience_id: str) -> int:
     return (await session.execute(stmt)).scalar_one()
 
 
+async def audiences_of(session: AsyncSession, account_id: str, contact_id: str) -> list[Audience]:
+    stmt = (select(Audience).join(AudienceMember, AudienceMember.audience_id == Audience.id)
+            .where(AudienceMember.contact_id == contact_id, Audience.account_id == account_id)
+            .order_by(Audience.name))
+    return list((await session.execute(stmt)).scalars())
+
+
 async def reachable_members(session: AsyncSession, audience_id: str, limit: int) -> list[Contact]:
     """The first members (by contact id) who can be mailed: whom a preview is shown as."""
     stmt = (select(Contact).join(AudienceMember, AudienceMember.contact_id == Contact.id)

@@ -38,6 +38,11 @@ async def member_counts(session: AsyncSession, audiences: list[Audience]) -> dic
     return await repo.member_counts(session, [a.id for a in audiences])
 
 
+async def audiences_of(session: AsyncSession, account_id: str, contact_id: str) -> list[Audience]:
+    """The audiences a contact belongs to."""
+    return await repo.audiences_of(session, account_id, contact_id)
+
+
 async def update_audience(session: AsyncSession, account_id: str, audience_id: str, body: AudienceUpdate,
                           now: datetime) -> Audience:
     audience = await get_audience(session, account_id, audience_id)

@@ -427,3 +427,16 @@ async def clicks_per_link(session: AsyncSession, campaign_id: str, limit: int = 
             .where(Event.delivery_id.in_(clicked), Event.type == "click", Event.machine.is_(False))
             .group_by(Event.url).order_by(func.count().desc()).limit(limit))
     return [(url or "", n, people) for url, n, people in await session.execute(stmt)]
+
+
+async def deliveries_of_contact(session: AsyncSession, account_id: str, contact_id: str, limit: int = 100
+                                ) -> list[tuple]:
+    """The contact's deliveries, newest campaign first: (campaign id, name, status of the delivery,
+    sent_at, opened_at, clicked_at, open count, unsubscribed_at, complained_at). Found campaign by
+    campaign through the (campaign, contact) key: deliveries have no index by contact alone (one
+    more index for every recipient queued)."""
+    stmt = (select(Campaign.id, Campaign.name, Delivery.status, Delivery.sent_at, Delivery.opened_at,
+                   Delivery.clicked_at, Delivery.open_count, Delivery.unsubscribed_at, Delivery.complained_at)
+            .join(Delivery, and_(Delivery.campaign_id == Campaign.id, Delivery.contact_id == contact_id))
+            .where(Campaign.account_id == account_id).order_by(Campaign.id.desc()).limit(limit))
+    return [tuple(row) for row in await session.execute(stmt)]

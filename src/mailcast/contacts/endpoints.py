@@ -1,25 +1,18 @@
 from __future__ import annotations
 
-import contextlib
-import csv
-import io
-import os
-from pathlib import Path
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import StreamingResponse
-from starlette.exceptions import HTTPException
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted, ErrorOut
-from mailcast.contacts import imports, service
+from mailcast.contacts import imports, service, uploads
 from mailcast.contacts.schemas import (
     ContactCreate, ContactImportOut, ContactOut, ContactUpdate, ImportRequest, ImportResult,
 )
-from mailcast.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 router = APIRouter(prefix="/v1/contacts", tags=["Contacts"], responses=ERROR_RESPONSES)
 
@@ -50,53 +43,6 @@ async def import_contacts(body: ImportRequest, principal: FullKey, session: Sess
                                          settings.import_max_rows)
 
 
-_CHUNK = 1 << 16
-_FILE_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream",
-               "multipart/form-data"}
-
-
-def _too_large(limit: int) -> PayloadTooLarge:
-    return PayloadTooLarge(f"The file is larger than {limit} bytes", {"limit_bytes": limit})
-
-
-async def _receive(request: Request, destination: Path, limit: int) -> str | None:
-    """The upload written to `destination` as it arrives (never whole in memory): the request's
-    body itself, or the `file` part of a multipart form. Returns the form's audience_id, if any."""
-    content_type = request.headers.get("content-type", "").lower()
-    if content_type.split(";")[0].strip() not in _FILE_TYPES:
-        raise UnsupportedMediaType(
-            "Send the CSV as the request body (Content-Type: text/csv) or as the file part of a multipart form",
-            {"content_type": content_type or None})
-    written = 0
-    with destination.open("wb") as out:
-        if content_type.startswith("multipart/form-data"):
-            try:
-                form = await request.form(max_files=1, max_fields=50)
-            except HTTPException as exc:  # Starlette's answer to a malformed form
-                raise ValidationFailed(f"file: the multipart form cannot be read ({exc.detail})",
-                                       [{"field": "file", "message": str(exc.detail)}]) from None
-            try:
-                upload = form.get("file")
-                if upload is None or isinstance(upload, str):
-                    raise ValidationFailed("file: a multipart upload needs a file part named 'file'",
-                                           [{"field": "file", "message": "required"}])
-                while chunk := await upload.read(_CHUNK):
-                    written += len(chunk)
-                    if written > limit:
-                        raise _too_large(limit)
-                    out.write(chunk)
-                audience = form.get("audience_id")
-                return audience if isinstance(audience, str) and audience else None
-            finally:
-                await form.close()
-        async for chunk in request.stream():
-            written += len(chunk)
-            if written > limit:
-                raise _too_large(limit)
-            out.write(chunk)
-    return None
-
-
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string", "description": "The CSV file itself"}},
     "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
@@ -117,20 +63,8 @@ async def start_import(request: Request, principal: FullKey, session: SessionDep
     with `GET /v1/contacts/imports/{id}`; the rejected rows are at `.../errors`. Columns: email
     (required; "Email Address", "E-mail", ... are understood), first_name, last_name,
     unsubscribed; any other column becomes metadata. An import never re-subscribes anyone."""
-    import_id = imports.new_import_id()
-    folder = imports.import_dir(settings)
-    partial, final = folder / f"{import_id}.part", folder / f"{import_id}.csv"
-    try:
-        form_audience = await _receive(request, partial, settings.import_max_file_bytes)
-        os.replace(partial, final)
-        name = filename or None
-        job = await imports.create_import(session, principal.account_id, audience_id or form_audience, final,
-                                          name, True, clock(), import_id)
-    except BaseException:
-        for leftover in (partial, final):
-            with contextlib.suppress(OSError):
-                leftover.unlink()
-        raise
+    job = await uploads.import_upload(request, session, settings, principal.account_id, audience_id, filename,
+                                      clock())
     return ContactImportOut.of(job)
 
 
@@ -162,19 +96,10 @@ async def import_errors(import_id: str, principal: ReadKey, request: Request):
         yield "line,email,reason\r\n"
         async with sessions() as session:
             async for chunk in imports.rejected_rows(session, job):
-                yield _csv_lines(chunk)
+                yield uploads.csv_lines(chunk)
 
     return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
                              headers={"Content-Disposition": f'attachment; filename="{job.id}-errors.csv"'})
-
-
-def _csv_lines(rows) -> str:
-    buffer = io.StringIO()
-    writer = csv.writer(buffer, lineterminator="\r\n")
-    # A leading =, +, - or @ is quoted away: a spreadsheet would run the cell as a formula.
-    writer.writerows((line, "'" + email if email[:1] in "=+-@" and email else email, reason)
-                     for line, email, reason in rows)
-    return buffer.getvalue()
 
 
 @router.get("/{contact_id}", response_model=ContactOut)

@@ -53,6 +53,16 @@ def in_account(signed: SignedIn, account_id: str) -> None:
         raise NotFound("No such page")
 
 
+async def check_header(request: Request, signed: SignedIn, needed: Scope = Scope.FULL_ACCESS) -> None:
+    """For a request whose body is a file: the CSRF token comes in the X-CSRF-Token header or the
+    query string (`?csrf=`, what a plain form can give), checked before the body is read."""
+    given = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)
+    if not users.csrf_matches(signed, given):
+        raise CsrfRefused()
+    if not signed.principal.allows(needed):
+        raise InsufficientScope("Your role does not allow this", {"role": signed.user.role})
+
+
 async def changing(request: Request, signed: Signed, needed: Scope = Scope.FULL_ACCESS) -> FormData:
     """The form of a request that changes something, once its CSRF token is checked (a form field,
     or the X-CSRF-Token header that htmx requests carry) and the user's role allows the change."""

@@ -40,7 +40,7 @@ def _campaign_url(account_id: str, campaign_id: str, **query: str) -> str:
     return url + ("?" + urlencode(query) if query else "")
 
 
-def _see(url: str) -> RedirectResponse:
+def see(url: str) -> RedirectResponse:
     return RedirectResponse(url, status_code=303, headers=HEADERS)
 
 
@@ -52,7 +52,7 @@ def _client(request: Request) -> str:
 async def login_page(request: Request, session: SessionDep, next: Annotated[str, Query(max_length=500)] = ""):  # noqa: A002
     signed = await users.signed_in(session, request.cookies.get(COOKIE), request.app.state.clock())
     if signed is not None:
-        return _see(_home(signed.user.account_id))
+        return see(_home(signed.user.account_id))
     return page(request, "login.html", next=next)
 
 
@@ -72,7 +72,7 @@ async def login(request: Request, session: SessionDep, clock: ClockDep):
     assert signed is not None
     home = target if target.startswith("/dashboard/") and not target.startswith("//") else _home(
         signed.user.account_id)
-    response = _see(home)
+    response = see(home)
     response.set_cookie(COOKIE, token, httponly=True, samesite="lax", secure=auth.secure_cookies(request),
                         path="/dashboard", max_age=int(users.SESSION_LIMIT.total_seconds()))
     return response
@@ -82,7 +82,7 @@ async def login(request: Request, session: SessionDep, clock: ClockDep):
 async def logout(request: Request, signed: Signed, session: SessionDep):
     await auth.changing(request, signed, Scope.READ_ONLY)
     await users.sign_out(session, request.cookies.get(COOKIE))
-    response = _see("/dashboard/login")
+    response = see("/dashboard/login")
     response.delete_cookie(COOKIE, path="/dashboard")
     return response
 
@@ -90,7 +90,7 @@ async def logout(request: Request, signed: Signed, session: SessionDep):
 @router.get("")
 @router.get("/")
 async def home(signed: Signed):
-    return _see(_home(signed.user.account_id))
+    return see(_home(signed.user.account_id))
 
 
 @router.get("/company/{account_id}/campaigns", response_class=HTMLResponse)
@@ -245,39 +245,39 @@ async def campaign_action(request: Request, account_id: str, campaign_id: str, a
             recipients = await campaigns_repo.recipient_count(session, campaign, now)
             return page(request, "campaigns/confirm.html", signed, campaign=campaign, recipients=recipients)
         await campaigns.send_campaign(session, settings, account_id, campaign_id, now)
-        return _see(_campaign_url(account_id, campaign_id, notice="sent"))
+        return see(_campaign_url(account_id, campaign_id, notice="sent"))
     if action == "schedule":
         await campaigns.schedule_campaign(session, settings, account_id, campaign_id, _scheduled_at(form), now)
-        return _see(_campaign_url(account_id, campaign_id, step="review", notice="scheduled"))
+        return see(_campaign_url(account_id, campaign_id, step="review", notice="scheduled"))
     if action in ("pause", "resume", "cancel"):
         move = {"pause": campaigns.pause_campaign, "resume": campaigns.resume_campaign,
                 "cancel": campaigns.cancel_campaign}[action]
         await move(session, account_id, campaign_id, now)
-        return _see(_campaign_url(account_id, campaign_id, notice={"pause": "paused", "resume": "resumed",
+        return see(_campaign_url(account_id, campaign_id, notice={"pause": "paused", "resume": "resumed",
                                                                     "cancel": "cancelled"}[action]))
     if action == "delete":
         await campaigns.delete_campaign(session, account_id, campaign_id)
-        return _see(_home(account_id))
+        return see(_home(account_id))
     if action == "test":
         emails = [e.strip() for e in str(form.get("emails", "")).replace(";", ",").split(",") if e.strip()]
         if not 1 <= len(emails) <= 5:
             raise ValidationFailed("emails: give 1 to 5 addresses", [{"field": "emails", "message": "1 to 5"}])
         variant = str(form.get("variant") or "a")
         await preview.send_test(session, settings, codec, transport, account_id, campaign_id, emails, variant, now)
-        return _see(_campaign_url(account_id, campaign_id, step="review", variant=variant, notice="test"))
+        return see(_campaign_url(account_id, campaign_id, step="review", variant=variant, notice="test"))
     if action == "pick-winner":
         await ab.pick_winner(session, campaign, "b" if form.get("variant") == "b" else "a", now)
-        return _see(_campaign_url(account_id, campaign_id, notice="picked"))
+        return see(_campaign_url(account_id, campaign_id, notice="picked"))
     if action == "resend":
         draft, _estimate = await resend.resend_to_non_openers(session, settings, account_id, campaign_id, now)
-        return _see(_campaign_url(account_id, draft.id, step="review", notice="resent"))
+        return see(_campaign_url(account_id, draft.id, step="review", notice="resent"))
     # edit
     fields = {k: str(form.get(k, "")) for k in ("name", "subject", "from", "preview_text", "html", "text")}
     body = CampaignUpdate.model_validate({"name": fields["name"], "subject": fields["subject"], "from": fields["from"],
                                          "preview_text": fields["preview_text"] or None,
                                          "html": fields["html"] or None, "text": fields["text"] or None})
     await campaigns.update_campaign(session, settings, account_id, campaign_id, body, now)
-    return _see(_campaign_url(account_id, campaign_id, step="review", notice="saved"))
+    return see(_campaign_url(account_id, campaign_id, step="review", notice="saved"))
 
 
 @router.get("/company/{account_id}/campaign/{campaign_id}/edit", response_class=HTMLResponse)

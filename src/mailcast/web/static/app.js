@@ -8,6 +8,12 @@ document.addEventListener("DOMContentLoaded", () => {
   for (const field of document.querySelectorAll("[data-timezone-offset]")) {
     field.value = String(-new Date().getTimezoneOffset());
   }
+  for (const button of document.querySelectorAll("button[data-copy]")) {
+    button.addEventListener("click", async () => {
+      await navigator.clipboard.writeText(button.dataset.copy);
+      button.textContent = "copied";
+    });
+  }
   for (const area of document.querySelectorAll("textarea[data-live-preview]")) {
     const frame = document.getElementById(area.dataset.livePreview);
     const show = () => { frame.srcdoc = area.value; };
