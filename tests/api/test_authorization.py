@@ -120,6 +120,9 @@ ENDPOINTS = [
     Endpoint("POST", "/v1/campaigns/{ab}/ab-test/pick-winner", S, 200, lambda w: {"variant": "b"}),
     Endpoint("POST", "/v1/campaigns/{sent}/resend-to-non-openers", F),
     Endpoint("POST", "/api/v1/campaigns/{sent}/resend-to-non-openers", F),
+    Endpoint("POST", "/api/v1/campaigns/{draft}/render", R, 200, lambda w: {}),
+    Endpoint("POST", "/api/v1/campaigns/{draft}/check", R, 200, lambda w: {"links": False}),
+    Endpoint("POST", "/api/v1/campaigns/{draft}/test", S, 200, lambda w: {"to": "test@example.org"}),
 ]
 
 

@@ -86,3 +86,23 @@ async def test_test_sends_are_limited_and_validated(tenant, settings, relay, clo
     clock.advance(hours=1, seconds=1)
     assert (await tenant.post(path, json={"emails": ["one.more@example.org"]})).status_code == 200
     assert len(relay.handler.messages) == 21
+
+
+async def test_the_sequenzy_sdk_renders_checks_and_sends_a_test(tenant, settings, relay, live_server):
+    from sequenzy import AsyncSequenzy
+
+    settings.smtp_url = relay.url
+    draft = await _draft(tenant, html='<p>Hi {{ first_name }} {{ favourite_colour }}</p>')
+    amy = (await tenant.get("/v1/contacts", params={"email": "amy@"})).json()["data"][0]
+    # The async client: the relay answers on this test's event loop, which must keep running.
+    client = AsyncSequenzy(base_url=f"{live_server.url}/api/v1", api_key=tenant.key, max_retries=0)
+    rendered = await client.campaigns.render(draft["id"], subscriber_id=amy["id"])
+    assert rendered.success and rendered.personalized and rendered.subject == "News for Amy"
+    assert "Hi Amy" in rendered.html and rendered.entity.id == draft["id"] and rendered.entity.type == "campaign"
+    checked = await client.campaigns.check(draft["id"], links=False)
+    assert checked.success and checked.links_checked is False
+    assert [t.tag for t in checked.unresolved_merge_tags] == ["favourite_colour"]
+    assert {i.rule for i in checked.issues} >= {"merge_tags", "unsubscribe_link"} and checked.grade in "BCDF"
+    sent = await client.campaigns.send_test(draft["id"], to="qa@acme.example")
+    assert sent.success and sent.recipient_email == "qa@acme.example" and sent.email_send_id
+    assert [m.rcpt_to for m in relay.handler.messages] == ["qa@acme.example"]

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from html import escape as html_escape
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
@@ -8,7 +9,7 @@ from mailcast.api.deps import ClockDep, CodecDep, FullKey, PageDep, ReadKey, Sen
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, SEQUENZY_ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted, ErrorOut
-from mailcast.campaigns import ab, preview, resend, service
+from mailcast.campaigns import ab, checks, preview, resend, service
 from mailcast.campaigns.lifecycle import Status
 from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import (
@@ -22,7 +23,15 @@ from mailcast.campaigns.schemas import (
     ResendCampaign,
     ResendOut,
     ScheduleRequest,
+    SequenzyCheckOut,
+    SequenzyEntity,
+    SequenzyIssue,
+    SequenzyMergeTag,
+    SequenzyRenderOut,
+    SequenzyRenderRequest,
     SequenzyResendOut,
+    SequenzyTestOut,
+    SequenzyTestRequest,
     StatsOut,
     TestSendOut,
     TestSendRequest,
@@ -208,3 +217,65 @@ async def sequenzy_resend_to_non_openers(campaignId: str, principal: FullKey, se
                                                          clock())
     return SequenzyResendOut(success=True, campaign=ResendCampaign.of(draft, settings),
                              estimated_non_opener_count=estimate)
+
+
+async def _sequenzy_preview(session, settings, codec, clock, account_id: str, campaign_id: str,
+                            body: SequenzyRenderRequest):
+    campaign = await service.get_campaign(session, account_id, campaign_id)
+    return campaign, await preview.render_preview(session, settings, codec, campaign, body.subscriber_id,
+                                                  body.variant_id, clock())
+
+
+@sequenzy_router.post("/{campaignId}/render", response_model=SequenzyRenderOut, response_model_by_alias=True)
+async def sequenzy_render(campaignId: str, principal: ReadKey, session: SessionDep, clock: ClockDep,  # noqa: N803
+                          settings: SettingsDep, codec: CodecDep, body: SequenzyRenderRequest | None = None):
+    """The campaign's HTML as a contact (`subscriberId`) or the audience's first member gets it."""
+    campaign, shown = await _sequenzy_preview(session, settings, codec, clock, principal.account_id, campaignId,
+                                              body or SequenzyRenderRequest())
+    tags = await _unknown_tags(session, campaign, shown.variant)
+    return SequenzyRenderOut(entity=SequenzyEntity(id=campaign.id, variant_id=shown.variant),
+                             html=shown.html or f"<pre>{html_escape(shown.text)}</pre>",
+                             personalized=shown.personalized, preview_text=shown.preview_text, subject=shown.subject,
+                             unresolved_merge_tags=[SequenzyMergeTag(tag=t) for t in tags])
+
+
+async def _unknown_tags(session, campaign, variant: str) -> list[str]:
+    parts = ab.content(await service.content_as_sent(session, campaign), variant)
+    return checks.unknown_tags(*(parts[f] for f in ("subject", "html", "text", "preview_text")))
+
+
+_SEQUENZY_SEVERITY = {checks.FAIL: "error", checks.WARN: "warning", checks.OK: "info"}
+_SEQUENZY_CATEGORY = {"merge_tags": "content", "links": "content", "unsubscribe_link": "content",
+                      "sender_domain": "content", "quota": "content"}
+
+
+@sequenzy_router.post("/{campaignId}/check", response_model=SequenzyCheckOut, response_model_by_alias=True)
+async def sequenzy_check(campaignId: str, principal: ReadKey, session: SessionDep, clock: ClockDep,  # noqa: N803
+                         settings: SettingsDep, codec: CodecDep, body: SequenzyRenderRequest | None = None):
+    """The pre-send checks (links are judged as written, not fetched: `linksChecked` is false)."""
+    campaign, shown = await _sequenzy_preview(session, settings, codec, clock, principal.account_id, campaignId,
+                                              body or SequenzyRenderRequest())
+    found = await checks.run(session, settings, campaign, clock())
+    problems = [c for c in found if c.state != checks.OK]
+    score = max(0, 100 - 40 * sum(c.state == checks.FAIL for c in found) - 10 * sum(c.state == checks.WARN
+                                                                                  for c in found))
+    grade = "A" if score >= 90 else "B" if score >= 80 else "C" if score >= 70 else "D" if score >= 60 else "F"
+    tags = await _unknown_tags(session, campaign, shown.variant)
+    return SequenzyCheckOut(
+        entity=SequenzyEntity(id=campaign.id, variant_id=shown.variant), subject=shown.subject,
+        preview_text=shown.preview_text, score=score, grade=grade,
+        issues=[SequenzyIssue(category=_SEQUENZY_CATEGORY.get(c.name, "content"), severity=_SEQUENZY_SEVERITY[c.state],
+                              rule=c.name, message=c.message) for c in problems],
+        unresolved_merge_tags=[SequenzyMergeTag(tag=t) for t in tags])
+
+
+@sequenzy_router.post("/{campaignId}/test", response_model=SequenzyTestOut, response_model_by_alias=True)
+async def sequenzy_send_test(campaignId: str, body: SequenzyTestRequest, principal: SendKey,  # noqa: N803
+                             session: SessionDep, clock: ClockDep, settings: SettingsDep, codec: CodecDep,
+                             transport: TransportDep):
+    """Send the campaign's message as a test to one address (see `POST /v1/campaigns/{id}/test`)."""
+    sent = await preview.send_test(session, settings, codec, transport, principal.account_id, campaignId,
+                                   [body.to], None, clock())
+    (one,) = sent.recipients
+    return SequenzyTestOut(success=one.status == "sent", campaign_id=sent.campaign_id, email_send_id=one.message_id,
+                           recipient_email=one.email, message=one.message)

@@ -276,3 +276,70 @@ class RenderOut(BaseModel):
     preview_text: str | None
     html: str | None
     text: str
+
+
+# The Sequenzy dialect's render, check and test (what its SDK sends and parses; camelCase by alias).
+class SequenzyRenderRequest(BaseModel):
+    """Personalisation by a stored contact (`subscriberId`) and the A/B variant (`variantId`: a or
+    b); the SDK's other fields are accepted and have no effect here."""
+
+    model_config = ConfigDict(extra="ignore", populate_by_name=True)
+
+    subscriber_id: str | None = Field(default=None, alias="subscriberId", max_length=40)
+    variant_id: Literal["a", "b"] | None = Field(default=None, alias="variantId")
+
+
+class SequenzyTestRequest(Input):
+    to: str = Field(min_length=3, max_length=320)
+
+
+class SequenzyEntity(BaseModel):
+    id: str
+    type: str = "campaign"
+    variant_id: str | None = Field(default=None, serialization_alias="variantId")
+
+
+class SequenzyMergeTag(BaseModel):
+    tag: str
+    reason: str = "unknown"
+
+
+class SequenzyRenderOut(BaseModel):
+    success: bool = True
+    entity: SequenzyEntity
+    html: str
+    locale: str = "en"
+    personalized: bool
+    preview_text: str | None = Field(serialization_alias="previewText")
+    subject: str
+    tracking_applied: bool = Field(default=False, serialization_alias="trackingApplied")
+    # No block conditions here: everything is evaluated.
+    unevaluated_conditions: list[dict] = Field(default=[], serialization_alias="unevaluatedConditions")
+    unresolved_merge_tags: list[SequenzyMergeTag] = Field(serialization_alias="unresolvedMergeTags")
+
+
+class SequenzyIssue(BaseModel):
+    category: Literal["subject", "preview", "content"]
+    severity: Literal["error", "warning", "info"]
+    rule: str
+    message: str
+
+
+class SequenzyCheckOut(BaseModel):
+    success: bool = True
+    entity: SequenzyEntity
+    subject: str
+    preview_text: str | None = Field(serialization_alias="previewText")
+    issues: list[SequenzyIssue]
+    score: int
+    grade: Literal["A", "B", "C", "D", "F"]
+    links_checked: bool = Field(default=False, serialization_alias="linksChecked")
+    unresolved_merge_tags: list[SequenzyMergeTag] = Field(serialization_alias="unresolvedMergeTags")
+
+
+class SequenzyTestOut(BaseModel):
+    success: bool
+    campaign_id: str = Field(serialization_alias="campaignId")
+    email_send_id: str | None = Field(serialization_alias="emailSendId")
+    recipient_email: str = Field(serialization_alias="recipientEmail")
+    message: str
