@@ -75,3 +75,12 @@ def test_imports_quick(db):
     figures = json.loads(result.stdout.strip().splitlines()[-1])
     assert figures["scenario"] == "imports" and figures["rows"] == 2000 and figures["created"] > 1900
     assert {"rows_per_second", "update_rows_per_second", "peak_rss_mb"} <= set(figures)
+
+
+def test_dashboard_quick():
+    result = subprocess.run([sys.executable, str(ROOT / "bench" / "dashboard.py"), "--quick"], capture_output=True,
+                            text=True, timeout=600)
+    assert result.returncode == 0, result.stderr + result.stdout
+    figures = json.loads(result.stdout.strip().splitlines()[-1])
+    assert figures["scenario"] == "dashboard" and figures["recipients"] == 2000
+    assert {"list_p95_ms", "campaign_p95_ms", "counters_p95_ms"} <= set(figures)

@@ -61,8 +61,10 @@ def bad_links(html: str | None) -> list[str]:
     return [href for href in parser.hrefs if not href.startswith(("http://", "https://", "mailto:", "tel:", "#", "{{"))]
 
 
-async def run(session: AsyncSession, settings: Settings, campaign: Campaign, now: datetime) -> list[Check]:
-    """The checks, on the content as it would be sent (templates filled in) and the audience now."""
+async def run(session: AsyncSession, settings: Settings, campaign: Campaign, now: datetime,
+              recipients: int | None = None) -> list[Check]:
+    """The checks, on the content as it would be sent (templates filled in) and the audience now
+    (`recipients`: the count, when the caller has it already)."""
     content = await campaigns.content_as_sent(session, campaign)
     out: list[Check] = []
     sender = campaigns.sender_address(campaign.from_address).rpartition("@")[2]
@@ -82,7 +84,8 @@ async def run(session: AsyncSession, settings: Settings, campaign: Campaign, now
         out.append(Check("unsubscribe_link", WARN, "The body has no {{ unsubscribe_url }} link: a footer with one "
                                                    "(and the account's postal address) is added"))
     account = await accounts.get_account(session, campaign.account_id)
-    recipients = await repo.recipient_count(session, campaign, now)
+    if recipients is None:
+        recipients = await repo.recipient_count(session, campaign, now)
     period, quota, used = await accounts.quota_used(session, settings, account, now)
     if campaign.send_started_at is not None:
         out.append(Check("quota", OK, f"Sending started; {used:,} of {quota:,} used in {period}"))

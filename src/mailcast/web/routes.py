@@ -14,7 +14,7 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from mailcast.accounts import users
 from mailcast.accounts.scopes import Scope
 from mailcast.api.deps import ClockDep, CodecDep, SessionDep, SettingsDep, TransportDep
-from mailcast.campaigns import ab, checks, preview, resend, service as campaigns
+from mailcast.campaigns import ab, checks, insights, preview, resend, service as campaigns
 from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, Status
 from mailcast.campaigns.schemas import CampaignUpdate
@@ -110,17 +110,6 @@ async def _campaign(session, signed, account_id: str, campaign_id: str):
     return await campaigns.get_campaign(session, account_id, campaign_id)
 
 
-def _chart(campaign, now: datetime):
-    """Hourly for the first two days after sending started, daily after."""
-    if campaign.send_started_at is None:
-        return None
-    start = campaign.send_started_at.replace(minute=0, second=0, microsecond=0)
-    hours = (now - start).total_seconds() / 3600
-    if hours <= 48:
-        return start, 3600, max(1, min(48, int(hours) + 1)), "hour"
-    return start.replace(hour=0), 86400, max(1, min(90, int(hours / 24) + 1)), "day"
-
-
 @router.get("/company/{account_id}/campaign/{campaign_id}", response_class=HTMLResponse)
 async def campaign_page(request: Request, account_id: str, campaign_id: str, signed: Signed, session: SessionDep,
                         clock: ClockDep, settings: SettingsDep, codec: CodecDep,
@@ -134,21 +123,18 @@ async def campaign_page(request: Request, account_id: str, campaign_id: str, sig
               "ab_enabled": ab.enabled(campaign), "actions": _actions(campaign, signed)}
     if step == "review":
         shown = await preview.render_preview(session, settings, codec, campaign, contact_id, variant, now)
-        found = await checks.run(session, settings, campaign, now)
         recipients = (await campaigns.stats(session, [campaign]))[campaign.id].total if campaign.send_started_at \
             else await campaigns_repo.recipient_count(session, campaign, now)
+        found = await checks.run(session, settings, campaign, now, recipients)
         members = await campaigns.sample_members(session, campaign, 20)
         return page(request, "campaigns/review.html", signed, shown=shown, checks=found, recipients=recipients,
                     members=members, preview_query=urlencode({k: v for k, v in
                                                                {"variant": shown.variant, "contact_id": contact_id}
                                                                .items() if v}), **common)
     stats = (await campaigns.stats(session, [campaign]))[campaign.id]
-    chart = None
-    if (window := _chart(campaign, now)) is not None:
-        start, seconds, buckets, unit = window
-        chart = series_chart(await campaigns_repo.engagement_series(session, campaign.id, start, seconds, buckets),
-                             start, seconds, unit)
-    links = await campaigns_repo.clicks_per_link(session, campaign.id)
+    found = await insights.insights(session, campaign, now)
+    chart = series_chart(found.series, found.start, found.seconds, found.unit) if found else None
+    links = found.links if found else []
     results = await ab.results(session, campaign) if ab.enabled(campaign) else None
     evaluate_at = None
     if results is not None and campaign.send_started_at and not campaign.ab_winner:
