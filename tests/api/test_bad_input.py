@@ -166,3 +166,37 @@ async def test_racing_duplicate_creates_get_one_409(ready):
     results = await asyncio.gather(*[ready.post("/v1/contacts", json={"email": "race@example.org"})
                                      for _ in range(4)])
     assert sorted(r.status_code for r in results) == [201, 409, 409, 409]
+
+
+async def test_405_names_every_method_of_the_path(tenant):
+    r = await tenant.request("DELETE", "/v1/campaigns")
+    assert r.status_code == 405 and r.headers["allow"] == "GET, POST"
+    assert r.json()["error"]["code"] == "method_not_allowed"
+    r = await tenant.request("POST", "/v1/audiences/aud_x")
+    assert r.status_code == 405 and r.headers["allow"] == "DELETE, GET, PATCH, PUT"
+
+
+async def test_json_nested_too_deep_is_invalid_json(tenant):
+    for body in ("[" * 100_000 + "]" * 100_000, '{"name": ' + "[" * 5_000 + "]" * 5_000 + "}"):
+        r = await tenant.client.post("/v1/audiences", content=body,
+                                     headers={**tenant.headers, "Content-Type": "application/json"})
+        assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
+
+
+async def test_a_domain_deleted_while_it_is_verified_is_not_found(tenant, app, sessions, dns_server, settings):
+    from mailcast.domains import repository as domains_repo
+
+    domain = (await tenant.post("/v1/domains", json={"name": "race.example.com"})).json()
+
+    class DeletingLookup:
+        """DNS that answers after the domain was deleted by someone else."""
+
+        async def txt(self, name: str) -> list[str]:
+            async with sessions() as session:
+                await domains_repo.delete_one(session, tenant.account_id, domain["id"])
+                await session.commit()
+            return []
+
+    app.state.dns = DeletingLookup()
+    r = await tenant.post(f"/v1/domains/{domain['id']}/verify")
+    assert r.status_code == 404 and r.json()["error"]["code"] == "not_found"

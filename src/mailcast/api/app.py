@@ -94,9 +94,10 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.transport = None
 
     errors.install(app)
-    for router in (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-                   campaigns_router, sequenzy_router, tracking_router, dashboard_router, dashboard_people_router,
-                   dashboard_settings_router):
+    routers = (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
+               campaigns_router, sequenzy_router, tracking_router, dashboard_router, dashboard_people_router,
+               dashboard_settings_router)
+    for router in routers:
         app.include_router(router)
     app.mount("/dashboard/static", StaticFiles(directory=Path(dashboard_pages.__file__).parent / "static"),
               name="dashboard-static")
@@ -108,6 +109,9 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     @app.get("/healthz", include_in_schema=False)
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
+
+    app.state.route_methods = errors.route_methods([*app.router.routes, *(r for router in routers
+                                                                           for r in router.routes)])
 
     # Outermost first: the body limit sees every request, then authentication for /v1.
     app.add_middleware(ApiKeyAuth)

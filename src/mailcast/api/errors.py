@@ -111,10 +111,33 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
     return respond(request.url.path, 422, "validation_error", message, details)
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+# FastAPI's answer when reading a JSON body fails for another reason than its syntax (a nesting
+# too deep for the parser): still a body that is not usable JSON.
+_BODY_UNPARSABLE = "There was an error parsing the body"
+
+
+def route_methods(routes) -> list[tuple[Any, set[str]]]:
+    """(path pattern, methods) of every route with methods: what `Allow` is made from."""
+    return [(route.path_regex, set(route.methods)) for route in routes if getattr(route, "methods", None)
+            and getattr(route, "path_regex", None) is not None]
+
+
+def _allowed(request: Request) -> str:
+    """Every method some route of this path takes (Starlette's 405 names only the first route's)."""
+    path = request.url.path
+    methods = {m for pattern, found in request.app.state.route_methods if pattern.match(path) for m in found}
+    return ", ".join(sorted(methods))
+
+
+async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+    if exc.status_code == 400 and exc.detail == _BODY_UNPARSABLE:
+        return respond(request.url.path, 422, "invalid_json", "The request body is not valid JSON")
     code = _HTTP_CODES.get(exc.status_code, "error")
     message = exc.detail if isinstance(exc.detail, str) else code.replace("_", " ")
-    return respond(request.url.path, exc.status_code, code, message, headers=exc.headers)
+    headers = dict(exc.headers or {})
+    if exc.status_code == 405:
+        headers["Allow"] = _allowed(request)
+    return respond(request.url.path, exc.status_code, code, message, headers=headers or None)
 
 
 async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:

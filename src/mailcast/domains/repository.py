@@ -11,6 +11,12 @@ async def get(session: AsyncSession, account_id: str, domain_id: str) -> Domain 
     return await owned.get(session, Domain, account_id, domain_id)
 
 
+async def get_locked(session: AsyncSession, account_id: str, domain_id: str) -> Domain | None:
+    """Locked until the transaction ends: a delete of it waits (SQLite's writers take turns anyway)."""
+    stmt = select(Domain).where(Domain.id == domain_id, Domain.account_id == account_id).with_for_update()
+    return (await session.execute(stmt)).scalar_one_or_none()
+
+
 async def by_name(session: AsyncSession, account_id: str, name: str) -> Domain | None:
     stmt = select(Domain).where(Domain.account_id == account_id, Domain.name == name)
     return (await session.execute(stmt)).scalar_one_or_none()

@@ -170,7 +170,10 @@ async def verify_domain(
         domain = await get_domain(session, account_id, domain_id)
     results, problems = await check_records(dns, settings, domain)
     async with sessions() as session:
-        domain = await get_domain(session, account_id, domain_id)
+        # Locked: a delete that comes meanwhile waits for this update, or it found the domain gone.
+        domain = await repo.get_locked(session, account_id, domain_id)
+        if domain is None:
+            raise NotFound("No such domain")
         now = clock()
         for key, value in results.items():
             setattr(domain, key, value)
