@@ -121,9 +121,11 @@ class Settings(BaseSettings):
             return value.encode()
         path = self.data_dir / "secret_key"
         if not path.exists():
-            path.parent.mkdir(parents=True, exist_ok=True)
-            path.write_text(secrets.token_urlsafe(32))
-            path.chmod(0o600)
+            from mailcast.db.engine import private_file
+
+            private_file(path)  # 0600 before the key is in it
+            if not path.read_text().strip():
+                path.write_text(secrets.token_urlsafe(32))
         return path.read_text().strip().encode()
 
 

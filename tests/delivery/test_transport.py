@@ -351,3 +351,36 @@ async def test_internationalised_address_without_smtputf8_fails_that_recipient_o
     assert refused.outcome is Outcome.FAILED and "SMTPUTF8" in refused.message
     assert sent.outcome is Outcome.SENT
     assert [m.rcpt_to for m in relay.handler.messages] == ["plain@example.org"]
+
+
+def test_a_relay_url_never_shows_its_password():
+    for url in ("smtp://mailer:s3cret@relay.example:notaport", "http://mailer:s3cret@relay.example"):
+        with pytest.raises(ValueError) as refused:
+            RelayConfig.from_url(url)
+        assert "s3cret" not in str(refused.value) and "mailer:***@" in str(refused.value)
+    assert "s3cret" not in repr(RelayConfig.from_url("smtp://mailer:s3cret@relay.example:587"))
+
+
+async def test_credentials_never_cross_a_connection_without_tls():
+    """A relay that does not offer STARTTLS (or one whose offer was stripped on the way) never
+    gets the password: with credentials STARTTLS is required unless the URL says starttls=false."""
+    handler = RecordingHandler()
+    logins = []
+
+    def record(server, session, envelope, mechanism, auth_data):
+        logins.append(auth_data)
+        return AuthResult(success=True, handled=False)
+
+    server, port, _ = await _serve(handler, authenticator=record, auth_require_tls=False)
+    try:
+        relay = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}"), timeout=10)
+        result = await relay.send(envelope())
+        await relay.close()
+        assert result.outcome is Outcome.DEFERRED and "STARTTLS" in result.message.upper()
+        assert logins == [] and handler.messages == []
+        knowingly = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=false"))
+        assert (await knowingly.send(envelope())).outcome is Outcome.SENT
+        await knowingly.close()
+        assert len(logins) == 1
+    finally:
+        server.close()

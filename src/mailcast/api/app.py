@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import gc
 import logging
+import re
 from contextlib import asynccontextmanager
 
 from pathlib import Path
@@ -81,6 +82,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
             if owns_engine:
                 await engine.dispose()
 
+    _redact_access_log()
     app = MailcastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
     app.state.settings = settings
     app.state.engine = engine
@@ -123,6 +125,25 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.add_middleware(NoNulInUrl)
     app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI
     return app
+
+
+class RedactTokens(logging.Filter):
+    """The access log keeps tracking and unsubscribe paths without their tokens: each stands for
+    one person's delivery (an unsubscribe token unsubscribes them)."""
+
+    _TOKEN = re.compile(r"(/(?:t/[oc]|u)/)[^/?\s\"]+")
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and len(args) >= 3 and isinstance(args[2], str):
+            record.args = (*args[:2], self._TOKEN.sub(r"\1...", args[2]), *args[3:])
+        return True
+
+
+def _redact_access_log() -> None:
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, RedactTokens) for f in access.filters):
+        access.addFilter(RedactTokens())
 
 
 class MailcastAPI(FastAPI):

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import time
+import contextlib
+import os
 from pathlib import Path
 
 from sqlalchemy import event
@@ -19,6 +21,17 @@ def is_sqlite(url: str) -> bool:
 WORKER_PING_AFTER_IDLE = 1.0
 
 
+def private_file(path: Path) -> None:
+    """The file (and its folder, if new) created readable by this user only, before anything is
+    written to it: a database or a key must not be world-readable even for a moment. (SQLite's
+    journal files take the database file's mode.)"""
+    if not path.parent.exists():
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+    if not path.exists():
+        with contextlib.suppress(FileExistsError):
+            os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
+
+
 def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs) -> AsyncEngine:
     """PostgreSQL: a pooled connection is pinged before use (`pool_pre_ping`), or with
     `ping_after_idle` only when it sat in the pool longer than that many seconds. A ping is a
@@ -30,7 +43,7 @@ def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs) -
     if is_sqlite(url):
         database = make_url(url).database
         if database and database != ":memory:":
-            Path(database).parent.mkdir(parents=True, exist_ok=True)
+            private_file(Path(database))
         # One process writes SQLite at a time anyway; a single pooled connection keeps
         # in-process requests from fighting over the write lock.
         kwargs.setdefault("pool_size", 1)

@@ -10,7 +10,7 @@ import re
 import ssl
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -87,7 +87,7 @@ class RelayConfig:
     host: str
     port: int
     username: str | None = None
-    password: str | None = None
+    password: str | None = field(default=None, repr=False)  # never in a log line
     use_tls: bool = False  # implicit TLS (smtps://)
     start_tls: bool | None = None  # None: whatever the server offers
     verify_tls: bool = True
@@ -96,20 +96,39 @@ class RelayConfig:
     def from_url(cls, url: str) -> "RelayConfig":
         """smtp://user:pass@host:587?starttls=true, smtps://host:465, ?verify=false for self-signed test relays."""
         parts = urlsplit(url)
+        shown = _without_password(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError(f"not an SMTP URL: {url!r} (smtp://[user:pass@]host[:port] or smtps://...)")
+            raise ValueError(f"not an SMTP URL: {shown!r} (smtp://[user:pass@]host[:port] or smtps://...)")
+        try:
+            port = parts.port
+        except ValueError:
+            raise ValueError(f"not an SMTP URL: {shown!r} (the port is not a number)") from None
         query = {k: v[-1].lower() for k, v in parse_qs(parts.query).items()}
         implicit = parts.scheme == "smtps"
         starttls = query.get("starttls")
+        start_tls = None if starttls is None else starttls in ("1", "true", "yes")
+        if parts.username and not implicit and start_tls is None:
+            # Credentials never cross a connection without TLS (a relay whose STARTTLS was stripped
+            # would get them in clear), unless the URL says starttls=false.
+            start_tls = True
         return cls(
             host=parts.hostname,
-            port=parts.port or (465 if implicit else 25),
+            port=port or (465 if implicit else 25),
             username=unquote(parts.username) if parts.username else None,
             password=unquote(parts.password) if parts.password else None,
             use_tls=implicit,
-            start_tls=None if starttls is None else starttls in ("1", "true", "yes"),
+            start_tls=start_tls,
             verify_tls=query.get("verify", "true") not in ("0", "false", "no"),
         )
+
+
+def _without_password(url: str) -> str:
+    """The URL as it may be shown: its password, if any, as ***."""
+    scheme, sep, rest = url.partition("://")
+    credentials, at, host = rest.rpartition("@")
+    if not at or ":" not in credentials:
+        return url
+    return f"{scheme}{sep}{credentials.split(':', 1)[0]}:***@{host}"
 
 
 class RateLimiter:
