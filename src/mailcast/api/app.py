@@ -19,6 +19,7 @@ from mailcast import __version__
 from mailcast.accounts.endpoints import account_router
 from mailcast.accounts.endpoints import router as api_keys_router
 from mailcast.api import errors
+from mailcast.api.idempotency import Idempotency
 from mailcast.api.middleware import ApiKeyAuth, BodyLimit, NoNulInUrl
 from mailcast.audiences.endpoints import router as audiences_router
 from mailcast.campaigns.endpoints import router as campaigns_router
@@ -115,7 +116,9 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.route_methods = errors.route_methods([*app.router.routes, *(r for router in routers
                                                                            for r in router.routes)])
 
-    # Outermost first: the body limit sees every request, then authentication for /v1.
+    # Outermost first: the body limit sees every request, then authentication for /v1, then the
+    # idempotency keys (they belong to the caller's account).
+    app.add_middleware(Idempotency)
     app.add_middleware(ApiKeyAuth)
     app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
                        overrides={"/v1/contacts/import": settings.import_max_body_bytes,
