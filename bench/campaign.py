@@ -258,7 +258,9 @@ def main() -> None:
             api_port = free_port()
             api_server = start_server(
                 [sys.executable, "-m", "mailcast.cli", "serve", "--port", str(api_port), "--no-access-log"],
-                f"http://127.0.0.1:{api_port}/healthz", {**env, "MAILCAST_EMBEDDED_WORKER": "false"})
+                # The probe measures the API's latency while sending, faster than one key may call.
+                f"http://127.0.0.1:{api_port}/healthz", {**env, "MAILCAST_EMBEDDED_WORKER": "false",
+                                                         "MAILCAST_RATE_LIMITS_ENABLED": "false"})
             probe = ApiProbe(f"http://127.0.0.1:{api_port}", api_key, campaign_id)
 
         def spawn():

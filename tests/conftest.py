@@ -95,8 +95,9 @@ def dns(dns_server):
 
 @pytest.fixture
 def settings(tmp_path, db_url, dns_server) -> Settings:
+    # Rate limits off: tests call faster than any client should; tests/api/test_rate_limits.py turns them on.
     return Settings(data_dir=tmp_path, database_url=db_url, dns_nameservers=dns_server.nameserver,
-                    dns_timeout_seconds=2.0, secret_key="test-secret-key-0123456789abcdef")
+                    dns_timeout_seconds=2.0, secret_key="test-secret-key-0123456789abcdef", rate_limits_enabled=False)
 
 
 @pytest.fixture

@@ -62,10 +62,27 @@ class LoopbackRelay:
         self.port = 0
 
     async def start(self) -> "LoopbackRelay":
-        self.server = await asyncio.get_running_loop().create_server(
-            lambda: SMTPServer(self.handler, hostname="relay.test", data_size_limit=None), "127.0.0.1", 0)
+        """Listens on a new port, or on the one it had (a restart after `kill`)."""
+        self._sessions: set[SMTPServer] = set()
+
+        def session() -> SMTPServer:
+            protocol = SMTPServer(self.handler, hostname="relay.test", data_size_limit=None)
+            self._sessions.add(protocol)
+            return protocol
+
+        self.server = await asyncio.get_running_loop().create_server(session, "127.0.0.1", self.port,
+                                                                     reuse_address=True)
         self.port = self.server.sockets[0].getsockname()[1]
         return self
+
+    async def kill(self) -> None:
+        """As if the relay's process died: the port closed, every connection reset at once."""
+        self.server.close()
+        for protocol in self._sessions:
+            if protocol.transport is not None:
+                protocol.transport.abort()
+        self._sessions.clear()
+        await self.server.wait_closed()
 
     @property
     def url(self) -> str:

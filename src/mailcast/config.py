@@ -67,13 +67,31 @@ class Settings(BaseSettings):
     bounce_domain: str = ""
     bounce_host: str = "127.0.0.1"
     bounce_port: int = 2525
+    # Rate limits, in the `limits` notation ("50/second", "1000/hour"; several joined by ";").
+    # Storage: memory:// counts per process; redis://host:6379 shares the counts between processes.
+    rate_limits_enabled: bool = True
+    rate_limit_storage: str = "memory://"
+    rate_limit_key: str = "50/second"  # each API key
+    rate_limit_account_free: str = "5/second"  # each account, by plan (all its keys and dashboard users)
+    rate_limit_account_pro: str = "50/second"
+    rate_limit_account_business: str = "100/second"
+    rate_limit_account_enterprise: str = "500/second"
+    # Failed API key attempts from one client address; past it the address gets 429 without a key lookup.
+    rate_limit_failed_keys: str = "20/minute"
+    # Dashboard sign-in attempts from one client address.
+    rate_limit_sign_in: str = "30/minute"
+    # Unsubscribe posts from one client address: high, since mailbox providers post one-click
+    # unsubscribes for many people from few addresses, and a refused one is lost.
+    rate_limit_unsubscribe: str = "600/minute"
     # The worker loops.
     embedded_worker: bool = True
     worker_batch_size: int = Field(default=200, ge=1, le=10_000)
-    # Messages marked `sending` and handed to the relay pool together. A worker killed mid-chunk
-    # leaves at most this many deliveries `unknown`.
+    # Messages rendered and handed to the relay pool together (each is marked `sending` only once
+    # a relay connection is in hand for it).
     worker_concurrency: int = Field(default=50, ge=1, le=10_000)
-    worker_lease_seconds: int = Field(default=300, ge=10)
+    # A batch's lease, renewed every third of it while the batch is sent: a dead worker's batch
+    # is taken over within this time.
+    worker_lease_seconds: int = Field(default=30, ge=10)
     # The recipient snapshot is queued in chunks of this many audience members: the first when
     # sending starts, the next by a worker whenever fewer than two chunks' worth wait unsent.
     queue_fill_chunk: int = Field(default=10_000, ge=1, le=1_000_000)

@@ -57,7 +57,8 @@ async def test_counts_follow_every_kind_of_change(tenant, sessions, worker, rela
     zero = {"total": 40, "sent": 0, "bounced": 0, "failed": 0, "unknown": 0}
     await _agrees(tenant, sessions, cid, zero)  # the snapshot
 
-    # A worker claims and marks a chunk, then dies: the recovery calls it unknown ...
+    # A worker claims and marks five, then dies: once its lease runs out they are due again, in
+    # doubt (not a figure meanwhile), and a late answer of that worker no longer lands.
     now = clock()
     async with sessions() as session:
         claimed = await queue.claim(session, "dead", now, 5, LEASE)
@@ -68,22 +69,25 @@ async def test_counts_follow_every_kind_of_change(tenant, sessions, worker, rela
     await _agrees(tenant, sessions, cid, zero)  # `sending` is not a figure
     clock.advance(seconds=LEASE.total_seconds() + 1)
     await worker.schedule_once()
-    await _agrees(tenant, sessions, cid, {**zero, "unknown": 5})
-    # ... and its late answer still lands: unknown -> sent for three, failed for one.
-    answers = [{"id": c.id, "status": "sent", "updated_at": clock(), "sent_at": clock()} for c in claimed[:3]]
-    answers.append({"id": claimed[3].id, "status": "failed", "updated_at": clock()})
+    await _agrees(tenant, sessions, cid, zero)
     async with sessions() as session:
-        await queue.record(session, "dead", answers)
+        await queue.record(session, "dead", [{"id": c.id, "status": "sent", "updated_at": clock(),
+                                              "sent_at": clock()} for c in claimed])
         await session.commit()
-    await _agrees(tenant, sessions, cid, {**zero, "sent": 3, "failed": 1, "unknown": 1})
+        doubts = (await session.execute(select(Delivery.status).where(
+            Delivery.campaign_id == cid, Delivery.in_doubt.is_(True)))).scalars().all()
+    assert doubts == ["deferred"] * 5
+    await _agrees(tenant, sessions, cid, zero)
 
-    # The rest through the relay: two rejected (bounced at once), one deferred (not a figure yet).
+    # Everyone through the relay (the five again): two rejected (bounced at once), one deferred
+    # (not a figure yet).
     rest = sorted(f"user{i}@{audience[-8:]}.example.org" for i in range(40)
                   if f"user{i}@{audience[-8:]}.example.org" not in {c.email for c in claimed})
     relay.handler.reject = set(rest[:2])
     relay.handler.defer_once = {rest[2]}
     await worker.run_until_idle()
-    await _agrees(tenant, sessions, cid, {"total": 40, "sent": 3 + 34, "bounced": 2, "failed": 1, "unknown": 1})
+    await _agrees(tenant, sessions, cid, {"total": 40, "sent": 39, "bounced": 2, "failed": 0, "unknown": 0})
+    assert all(relay.handler.counts()[c.email] == 1 for c in claimed)
 
     # A bounce report after the relay accepted a message: sent -> bounced (still sent).
     async with sessions() as session:
@@ -91,19 +95,19 @@ async def test_counts_follow_every_kind_of_change(tenant, sessions, worker, rela
             Delivery.campaign_id == cid, Delivery.status == "sent").limit(1))).scalar_one()
         assert await tracking.record_bounce(session, delivery_id, True, "550 no such user", clock())
         await session.commit()
-    await _agrees(tenant, sessions, cid, {"total": 40, "sent": 37, "bounced": 3, "failed": 1, "unknown": 1})
+    await _agrees(tenant, sessions, cid, {"total": 40, "sent": 39, "bounced": 3, "failed": 0, "unknown": 0})
 
     # Pause and cancel: the deferred row, never handed over, is dropped.
     assert (await tenant.post(f"/v1/campaigns/{cid}/pause")).json()["status"] == "paused"
     assert (await tenant.post(f"/v1/campaigns/{cid}/cancel")).json()["status"] == "cancelled"
-    await _agrees(tenant, sessions, cid, {"total": 39, "sent": 37, "bounced": 3, "failed": 1, "unknown": 1})
+    await _agrees(tenant, sessions, cid, {"total": 39, "sent": 39, "bounced": 3, "failed": 0, "unknown": 0})
 
     # However many rows of counts the changes left, folding keeps the sums and leaves one row
     # (PostgreSQL: a row per counting statement; SQLite keeps one anyway).
     assert await _count_rows(sessions, cid) >= 1
     await worker.schedule_once()
     assert await _count_rows(sessions, cid) == 1
-    await _agrees(tenant, sessions, cid, {"total": 39, "sent": 37, "bounced": 3, "failed": 1, "unknown": 1})
+    await _agrees(tenant, sessions, cid, {"total": 39, "sent": 39, "bounced": 3, "failed": 0, "unknown": 0})
 
     assert (await tenant.request("DELETE", f"/v1/campaigns/{cid}")).status_code == 200
     assert await _count_rows(sessions, cid) == 0
@@ -120,7 +124,7 @@ async def test_many_rows_of_counts_read_as_their_sum(tenant, sessions, worker, r
     expected = {"total": 120, "sent": 120, "bounced": 0, "failed": 0, "unknown": 0}
     await _agrees(tenant, sessions, campaign["id"], expected)
     if engine.dialect.name == "postgresql":
-        assert await _count_rows(sessions, campaign["id"]) == 1 + 12  # the snapshot's and one a chunk
+        assert await _count_rows(sessions, campaign["id"]) > 1 + 12  # the snapshot's and one a write of outcomes
     await worker.schedule_once()
     assert await _count_rows(sessions, campaign["id"]) == 1
     await _agrees(tenant, sessions, campaign["id"], expected)

@@ -102,7 +102,7 @@ class Misbehaving(RecordingHandler):
 
 @pytest.mark.parametrize("mode,outcome", [
     ("drop-at-rcpt", Outcome.DEFERRED),  # before the message was complete: safe to retry
-    ("drop-after-dot", Outcome.UNKNOWN),  # after: it may have been taken; never re-sent silently
+    ("drop-after-dot", Outcome.UNKNOWN),  # after: it may have been taken (sent again, in doubt)
     ("refuse-sender", Outcome.DEFERRED),  # our sender refused: not the recipient's fault
     ("reject-body", Outcome.BOUNCED),
 ])

@@ -42,6 +42,12 @@ async def create_account(session: AsyncSession, name: str, plan: str, now: datet
     return account, key, raw
 
 
+async def plan_of(session: AsyncSession, account_id: str) -> str:
+    """The account's plan ("free" for an account deleted meanwhile: the tightest limits)."""
+    account = await repo.get_account(session, account_id)
+    return account.plan if account is not None else "free"
+
+
 async def get_account(session: AsyncSession, account_id: str) -> Account:
     account = await repo.get_account(session, account_id)
     if account is None:

@@ -20,7 +20,8 @@ from mailcast.accounts.endpoints import account_router
 from mailcast.accounts.endpoints import router as api_keys_router
 from mailcast.api import errors
 from mailcast.api.idempotency import Idempotency
-from mailcast.api.middleware import ApiKeyAuth, BodyLimit, NoNulInUrl
+from mailcast.api.middleware import AddressLimit, ApiKeyAuth, BodyLimit, NoNulInUrl
+from mailcast.api.ratelimit import RateLimits
 from mailcast.audiences.endpoints import router as audiences_router
 from mailcast.campaigns.endpoints import router as campaigns_router
 from mailcast.campaigns.endpoints import sequenzy_router
@@ -91,6 +92,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.clock = clock
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
     app.state.codec = TokenCodec(settings.secret())
+    app.state.limits = RateLimits(settings) if settings.rate_limits_enabled else None
     app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine,
                                    settings.tracking_flush_seconds, settings.tracking_max_buffered)
     app.state.clicks = ClickResolver(app.state.codec)
@@ -125,6 +127,7 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
                                   # the file, and a multipart form's few lines around it
                                   "/v1/contacts/imports": settings.import_max_file_bytes + 65_536,
                                   "/dashboard/company/[^/]+/imports": settings.import_max_file_bytes + 65_536})
+    app.add_middleware(AddressLimit)
     app.add_middleware(NoNulInUrl)
     app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI
     return app

@@ -12,7 +12,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from mailcast.accounts import service as accounts
 from mailcast.api.errors import error_response
-from mailcast.errors import MailcastError, PayloadTooLarge, ValidationFailed
+from mailcast.errors import MailcastError, PayloadTooLarge, Unauthorized, ValidationFailed
 
 API_PREFIXES = ("/v1/", "/api/v1/")
 
@@ -93,6 +93,9 @@ class BodyLimit:
 
 
 class ApiKeyAuth:
+    """Authenticates /v1 and /api/v1 callers, within their rate limits (`RateLimits`): an address
+    past its failed key attempts is refused before any lookup, then each key and account."""
+
     def __init__(self, app: ASGIApp) -> None:
         self.app = app
 
@@ -101,13 +104,57 @@ class ApiKeyAuth:
             await self.app(scope, receive, send)
             return
         state = scope["app"].state
+        limits = state.limits
+        address = client_address(scope)
         header = Headers(scope=scope).get("authorization", "")
         try:
-            async with state.sessions() as session:
-                principal = await accounts.authenticate(session, header, state.clock())
-                await session.commit()
+            if limits is not None:
+                await limits.refuse_failed_keys(address)
+            try:
+                async with state.sessions() as session:
+                    principal = await accounts.authenticate(session, header, state.clock())
+                    await session.commit()
+            except Unauthorized:
+                if limits is not None:
+                    await limits.failed_key(address)
+                raise
+            if limits is not None:
+                await limits.caller(principal.key_id, principal.account_id,
+                                    lambda: _plan(state.sessions, principal.account_id))
         except MailcastError as exc:
             await error_response(exc, scope["path"])(scope, receive, send)
             return
         scope.setdefault("state", {})["principal"] = principal
         await self.app(scope, receive, send)
+
+
+async def _plan(sessions, account_id: str) -> str:
+    async with sessions() as session:
+        return await accounts.plan_of(session, account_id)
+
+
+class AddressLimit:
+    """Unauthenticated posts (dashboard sign-in, unsubscribe) within a client address's limits."""
+
+    _PATHS = (("/dashboard/login", "sign-in"), ("/u/", "unsubscribe"))
+
+    def __init__(self, app: ASGIApp) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        limits = scope["app"].state.limits if scope["type"] == "http" else None
+        if limits is not None and scope["method"] == "POST":
+            for prefix, what in self._PATHS:
+                if scope["path"].startswith(prefix):
+                    try:
+                        await limits.unauthenticated(what, client_address(scope))
+                    except MailcastError as exc:
+                        await error_response(exc, scope["path"])(scope, receive, send)
+                        return
+                    break
+        await self.app(scope, receive, send)
+
+
+def client_address(scope: Scope) -> str:
+    client = scope.get("client")
+    return client[0] if client else "unknown"

@@ -380,10 +380,13 @@ class Delivery(Base):
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
-    # Set when the row becomes `sending` (a claimed batch is leased in DeliveryLease): the worker
-    # whose answer `record` accepts, and when the recovery may call the row `unknown`.
+    # Set when the row becomes `sending` (its message about to go on the wire): the worker whose
+    # answer `record` accepts, and when the recovery may send it again if that worker is gone.
     lease_owner: Mapped[str | None] = mapped_column(String(80))
     lease_expires_at: Mapped[datetime | None]
+    # Its worker died while its message was on the wire, so it was sent again: the recipient may
+    # have it twice. At most one such row per relay connection the dead worker held.
+    in_doubt: Mapped[bool] = mapped_column(Boolean, server_default=false())
     smtp_response: Mapped[str | None] = mapped_column(Text)
     message_id: Mapped[str | None] = mapped_column(String(255))
     # Every pixel load counts here; only the first (human and machine) open becomes an event row.
@@ -450,7 +453,7 @@ class DeliveryLease(Base):
     """A worker's claim on one batch of a campaign's due deliveries: one row per batch instead of
     a write to every delivery in it. The batch is every due delivery whose key in the queue's
     order, (next_attempt_at, id), lies from `first` to `last`; while the lease lives, no other
-    claim takes a row in that range. Its owner renews it with every chunk it marks `sending`, and
+    claim takes a row in that range. Its owner renews it by heartbeat while it sends the batch, and
     deletes it when the batch is done. A lease that ran out is deleted by the next claim of its
     campaign before that claim reads the queue, so its owner, if still alive, finds it gone and
     sends no more of it (see delivery/repository.py)."""

@@ -12,14 +12,15 @@ from itertools import accumulate
 from typing import Any
 
 from liquid import Environment
+from liquid.exceptions import LiquidError, ResourceLimitError
 from markupsafe import escape
-from liquid.exceptions import LiquidError
 
 from mailcast.delivery.message import Recurring
+from mailcast.templates.bounded import BoundedEnvironment, limit_name
 
 # HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do not.
-HTML_ENV = Environment(autoescape=True)
-TEXT_ENV = Environment(autoescape=False)
+HTML_ENV = BoundedEnvironment(autoescape=True)
+TEXT_ENV = BoundedEnvironment(autoescape=False)
 
 _HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
 _TEXT_URL = re.compile(r"""https?://[^\s<>"']+""")
@@ -181,6 +182,17 @@ def _with_footer_html(html: str, postal_address: bool) -> str:
     return html + footer if close is None else html[: close.start()] + footer + html[close.start():]
 
 
+def tracked_links(html: str | None, text: str | None) -> list[str]:
+    """The links `compile_variant` tracks, in the same order, without compiling any template:
+    what a click needs to find its target."""
+    links: list[str] = []
+    if html:
+        _rewrite_links(html, links, _HREF, html=True)
+    if text:
+        _rewrite_links(text, links, _TEXT_URL, html=False)
+    return links
+
+
 def compile_variant(subject: str, html: str | None, text: str | None, preview_text: str | None,
                     track_links: bool = True, footer: bool = False, postal_address: bool = False
                     ) -> CompiledVariant:
@@ -259,6 +271,8 @@ def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[
         html = _pieces(compiled.html, values, click_urls_html)
         text = _pieces(compiled.text, values, click_urls) or ["\n"]
         preview = _pieces(compiled.preview_text, values, click_urls)
+    except ResourceLimitError as exc:
+        raise RenderError(f"the template exceeds the {limit_name(exc)}") from exc
     except LiquidError as exc:
         raise RenderError(f"could not render for {context.get('email')}: {exc}") from exc
     if html is not None:

@@ -195,12 +195,12 @@ _DUE_ROWS = {(leased, from_start): _due_rows_statement(leased, from_start)
              for leased in (False, True) for from_start in (False, True)}
 
 
-async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
-                       lease: timedelta) -> dict[int, Recipient]:
-    """Just before handing them to a relay. Renews the chunk's leases; only rows of a lease this
-    worker still holds, and still pending, come back, each with its contact as it is now: a row
-    cancelled meanwhile, or of a lease that ran out and was taken over, is not sent, and a
-    contact who unsubscribed after the claim is not written to."""
+async def prepare(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
+                  lease: timedelta) -> dict[int, Recipient]:
+    """A chunk about to be rendered: renews its leases, and returns the rows of a lease this
+    worker still holds that are still pending, each with its contact as it is now (a row
+    cancelled meanwhile, or of a lease taken over, is not sent; a contact who unsubscribed after
+    the claim is not written to). Nothing is marked: see `mark_on_wire`."""
     held = set((await session.execute(
         update(DeliveryLease)
         .where(DeliveryLease.id.in_({c.lease_id for c in chunk}), DeliveryLease.owner == worker)
@@ -210,17 +210,11 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
     ids = [c.id for c in chunk if c.lease_id in held]
     if not ids:
         return {}
-    stmt = (
-        update(Delivery)
-        .where(among(session, Delivery.id, ids), Delivery.status.in_(PENDING))
-        .values(status="sending", attempts=Delivery.attempts + 1, lease_owner=worker, lease_expires_at=now + lease,
-                updated_at=now)
-        .returning(Delivery.id, Delivery.contact_id)
-        .execution_options(synchronize_session=False)
-    )
-    marked = (await session.execute(stmt)).all()
+    pending = (await session.execute(
+        select(Delivery.id, Delivery.contact_id).where(among(session, Delivery.id, ids), Delivery.status.in_(PENDING))
+    )).all()
     # A deleted contact's delivery keeps its id (see the model): no row here, so unreachable.
-    wanted = {contact_id for _, contact_id in marked if contact_id is not None}
+    wanted = {contact_id for _, contact_id in pending if contact_id is not None}
     contacts = {
         contact_id: Recipient(first_name, last_name, attributes, not unsubscribed and suppressed is None)
         for contact_id, first_name, last_name, attributes, unsubscribed, suppressed in (await session.execute(
@@ -228,7 +222,51 @@ async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claim
                    Contact.suppressed_reason).where(among(session, Contact.id, wanted))
         )).all()
     } if wanted else {}
-    return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in marked}
+    return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in pending}
+
+
+def _held(worker: str):
+    """The row lies in the range of a lease `worker` holds (`claim` deletes leases that ran out)."""
+    return exists().where(
+        DeliveryLease.campaign_id == Delivery.campaign_id, DeliveryLease.owner == worker,
+        tuple_(Delivery.next_attempt_at, Delivery.id).between(
+            tuple_(DeliveryLease.first_at, DeliveryLease.first_id),
+            tuple_(DeliveryLease.last_at, DeliveryLease.last_id)),
+    )
+
+
+async def mark_on_wire(session: AsyncSession, worker: str, ids: Sequence[int], now: datetime,
+                       lease: timedelta) -> set[int]:
+    """`sending`: these rows' messages go on the wire now. Only pending rows of a lease this
+    worker holds are marked, and the status guard lets one worker mark a row once; the ids
+    marked come back."""
+    if not ids:
+        return set()
+    stmt = (
+        update(Delivery)
+        .where(among(session, Delivery.id, ids), Delivery.status.in_(PENDING), _held(worker))
+        .values(status="sending", attempts=Delivery.attempts + 1, lease_owner=worker, lease_expires_at=now + lease,
+                updated_at=now)
+        .returning(Delivery.id)
+        .execution_options(synchronize_session=False)
+    )
+    return set((await session.execute(stmt)).scalars())
+
+
+async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
+                       lease: timedelta) -> dict[int, Recipient]:
+    """`prepare` and `mark_on_wire` at once: the rows marked, with their contacts."""
+    ours = await prepare(session, worker, chunk, now, lease)
+    marked = await mark_on_wire(session, worker, list(ours), now, lease)
+    return {id_: recipient for id_, recipient in ours.items() if id_ in marked}
+
+
+async def renew(session: AsyncSession, worker: str, lease_ids: Iterable[int], now: datetime,
+                lease: timedelta) -> None:
+    """The heartbeat of a batch being sent: its leases live `lease` longer."""
+    await session.execute(
+        update(DeliveryLease).where(DeliveryLease.id.in_(set(lease_ids)), DeliveryLease.owner == worker)
+        .values(expires_at=now + lease).execution_options(synchronize_session=False))
 
 
 async def created_at(session: AsyncSession, ids: Sequence[int]) -> dict[int, datetime]:
@@ -273,27 +311,30 @@ _LOCK_SOLE_CAMPAIGNS = (
 )
 
 
-async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]]) -> None:
-    """Each dict: id, status, and the columns to set. Guarded by the lease owner; a row that the
-    recovery already called unknown still takes the real answer. One statement per set of
-    columns: over arrays on PostgreSQL (the campaign counts' trigger then runs once for the
-    set, not once a message), an executemany elsewhere (a statement per message was a third of a
-    worker's time)."""
+async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]], unsent: bool = False) -> None:
+    """Each dict: id, status, and the columns to set. A row marked `sending` is guarded by its
+    owner (a row the recovery already called unknown still takes the real answer); `unsent`:
+    rows never marked (nothing went on the wire: not rendered, the contact left, no connection),
+    guarded by being still pending. One statement per set of columns: over arrays on PostgreSQL
+    (the campaign counts' trigger then runs once for the set), an executemany elsewhere."""
     groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
     for values in results:
         groups.setdefault(tuple(sorted(k for k in values if k != "id")), []).append(values)
     postgres = is_postgresql(session)
     for columns, rows in groups.items():
         if postgres:
-            await session.execute(_record_over_arrays(columns), {
+            await session.execute(_record_over_arrays(columns, unsent), {
                 "worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}})
             continue
         table = Delivery.__table__
+        # not IN (...): an expanding parameter cannot go into an executemany
+        if unsent:
+            guard = [or_(table.c.status == "queued", table.c.status == "deferred")]
+        else:
+            guard = [table.c.lease_owner == worker, or_(table.c.status == "sending", table.c.status == "unknown")]
         stmt = (
             update(table)
-            .where(table.c.id == bindparam("row_id"), table.c.lease_owner == worker,
-                   # not IN (...): an expanding parameter cannot go into an executemany
-                   or_(table.c.status == "sending", table.c.status == "unknown"))
+            .where(table.c.id == bindparam("row_id"), *guard)
             .values({"lease_owner": None, "lease_expires_at": None,
                      **{c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}})
         )
@@ -301,31 +342,46 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
 
 
 @functools.cache
-def _record_over_arrays(columns: tuple[str, ...]):
+def _record_over_arrays(columns: tuple[str, ...], unsent: bool):
     """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column."""
+    guard = ("d.status IN ('queued', 'deferred')" if unsent
+             else "d.lease_owner = :worker AND d.status IN ('sending', 'unknown')")
     return text(
         f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
         "lease_owner = NULL, lease_expires_at = NULL "
         f"FROM {unnest(Delivery.__table__, ('id', *columns))} AS u(id{''.join(f', {c}' for c in columns)}) "
-        "WHERE d.id = u.id AND d.lease_owner = :worker AND d.status IN ('sending', 'unknown')"
+        f"WHERE d.id = u.id AND {guard}"
     )
 
 
 async def recover_expired(session: AsyncSession, now: datetime) -> int:
-    """Rows a dead worker left in `sending`: they may have reached the relay, so they become
-    `unknown` (counted, never re-sent). Its leased but unsent rows simply become claimable
-    again when the lease runs out (the next claim of the campaign deletes it). Here only leases
-    of campaigns no longer sending are cleared away: they have no claim to do it, and no claim
-    contends for them."""
+    """Rows a dead worker left `sending` (their lease ran out and no lease of that worker lives:
+    it stopped renewing them): the message may or may not have reached the relay, so the row is
+    due again at once and flagged `in_doubt` (sent at least once; maybe twice). A dead worker's
+    claimed rows that it never marked simply become claimable when its lease runs out (the next
+    claim of the campaign deletes it). Here only leases of campaigns no longer sending are
+    cleared away: they have no claim to do it, and no claim contends for them."""
     await session.execute(
         delete(DeliveryLease).where(DeliveryLease.expires_at <= now, DeliveryLease.campaign_id.not_in(
             select(Campaign.id).where(Campaign.status == "sending"))).execution_options(synchronize_session=False))
-    result = await session.execute(
-        update(Delivery).where(Delivery.status == "sending", Delivery.lease_expires_at < now)
-        .values(status="unknown", smtp_response="the worker stopped while sending; not re-sent", updated_at=now)
+    alive = exists().where(DeliveryLease.owner == Delivery.lease_owner, DeliveryLease.expires_at > now)
+    sending = select(Campaign.id).where(Campaign.status.in_(("sending", "paused")))
+    orphaned = [Delivery.status == "sending", Delivery.lease_expires_at < now, ~alive]
+    again = await session.execute(
+        update(Delivery).where(*orphaned, Delivery.campaign_id.in_(sending))
+        .values(status="deferred", next_attempt_at=now, in_doubt=True, lease_owner=None, lease_expires_at=None,
+                smtp_response="the worker stopped while this message was on the wire; sent again", updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount
+    # A campaign cancelled meanwhile sends nothing more: such a row stays in doubt, as `unknown`
+    # (its owner kept: should that worker answer after all, `record` takes the answer).
+    stopped = await session.execute(
+        update(Delivery).where(*orphaned, Delivery.campaign_id.not_in(sending))
+        .values(status="unknown", in_doubt=True, smtp_response="the worker stopped while this message was on the wire",
+                updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    return again.rowcount + stopped.rowcount
 
 
 async def campaigns_for(session: AsyncSession, ids: Sequence[str]) -> dict[str, Campaign]:

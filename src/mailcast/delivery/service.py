@@ -1,11 +1,12 @@
 """The sender: claim a batch of due deliveries, render each message, hand it to the transport and
 record every answer as soon as it comes. It is a job: it commits at its own boundaries.
 
-Crash safety rests on three writes: claim (one lease row per batch, nothing sent yet), then per
-chunk of messages in flight `sending` (just before the relay sees them) and the outcome (just
-after). A worker that dies leaves a lease (its unsent rows are claimable again once it runs
-out: nobody got them) and `sending` rows (they may have reached the relay: they become
-`unknown`, never re-sent)."""
+Crash safety rests on three writes: the claim (one lease row per batch, renewed by heartbeat;
+nothing sent yet), `sending` for one message when a relay connection is in hand and its envelope
+is about to be written, and its outcome right after the reply, before that connection takes
+another message (`Ledger`). So a worker that dies leaves its lease (its unsent rows are claimable
+once it runs out) and at most one `sending` row per relay connection, which is sent again
+flagged `in_doubt`: the relay may or may not have taken it."""
 
 from __future__ import annotations
 
@@ -16,9 +17,11 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
-from typing import Any
+from collections.abc import Awaitable, Callable
+from typing import Any, TypeVar
 
 from markupsafe import escape
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
@@ -85,12 +88,18 @@ class Sender:
             claimed += await self._claim(size - len(claimed))
         if not claimed:
             return 0
-        plans = await self._plans_for(claimed)
-        for start in range(0, len(claimed), self.concurrency):
-            await self._send_chunk(claimed[start : start + self.concurrency], plans)
+        leases = {c.lease_id for c in claimed}
+        heartbeat = asyncio.create_task(self._heartbeat(leases))
+        ledger = Ledger(self)
+        try:
+            plans = await self._plans_for(claimed)
+            for start in range(0, len(claimed), self.concurrency):
+                await self._send_chunk(claimed[start : start + self.concurrency], plans, ledger)
+        finally:
+            heartbeat.cancel()
         async with self.sessions() as session:  # its own transaction: a claim may be waiting on these rows
-            # Every row was marked and given its outcome, or was not ours to send any more.
-            await repo.end_leases(session, self.worker_id, {c.lease_id for c in claimed}, attempted=True)
+            # `attempted`: every row was marked and given its outcome, or was not ours to send any more.
+            await repo.end_leases(session, self.worker_id, leases, attempted=ledger.complete)
             await session.commit()
         async with self.sessions() as session:
             finished = await repo.finish_done_campaigns(session, self.clock(), {c.campaign_id for c in claimed})
@@ -98,6 +107,37 @@ class Sender:
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
         return len(claimed)
+
+    async def _heartbeat(self, leases: set[int]) -> None:
+        """Renews the batch's leases while it is sent: another worker takes them over only once
+        this one stopped renewing them (it died)."""
+        every = self.lease.total_seconds() / 3
+        while True:
+            await asyncio.sleep(every)
+            try:
+                await self.write(lambda session: repo.renew(session, self.worker_id, leases, self.clock(), self.lease))
+            except DBAPIError:
+                log.warning("could not renew the batch's lease; retrying", exc_info=True)
+
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in a transaction of its own, committed; tried again while the database cannot
+        be reached (a restart, say), for up to a lease's time."""
+        deadline = asyncio.get_running_loop().time() + self.lease.total_seconds()
+        pause = 0.1
+        while True:
+            try:
+                async with self.sessions() as session:
+                    result = await work(session)
+                    await session.commit()
+                return result
+            except (DBAPIError, OSError) as exc:
+                if not _transient(exc):
+                    raise
+                if asyncio.get_running_loop().time() + pause > deadline:
+                    raise
+                log.warning("database unavailable (%s); trying again in %.1f s", exc.__class__.__name__, pause)
+                await asyncio.sleep(pause)
+                pause = min(pause * 2, 2.0)
 
     async def _claim(self, limit: int) -> list[repo.Claimed]:
         async with self.sessions() as session:
@@ -130,40 +170,31 @@ class Sender:
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         return await plan_for(session, self.settings, campaign, variant)
 
-    async def _send_chunk(self, chunk: list[repo.Claimed], plans) -> None:
-        async with self.sessions() as session:
-            ours = await repo.mark_sending(session, self.worker_id, chunk, self.clock(), self.lease)
-            await session.commit()
-        work = [c for c in chunk if c.id in ours]
-        outcomes = await asyncio.gather(*(self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)])
-                                          for c in work))
-        now = self.clock()
-        async with self.sessions() as session:
-            # When each deferred row was queued: its retries end `retry_lifetime_hours` after it.
-            # Read for these rows only, not with every claimed one (bench/RESULTS.md, twelfth round).
-            queued_at = await repo.created_at(session, [d.id for d, (result, _) in zip(work, outcomes)
-                                                         if result.outcome is Outcome.DEFERRED])
-            rows, bounced_contacts = [], []
-            for delivery, (result, message_id) in zip(work, outcomes):
-                rows.append(self._outcome_row(delivery, result, message_id, now, queued_at.get(delivery.id)))
-                if result.outcome is Outcome.BOUNCED and delivery.contact_id:
-                    bounced_contacts.append(delivery.contact_id)
-            await repo.record(session, self.worker_id, rows)
-            await repo.suppress_contacts(session, bounced_contacts, "bounce", now)
-            await session.commit()
+    async def _send_chunk(self, chunk: list[repo.Claimed], plans, ledger: Ledger) -> None:
+        ours = await self.write(lambda session: repo.prepare(session, self.worker_id, chunk, self.clock(),
+                                                             self.lease))
+        await asyncio.gather(*(self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
+                               for c in chunk if c.id in ours))
 
     def _outcome_row(self, delivery: repo.Claimed, result: Result, message_id: str | None, now: datetime,
-                     queued_at: datetime | None) -> dict[str, Any]:
+                     queued_at: datetime | None, marked: bool) -> dict[str, Any]:
         response = f"{result.code} {result.message}" if result.code else result.message
         row: dict[str, Any] = {"id": delivery.id, "status": result.outcome.value, "smtp_response": response[:2000],
                                "updated_at": now, "message_id": message_id}
+        if not marked and result.outcome is Outcome.DEFERRED:
+            row["attempts"] = delivery.attempts + 1  # marking counts it otherwise
+        if result.outcome is Outcome.UNKNOWN:
+            # The reply to a complete message was lost: like any MTA, send it again (a possible
+            # duplicate SMTP cannot rule out), flagged so the duplicate is accounted for.
+            row["in_doubt"] = True
         if result.outcome is Outcome.SENT:
             row["sent_at"] = now
-        elif result.outcome is Outcome.DEFERRED:
+        elif result.outcome in (Outcome.DEFERRED, Outcome.UNKNOWN):
+            row["status"] = "deferred"
             attempt = delivery.attempts + 1
             retry_at = now + backoff(attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
             if queued_at is None or retry_at > queued_at + timedelta(hours=self.settings.retry_lifetime_hours):
-                row["status"] = "failed"
+                row["status"] = "unknown" if result.outcome is Outcome.UNKNOWN else "failed"
                 row["smtp_response"] = f"gave up after {attempt} attempts: {response}"[:2000]
             else:
                 row["next_attempt_at"] = retry_at
@@ -171,18 +202,29 @@ class Sender:
             row["sent_at"] = now
         return row
 
-    async def _deliver(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan
-                       ) -> tuple[Result, str | None]:
+    async def _deliver(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan,
+                       ledger: Ledger) -> None:
         if not recipient.reachable:
-            return _failed("unsubscribed or suppressed before sending"), None
+            await ledger.record(delivery, _failed("unsubscribed or suppressed before sending"), None, marked=False)
+            return
         try:
             data, message_id = self.build(delivery, recipient, plan)
         except RenderError as exc:
-            return _failed(str(exc)), None
+            await ledger.record(delivery, _failed(str(exc)), None, marked=False)
+            return
+        marked = False
+
+        async def on_wire() -> bool:
+            nonlocal marked
+            marked = await ledger.mark(delivery.id)
+            return marked
+
         envelope = Envelope(sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
                             recipient=delivery.email, data=data, sender_domain=plan.sender_domain,
-                            wire_ready=mime.builds_itself(delivery.email))
-        return await self.transport.send(envelope), message_id
+                            wire_ready=mime.builds_itself(delivery.email), on_wire=on_wire)
+        result = await self.transport.send(envelope)
+        if result.outcome is not Outcome.SKIPPED:
+            await ledger.record(delivery, result, message_id, marked=marked)
 
     def build(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan) -> tuple[bytes, str]:
         data, message_id, _ = compose(plan, self.codec, self.settings, self.clock(), delivery.id, delivery.email,
@@ -250,3 +292,91 @@ def compose(plan: CampaignPlan, codec: TokenCodec, settings: Settings, now: date
 
 def _failed(reason: str) -> Result:
     return Result(Outcome.FAILED, None, reason)
+
+
+T = TypeVar("T")
+
+
+def _transient(exc: Exception) -> bool:
+    """The database could not be reached or was busy (restarting, refusing connections, a
+    SQLite lock), not a statement it refused: worth another try."""
+    if isinstance(exc, DBAPIError):
+        return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
+    return isinstance(exc, OSError)
+
+
+@dataclass
+class _Outcome:
+    delivery: repo.Claimed
+    result: Result
+    message_id: str | None
+    marked: bool
+    done: asyncio.Future[None]
+
+
+class Ledger:
+    """A batch's writes of `sending` marks and outcomes, grouped: what every relay connection
+    asks for while one write runs goes in the next (a group commit), outcomes before marks, so
+    a connection's outcome is written no later than the mark of its next message."""
+
+    def __init__(self, sender: Sender) -> None:
+        self.sender = sender
+        self.complete = True  # every row asked for was marked or recorded (no write failed)
+        self._marks: dict[int, asyncio.Future[bool]] = {}
+        self._outcomes: list[_Outcome] = []
+        self._writing: asyncio.Task[None] | None = None
+
+    async def mark(self, delivery_id: int) -> bool:
+        """True: the row is `sending` and ours to send now."""
+        future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        self._marks[delivery_id] = future
+        self._start()
+        return await future
+
+    async def record(self, delivery: repo.Claimed, result: Result, message_id: str | None, marked: bool) -> None:
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._outcomes.append(_Outcome(delivery, result, message_id, marked, future))
+        self._start()
+        await future
+
+    def _start(self) -> None:
+        if self._writing is None or self._writing.done():
+            self._writing = asyncio.create_task(self._write_all())
+
+    async def _write_all(self) -> None:
+        while self._marks or self._outcomes:
+            marks, outcomes = self._marks, self._outcomes
+            self._marks, self._outcomes = {}, []
+            try:
+                marked = await self.sender.write(lambda session: self._write(session, outcomes, marks))
+            except Exception as exc:
+                # Marks not written are not sent (the rows stay due); outcomes not written leave
+                # their rows `sending`, which the recovery sends again, flagged in doubt.
+                log.error("could not write %d outcomes and %d marks: %s", len(outcomes), len(marks), exc)
+                self.complete = False
+                for future in marks.values():
+                    future.set_result(False)
+                for outcome in outcomes:
+                    outcome.done.set_exception(exc)
+                continue
+            for delivery_id, future in marks.items():
+                future.set_result(delivery_id in marked)
+            for outcome in outcomes:
+                outcome.done.set_result(None)
+
+    async def _write(self, session: AsyncSession, outcomes: list[_Outcome], marks: dict[int, Any]) -> set[int]:
+        sender = self.sender
+        now = sender.clock()
+        if outcomes:
+            # When each deferred row was queued: its retries end `retry_lifetime_hours` after it.
+            queued_at = await repo.created_at(session, [o.delivery.id for o in outcomes if o.result.outcome in
+                                                        (Outcome.DEFERRED, Outcome.UNKNOWN)])
+            for marked in (True, False):
+                rows = [sender._outcome_row(o.delivery, o.result, o.message_id, now, queued_at.get(o.delivery.id),
+                                            marked) for o in outcomes if o.marked is marked]
+                if rows:
+                    await repo.record(session, sender.worker_id, rows, unsent=not marked)
+            await repo.suppress_contacts(session, [o.delivery.contact_id for o in outcomes
+                                                   if o.result.outcome is Outcome.BOUNCED and o.delivery.contact_id],
+                                         "bounce", now)
+        return await repo.mark_on_wire(session, sender.worker_id, list(marks), now, sender.lease)

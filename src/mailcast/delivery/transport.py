@@ -10,6 +10,7 @@ import re
 import ssl
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -28,8 +29,9 @@ class Outcome(StrEnum):
     SENT = "sent"  # the relay accepted it (2xx after the final dot)
     DEFERRED = "deferred"  # 4xx, or the connection failed before the message was complete: retry later
     BOUNCED = "bounced"  # 5xx: the relay rejected it
-    UNKNOWN = "unknown"  # the message was complete but no reply came: never re-sent silently
+    UNKNOWN = "unknown"  # the message was complete but no reply came: it may have arrived (RFC 1047)
     FAILED = "failed"  # never handed to a relay (it could not be rendered, or the contact left)
+    SKIPPED = "skipped"  # `on_wire` said no: the row is no longer this sender's; nothing was sent
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,9 @@ class Envelope:
     # What message.build writes for an ASCII recipient (`builds_itself`): line endings CRLF
     # throughout and no line starting with ".", so there is nothing to count or double.
     wire_ready: bool = False
+    # Called with a connection in hand, just before the envelope is written: marks the message
+    # in flight, and says whether it may go (False: it is no longer ours; nothing is sent).
+    on_wire: Callable[[], Awaitable[bool]] | None = field(default=None, compare=False)
 
 
 @dataclass(frozen=True)
@@ -48,6 +53,9 @@ class Result:
     outcome: Outcome
     code: int | None
     message: str
+
+
+NOT_OURS = Result(Outcome.SKIPPED, None, "no longer this sender's to send")
 
 
 class Transport(Protocol):
@@ -64,6 +72,8 @@ class FileOutbox:
         directory.mkdir(parents=True, exist_ok=True)
 
     async def send(self, envelope: Envelope) -> Result:
+        if envelope.on_wire is not None and not await envelope.on_wire():
+            return NOT_OURS
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex}.eml"
         tmp = self.directory / f".{name}.tmp"
         header = f"X-Envelope-From: <{envelope.sender}>\r\nX-Envelope-To: <{envelope.recipient}>\r\n".encode()
@@ -200,6 +210,9 @@ class SmtpRelay:
             try:
                 if client is None:
                     client = await self._connect()
+                if envelope.on_wire is not None and not await envelope.on_wire():
+                    self._idle.put_nowait(client)
+                    return NOT_OURS
                 result = await self._transaction(client, envelope, phase)
             except SMTPRecipientsRefused as exc:
                 refused = next(iter(exc.recipients))

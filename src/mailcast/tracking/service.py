@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
-from mailcast.delivery.render import TEXT_ENV, compile_variant, recipient_context
+from mailcast.delivery.render import TEXT_ENV, tracked_links, recipient_context
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
 from mailcast.tracking import repository as repo
@@ -154,9 +154,7 @@ class ClickResolver:
                 if campaign is None:
                     continue
                 parts = ab.content(campaign, variant)
-                variant_links = _CampaignLinks(
-                    compile_variant(parts["subject"], parts["html"], parts["text"], None).links,
-                    campaign.unsubscribe_url)
+                variant_links = _CampaignLinks(tracked_links(parts["html"], parts["text"]), campaign.unsubscribe_url)
                 _remember(self._variants, (campaign_id, variant), variant_links, self.campaigns)
             found[delivery_id] = _ClickTarget(variant_links.links, contact_id, email, variant_links.unsubscribe_url)
         return found
