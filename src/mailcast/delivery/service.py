@@ -72,6 +72,9 @@ class Sender:
         self.lease = timedelta(seconds=settings.worker_lease_seconds)
         self.concurrency = settings.worker_concurrency
         self._plans: dict[tuple[str, str], CampaignPlan] = {}
+        self._engine = sessions.kw["bind"]
+        # PostgreSQL records the commonest outcomes and marks in one statement (`Ledger`).
+        self.one_statement = self._engine.dialect.name == "postgresql"
         click = settings.public_url("/t/c/")
         self._click_prefix = (click, str(escape(click)))
 
@@ -119,18 +122,27 @@ class Sender:
             except DBAPIError:
                 log.warning("could not renew the batch's lease; retrying", exc_info=True)
 
-    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-        """`work` in a transaction of its own, committed; tried again while the database cannot
-        be reached (a restart, say), for up to a lease's time."""
+    async def write(self, work: Callable[[Any], Awaitable[T]], autocommit: bool = False) -> T:
+        """`work` in a transaction of its own, committed (`autocommit`: given a connection whose
+        every statement commits by itself); tried again while the database cannot be reached (a
+        restart, say), for up to a lease's time."""
         deadline = asyncio.get_running_loop().time() + self.lease.total_seconds()
         pause = 0.1
         while True:
             try:
+                if autocommit:
+                    async with self._engine.connect() as connection:
+                        raw = await connection.get_raw_connection()
+                        try:
+                            return await work(raw.driver_connection)
+                        except BaseException:
+                            await connection.invalidate()  # its state is unknown: not back to the pool
+                            raise
                 async with self.sessions() as session:
                     result = await work(session)
                     await session.commit()
                 return result
-            except (DBAPIError, OSError) as exc:
+            except (DBAPIError, OSError, *_DRIVER_ERRORS) as exc:
                 if not _transient(exc):
                     raise
                 if asyncio.get_running_loop().time() + pause > deadline:
@@ -297,12 +309,22 @@ def _failed(reason: str) -> Result:
 T = TypeVar("T")
 
 
+try:  # the driver's own errors, from the statement `Ledger` runs on the driver's connection
+    from asyncpg.exceptions import CannotConnectNowError, InterfaceError as _DriverInterfaceError
+    from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
+
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (PostgresConnectionError, CannotConnectNowError,
+                                                   OperatorInterventionError, _DriverInterfaceError)
+except ImportError:  # pragma: no cover - SQLite only
+    _DRIVER_ERRORS = ()
+
+
 def _transient(exc: Exception) -> bool:
     """The database could not be reached or was busy (restarting, refusing connections, a
     SQLite lock), not a statement it refused: worth another try."""
     if isinstance(exc, DBAPIError):
         return exc.connection_invalidated or isinstance(exc, (OperationalError, InterfaceError))
-    return isinstance(exc, OSError)
+    return isinstance(exc, (OSError, *_DRIVER_ERRORS))
 
 
 @dataclass
@@ -312,6 +334,9 @@ class _Outcome:
     message_id: str | None
     marked: bool
     done: asyncio.Future[None]
+
+
+WRITERS = 2  # writes of one batch's ledger in flight at once
 
 
 class Ledger:
@@ -324,7 +349,7 @@ class Ledger:
         self.complete = True  # every row asked for was marked or recorded (no write failed)
         self._marks: dict[int, asyncio.Future[bool]] = {}
         self._outcomes: list[_Outcome] = []
-        self._writing: asyncio.Task[None] | None = None
+        self._writers: set[asyncio.Task[None]] = set()
 
     async def mark(self, delivery_id: int) -> bool:
         """True: the row is `sending` and ours to send now."""
@@ -340,15 +365,24 @@ class Ledger:
         await future
 
     def _start(self) -> None:
-        if self._writing is None or self._writing.done():
-            self._writing = asyncio.create_task(self._write_all())
+        # A few writes at once: a connection's outcome and its next mark are always asked for
+        # together (no await between them), so they land in one write whichever commits first.
+        if len(self._writers) < WRITERS:
+            task = asyncio.create_task(self._write_all())
+            self._writers.add(task)
+            task.add_done_callback(self._writers.discard)
 
     async def _write_all(self) -> None:
         while self._marks or self._outcomes:
             marks, outcomes = self._marks, self._outcomes
             self._marks, self._outcomes = {}, []
             try:
-                marked = await self.sender.write(lambda session: self._write(session, outcomes, marks))
+                if self.sender.one_statement and all(o.marked and o.result.outcome is Outcome.SENT
+                                                     for o in outcomes):
+                    marked = await self.sender.write(lambda connection: self._write_sent(connection, outcomes, marks),
+                                                     autocommit=True)
+                else:
+                    marked = await self.sender.write(lambda session: self._write(session, outcomes, marks))
             except Exception as exc:
                 # Marks not written are not sent (the rows stay due); outcomes not written leave
                 # their rows `sending`, which the recovery sends again, flagged in doubt.
@@ -363,6 +397,15 @@ class Ledger:
                 future.set_result(delivery_id in marked)
             for outcome in outcomes:
                 outcome.done.set_result(None)
+
+    async def _write_sent(self, connection, outcomes: list[_Outcome], marks: dict[int, Any]) -> set[int]:
+        sender = self.sender
+        sent = []
+        for o in outcomes:
+            response = f"{o.result.code} {o.result.message}" if o.result.code else o.result.message
+            sent.append((o.delivery.id, response[:2000], o.message_id))
+        return await repo.record_sent_and_mark(connection, sender.worker_id, sent, list(marks), sender.clock(),
+                                               sender.lease)
 
     async def _write(self, session: AsyncSession, outcomes: list[_Outcome], marks: dict[int, Any]) -> set[int]:
         sender = self.sender

@@ -161,6 +161,10 @@ class RateLimiter:
             await self._sleep(slot - now)
 
 
+class _NotOurs(Exception):
+    """`on_wire` said no after the envelope was accepted: the body must not follow."""
+
+
 class _Phase(StrEnum):
     SESSION = "session"  # connect, TLS, AUTH, MAIL FROM: nothing here is about the recipient
     RECIPIENT = "recipient"  # RCPT TO and the DATA command
@@ -207,13 +211,19 @@ class SmtpRelay:
                     break
                 self._all.discard(candidate)
             phase = [_Phase.SESSION]
+            marking: asyncio.Future[bool] | None = None
             try:
                 if client is None:
                     client = await self._connect()
-                if envelope.on_wire is not None and not await envelope.on_wire():
-                    self._idle.put_nowait(client)
-                    return NOT_OURS
-                result = await self._transaction(client, envelope, phase)
+                if envelope.on_wire is not None:
+                    # Marked while the envelope's round trip runs; the body waits for the mark.
+                    marking = asyncio.ensure_future(envelope.on_wire())
+                result = await self._transaction(client, envelope, phase, marking)
+            except _NotOurs:
+                # Between DATA's 354 and the body: dropping the connection ends the transaction
+                # without a message (RFC 5321 4.1.1.4: no final dot, nothing is delivered).
+                self._discard(client)
+                return NOT_OURS
             except SMTPRecipientsRefused as exc:
                 refused = next(iter(exc.recipients))
                 result = _classify(refused.code, refused.message)
@@ -234,6 +244,8 @@ class SmtpRelay:
                     result = Result(Outcome.UNKNOWN, None, f"connection lost after the message was sent: {exc}")
                 else:
                     result = Result(Outcome.DEFERRED, None, f"connection failed before the message was complete: {exc}")
+            if marking is not None and not await marking:
+                result = NOT_OURS  # refused or failed before the body: the row was not ours to answer for
             if client is not None:
                 if result.outcome is not Outcome.SENT and client.is_connected:
                     try:
@@ -245,7 +257,8 @@ class SmtpRelay:
                     self._idle.put_nowait(client)
             return result
 
-    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase]) -> Result:
+    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase],
+                           marking: asyncio.Future[bool] | None = None) -> Result:
         if client.is_ehlo_or_helo_needed:  # what aiosmtplib's mail() does first
             try:
                 await client.ehlo()
@@ -279,6 +292,8 @@ class SmtpRelay:
             start = await client.execute_command(b"DATA")
         if start.code != 354:
             return _classify(start.code, start.message)
+        if marking is not None and not await marking:
+            raise _NotOurs
         phase.append(_Phase.BODY)
         response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
         return _classify(response.code, response.message)
