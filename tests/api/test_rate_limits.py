@@ -93,3 +93,12 @@ async def test_the_sendry_sdk_raises_its_rate_limit_error(settings, clock, engin
         with pytest.raises(RateLimitError) as raised:
             client.campaigns.list()
     assert 1 <= raised.value.retry_after <= 60
+
+
+async def test_the_sequenzy_dialect_answers_429_in_its_shape(limited, tenant):
+    client = await limited(rate_limit_key="1/minute")
+    path = "/api/v1/campaigns/camp_unknown/resend-to-non-openers"
+    assert (await client.post(path, headers=tenant.headers, json={})).status_code != 429
+    r = await client.post(path, headers=tenant.headers, json={})
+    assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
+    assert r.json()["success"] is False and r.json()["code"] == "rate_limited" and r.json()["retryable"] is True

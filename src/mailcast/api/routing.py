@@ -16,6 +16,7 @@ ERROR_RESPONSES = {
         409: "The resource's state does not allow this",
         413: "The request body is too large",
         422: "The request is invalid",
+        429: "A rate limit was reached (rate_limited); Retry-After says when to try again",
     }.items()
 }
 
@@ -26,6 +27,7 @@ SEQUENZY_ERROR_RESPONSES = {
         400: "Refused: too early (code too_early), not sent (not_sent), a plan limit, or an invalid request",
         401: "Missing, unknown or revoked API key, or one whose scope is too weak (insufficient_scope)",
         404: "No such campaign in this account",
+        429: "A rate limit was reached (rate_limited, retryable); Retry-After says when to try again",
         500: "An unexpected error (retryable)",
     }.items()
 }
