@@ -20,7 +20,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import (bench_tenant, cpu_seconds, database, emit, free_port, import_readers, machine, require, rss_mb,  # noqa: E402
+from common import (SECRET, bench_tenant, cpu_seconds, database, emit, free_port, import_readers, machine, require, rss_mb,  # noqa: E402
                     smtp_sink, smtp_source_rate)
 
 LINKS = 40
@@ -249,7 +249,7 @@ def main() -> None:
         env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": tmp,
                "MAILCAST_SMTP_URL": f"smtp://127.0.0.1:{port}", "MAILCAST_SMTP_POOL_SIZE": str(args.pool),
                "MAILCAST_WORKER_BATCH_SIZE": "1000", "MAILCAST_WORKER_CONCURRENCY": "200",
-               "MAILCAST_WORKER_POLL_SECONDS": "0.05", "MAILCAST_SECRET_KEY": "bench-secret-0123456789abcdef"}
+               "MAILCAST_WORKER_POLL_SECONDS": "0.05", "MAILCAST_SECRET_KEY": SECRET}
 
         api_server = probe = None
         if args.api:

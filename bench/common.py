@@ -151,6 +151,11 @@ class BenchTenant:
     dkim_record: bytes  # the domain's DKIM TXT record, as published
 
 
+# Every scenario's processes run with this secret key (MAILCAST_SECRET_KEY): the tenant's DKIM
+# key is sealed under it, and tracking tokens are made with it.
+SECRET = "bench-secret-0123456789abcdef"
+
+
 async def bench_tenant(url: str, dkim_algorithm: str = "rsa", dkim_verified: bool = False) -> BenchTenant:
     """A migrated database with an enterprise account, its trusted sender domain news.example.com
     and an empty audience: what every scenario starts from. The caller disposes of the engine."""
@@ -162,7 +167,7 @@ async def bench_tenant(url: str, dkim_algorithm: str = "rsa", dkim_verified: boo
     from mailcast.db.migrate import upgrade
     from mailcast.domains import service as domains
 
-    settings = Settings(database_url=url, monthly_quota_enterprise=10**12)
+    settings = Settings(database_url=url, monthly_quota_enterprise=10**12, secret_key=SECRET)
     engine = create_engine(url)
     await upgrade(engine)
     sessions = session_factory(engine)

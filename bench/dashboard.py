@@ -24,10 +24,9 @@ from pathlib import Path
 import httpx
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_tenant, database, emit, free_port, machine  # noqa: E402
+from common import SECRET, bench_tenant, database, emit, free_port, machine  # noqa: E402
 from tracking import start_server  # noqa: E402
 
-SECRET = "bench-secret-key-0123456789abcdef"
 PASSWORD = "bench password 0123"
 
 

@@ -23,7 +23,7 @@ import time
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import ROOT, bench_tenant, database, emit, machine, rss_mb  # noqa: E402
+from common import ROOT, SECRET, bench_tenant, database, emit, machine, rss_mb  # noqa: E402
 
 
 def write_file(path: Path, rows: int) -> None:
@@ -49,7 +49,7 @@ def run_import(url: str, data_dir: Path, account: str, audience: str, path: Path
     """The command's summary, and the peak RSS in MB of the importing process, and of it and its
     reading process together (sampled every 50 ms)."""
     env = {**os.environ, "MAILCAST_DATABASE_URL": url, "MAILCAST_DATA_DIR": str(data_dir),
-           "MAILCAST_SECRET_KEY": "bench-secret-key-0123456789abcdef"}
+           "MAILCAST_SECRET_KEY": SECRET}
     if batch:
         env["MAILCAST_IMPORT_BATCH_ROWS"] = str(batch)
     summary_file = data_dir / f"summary-{time.monotonic_ns()}.json"

@@ -28,9 +28,8 @@ from datetime import timedelta
 from pathlib import Path
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from common import bench_tenant, database, emit, free_port, import_readers, machine, require  # noqa: E402
+from common import SECRET, bench_tenant, database, emit, free_port, import_readers, machine, require  # noqa: E402
 
-SECRET = "bench-secret-0123456789abcdef"
 BROWSER = "Mozilla/5.0 (X11; Linux x86_64) AppleWebKit/537.36 Chrome/126.0 Safari/537.36"
 
 

@@ -29,6 +29,7 @@ from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_fa
 from mailcast.db.migrate import upgrade
 from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
+from mailcast.domains.keys import KeyUnreadable
 from mailcast.errors import MailcastError
 
 app = typer.Typer(no_args_is_help=True, help="mailcast: self-hosted email broadcast campaigns.")
@@ -80,9 +81,9 @@ def _key_json(key, raw: str) -> dict[str, Any]:
 
 @app.command()
 def migrate() -> None:
-    """Apply database migrations."""
-    _in_session(lambda session, settings: asyncio.sleep(0))
-    err.print("database is up to date")
+    """Apply database migrations (and seal any DKIM private key stored in clear)."""
+    sealed = _in_session(domains.seal_stored_keys)
+    err.print("database is up to date" + (f"; sealed {sealed} DKIM private key(s)" if sealed else ""))
 
 
 @app.command()
@@ -110,6 +111,7 @@ def serve(
     settings = get_settings()
 
     async def first_start(session: AsyncSession, _settings: Settings):
+        await domains.seal_stored_keys(session, settings)
         if await accounts_repo.count_accounts(session):
             return None
         account, key, raw = await accounts.create_account(session, "Default", "business", system_clock())
@@ -304,6 +306,22 @@ def domains_add(
                 "dns_records": domains.dns_records(domain, settings)}
 
     _print_json(_in_session(work))
+
+
+@domains_app.command("reseal-keys")
+def domains_reseal_keys(
+    previous_secret_key: Annotated[str, typer.Option(
+        envvar="MAILCAST_PREVIOUS_SECRET_KEY", prompt=True, hide_input=True,
+        help="The secret key the DKIM private keys were sealed under (read from the environment or asked)")],
+) -> None:
+    """After MAILCAST_SECRET_KEY changed: seal every DKIM private key under the new secret key."""
+    async def work(session: AsyncSession, settings: Settings) -> int:
+        try:
+            return await domains.seal_stored_keys(session, settings, [previous_secret_key.encode()])
+        except KeyUnreadable as exc:
+            raise MailcastError(str(exc)) from None
+
+    err.print(f"sealed {_in_session(work)} DKIM private key(s) under the current secret key")
 
 
 def _password_given(password: str | None) -> str:

@@ -62,6 +62,10 @@ class Settings(BaseSettings):
     smtp_pool_size: int = Field(default=4, ge=1, le=200)
     smtp_rate_per_second: float = Field(default=0.0, ge=0.0, description="Per relay and process; 0 = unlimited")
     smtp_timeout_seconds: float = 60.0
+    # A relay whose connections fail this many times in a row is paused (its circuit opens) and
+    # probed with one message after 1 s, 2 s, 4 s ... up to the maximum, until it answers.
+    smtp_breaker_failures: int = Field(default=5, ge=1, le=1000)
+    smtp_breaker_max_seconds: float = Field(default=60.0, gt=0, le=3600)
     outbox_dir: Path | None = None
     # VERP bounce addresses are bounces+<token>@<bounce_domain> (default: the sender's domain).
     bounce_domain: str = ""

@@ -75,6 +75,24 @@ async def test_import_of_ten_thousand(tenant):
     assert (await tenant.get("/v1/contacts", params={"email": "one@more"})).json()["data"] == []
 
 
+async def test_rows_over_the_limit_are_refused_before_the_body_is_decoded(tenant, settings):
+    settings.import_max_rows = 100
+    json_headers = {**tenant.headers, "Content-Type": "application/json"}
+    rows = ",".join(f'{{"email": "r{i}@example.org"}}' for i in range(101))
+    # Broken JSON after the 101st row: a body decoded whole would be refused as invalid JSON; the
+    # rows are counted first, as a stream, so the answer is the row limit.
+    body = '{"audience_id": null, "contacts": [' + rows + ', {"email": ' + "[" * 50_000
+    r = await tenant.client.post("/v1/contacts/import", content=body, headers=json_headers)
+    assert r.status_code == 422, r.text
+    assert r.json()["error"]["details"] == [{"field": "contacts", "message": "at most 100 rows"}]
+    fits = '{"contacts": [' + rows.rsplit(",", 1)[0] + "]}"
+    r = await tenant.client.post("/v1/contacts/import", content=fits, headers=json_headers)
+    assert r.status_code == 200 and r.json()["created"] == 100
+    broken = '{"contacts": [' + rows.rsplit(",", 1)[0] + ", {"
+    r = await tenant.client.post("/v1/contacts/import", content=broken, headers=json_headers)
+    assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
+
+
 async def test_a_large_import_leaves_postgresql_planning_for_the_table_as_it_is(tenant, sessions):
     # An import of a list into a new database: without fresh statistics PostgreSQL planned the next
     # chunk's address lookups as a scan of every contact of the account (each import slower than

@@ -91,6 +91,9 @@ async def test_bad_uploads_are_refused_and_leave_no_file(tenant, settings):
     r = await tenant.client.post("/v1/contacts/imports", headers=tenant.headers,
                                  files={"upload": ("x.csv", b"email\n", "text/csv")})
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "file"
+    r = await tenant.client.post("/v1/contacts/imports", headers=tenant.headers, data={"audiences": "aud_x"},
+                                 files={"file": ("x.csv", b"email\n", "text/csv")})
+    assert r.status_code == 422 and r.json()["error"]["details"] == [{"field": "audiences", "message": "unknown field"}]
     assert not list((settings.data_dir / "imports").iterdir())
     assert (await tenant.get("/v1/contacts/imports")).json()["data"] == []
     assert (await tenant.get("/v1/contacts/imports/imp_nope")).status_code == 404

@@ -384,3 +384,55 @@ async def test_credentials_never_cross_a_connection_without_tls():
         assert len(logins) == 1
     finally:
         server.close()
+
+
+class Ticking:
+    """A monotonic clock the test moves."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+async def test_a_relay_that_is_down_is_paused_and_probed_until_it_answers():
+    from mailcast.delivery.transport import Breaker
+    from tests.smtpserver import LoopbackRelay
+
+    server = await LoopbackRelay().start()
+    await server.kill()  # the port is known and nothing listens on it
+    ticks = Ticking()
+    relay = SmtpRelay(RelayConfig.from_url(server.url), pool_size=2, breaker=Breaker(3, 8.0, monotonic=ticks))
+    assert relay.health()[0].down_since is None and relay.paused_for() == 0
+    tried = [await relay.send(envelope(f"r{i}@example.org")) for i in range(3)]
+    assert [r.outcome for r in tried] == [Outcome.DEFERRED] * 3  # each one a failed connection
+    health = relay.health()[0]
+    assert health.relay == f"127.0.0.1:{server.port}" and health.down_since is not None
+    assert "Connect" in health.error or "refused" in health.error.lower()
+    # Open: nothing is tried, however many wait; each is told when the relay is tried again.
+    paused = await asyncio.gather(*(relay.send(envelope(f"w{i}@example.org")) for i in range(20)))
+    assert {r.outcome for r in paused} == {Outcome.PAUSED} and paused[0].retry_after == 1.0
+    assert "unreachable since" in paused[0].message and relay.paused_for() == 1.0
+    # The probe after 1 s fails: the wait doubles, up to the maximum.
+    ticks.now += 1
+    assert (await relay.send(envelope("probe1@example.org"))).outcome is Outcome.DEFERRED
+    assert relay.paused_for() == 2.0
+    for wait in (2, 4, 8):
+        ticks.now += wait
+        await relay.send(envelope("probe@example.org"))
+    assert relay.paused_for() == 8.0  # the maximum
+    # The relay is back: the next probe goes through and closes the circuit.
+    await server.start()
+    try:
+        assert (await relay.send(envelope("early@example.org"))).outcome is Outcome.PAUSED
+        ticks.now += 8
+        assert (await relay.send(envelope("probe2@example.org"))).outcome is Outcome.SENT
+        assert relay.health()[0].down_since is None and relay.paused_for() == 0
+        after = await asyncio.gather(*(relay.send(envelope(f"a{i}@example.org")) for i in range(10)))
+        assert {r.outcome for r in after} == {Outcome.SENT}
+        assert server.handler.messages[0].rcpt_to == "probe2@example.org"
+        assert sorted(m.rcpt_to for m in server.handler.messages[1:]) == sorted(f"a{i}@example.org" for i in range(10))
+    finally:
+        await relay.close()
+        await server.stop()

@@ -17,7 +17,7 @@ def _publish_all(dns, domain: dict) -> None:
         dns.publish(record["host"], record["value"])
 
 
-async def test_create_returns_records_with_a_fresh_dkim_key(tenant, sessions):
+async def test_create_returns_records_with_a_fresh_dkim_key(tenant, sessions, settings):
     r = await tenant.post("/v1/domains", json={"name": "Mail.Example.COM."})
     assert r.status_code == 201, r.text
     domain = r.json()
@@ -35,7 +35,8 @@ async def test_create_returns_records_with_a_fresh_dkim_key(tenant, sessions):
     from mailcast.domains import repository
     async with sessions() as session:
         stored = await repository.get(session, tenant.account_id, domain["id"])
-    private = load_pem_private_key(stored.dkim_private_key.encode(), None)
+    from mailcast.domains.keys import KeySealer
+    private = load_pem_private_key(KeySealer(settings.secret()).open(stored.dkim_private_key).encode(), None)
     assert private.public_key().public_numbers() == public.public_numbers()
 
 

@@ -77,3 +77,25 @@ async def test_edit_and_schedule_in_the_viewers_zone(dashboard, tenant, clock):
     assert (await tenant.get(f"/v1/campaigns/{draft['id']}")).json()["scheduled_at"] == "2026-03-05T08:30:00.000Z"
     bad = await dashboard.post(base + "/schedule", {"when": "tomorrow", "offset": "0"})
     assert bad.status_code == 422 and "date and a time" in bad.text
+
+
+async def test_a_sending_campaign_whose_relay_is_down_says_so(dashboard, tenant, sessions, settings, clock, relay):
+    from mailcast.delivery import repository as delivery_repo
+    from mailcast.delivery.transport import RelayHealth
+
+    settings.smtp_url = relay.url
+    campaign = await tenant.campaign(await tenant.audience(contacts=2), draft=None)
+    base = f"/dashboard/company/{tenant.account_id}/campaign/{campaign['id']}"
+    assert "Relay unreachable" not in (await dashboard.get(base)).text
+    name = f"127.0.0.1:{relay.port}"
+    async with sessions() as session:  # what a worker writes when the relay's circuit opens
+        await delivery_repo.save_relay_health(session, [RelayHealth(name, clock(), "Connection refused")], clock())
+        await session.commit()
+    for path in (base, base + "/counters"):
+        shown = (await dashboard.get(path)).text
+        assert re.search(r"data-relay-down>Relay unreachable since <time[^>]*>[^<]+</time> \(Connection refused\)",
+                         shown)
+    async with sessions() as session:  # and when it answers again
+        await delivery_repo.save_relay_health(session, [RelayHealth(name, None, None)], clock())
+        await session.commit()
+    assert "Relay unreachable" not in (await dashboard.get(base + "/counters")).text

@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+from datetime import datetime
 from html import escape as html_escape
 from typing import Annotated, Literal
 
@@ -41,7 +42,7 @@ from mailcast.campaigns.schemas import (
 router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"], responses=ERROR_RESPONSES)
 
 
-def _out(c, s: Stats) -> CampaignOut:
+def _out(c, s: Stats, outage: tuple[datetime, str | None] | None = None) -> CampaignOut:
     return CampaignOut(
         id=c.id, name=c.name, subject=c.subject, from_=c.from_address, reply_to=c.reply_to,
         preview_text=c.preview_text, audience_id=c.audience_id, template_id=c.template_id, html=c.html, text=c.text,
@@ -55,11 +56,13 @@ def _out(c, s: Stats) -> CampaignOut:
             machine_opened_count=s.machine_opened,
         ),
         created_at=c.created_at, updated_at=c.updated_at,
+        relay_unreachable_since=outage[0] if outage else None, relay_error=outage[1] if outage else None,
     )
 
 
-async def _one(session, campaign) -> CampaignOut:
-    return _out(campaign, (await service.stats(session, [campaign]))[campaign.id])
+async def _one(session, settings, campaign) -> CampaignOut:
+    outages = await service.relay_outages(session, settings, [campaign])
+    return _out(campaign, (await service.stats(session, [campaign]))[campaign.id], outages.get(campaign.id))
 
 
 @router.post("", status_code=201, response_model=CampaignOut)
@@ -69,28 +72,30 @@ async def create_campaign(body: CampaignCreate, principal: FullKey, session: Ses
     sending at once, unless `draft` is true. `from` must be on a verified domain of the account.
     Plan limits (403 `plan_limit_reached`) and the monthly quota (403 `quota_exceeded`) apply."""
     campaign = await service.create_campaign(session, settings, principal.account_id, body, clock())
-    return await _one(session, campaign)
+    return await _one(session, settings, campaign)
 
 
 @router.get("", response_model=Page[CampaignOut])
-async def list_campaigns(principal: ReadKey, session: SessionDep, page: PageDep,
+async def list_campaigns(principal: ReadKey, session: SessionDep, page: PageDep, settings: SettingsDep,
                          status: Annotated[Status | None, Query()] = None):
     rows = await service.list_campaigns(session, principal.account_id, page.limit, page.cursor, status)
     items, has_more, cursor = page_of(rows, page.limit)
     stats = await service.stats(session, items)
-    return Page[CampaignOut](data=[_out(c, stats[c.id]) for c in items], has_more=has_more, next_cursor=cursor)
+    outages = await service.relay_outages(session, settings, items)
+    return Page[CampaignOut](data=[_out(c, stats[c.id], outages.get(c.id)) for c in items], has_more=has_more,
+                             next_cursor=cursor)
 
 
 @router.get("/{campaign_id}", response_model=CampaignOut)
-async def get_campaign(campaign_id: str, principal: ReadKey, session: SessionDep):
-    return await _one(session, await service.get_campaign(session, principal.account_id, campaign_id))
+async def get_campaign(campaign_id: str, principal: ReadKey, session: SessionDep, settings: SettingsDep):
+    return await _one(session, settings, await service.get_campaign(session, principal.account_id, campaign_id))
 
 
 async def update_campaign(campaign_id: str, body: CampaignUpdate, principal: FullKey, session: SessionDep,
                           clock: ClockDep, settings: SettingsDep) -> CampaignOut:
     """Update a draft or scheduled campaign (409 otherwise)."""
     campaign = await service.update_campaign(session, settings, principal.account_id, campaign_id, body, clock())
-    return await _one(session, campaign)
+    return await _one(session, settings, campaign)
 
 
 put_and_patch(router, "/{campaign_id}", update_campaign, response_model=CampaignOut)
@@ -108,7 +113,7 @@ async def send_campaign(campaign_id: str, principal: SendKey, session: SessionDe
                         settings: SettingsDep):
     """Start sending a draft or scheduled campaign now."""
     campaign = await service.send_campaign(session, settings, principal.account_id, campaign_id, clock())
-    return await _one(session, campaign)
+    return await _one(session, settings, campaign)
 
 
 @router.post("/{campaign_id}/schedule", response_model=CampaignOut)
@@ -117,25 +122,25 @@ async def schedule_campaign(campaign_id: str, body: ScheduleRequest, principal: 
     """Schedule (or reschedule) a draft or scheduled campaign."""
     campaign = await service.schedule_campaign(session, settings, principal.account_id, campaign_id,
                                                body.scheduled_at, clock())
-    return await _one(session, campaign)
+    return await _one(session, settings, campaign)
 
 
 @router.post("/{campaign_id}/pause", response_model=CampaignOut)
-async def pause_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep):
+async def pause_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep, settings: SettingsDep):
     """Pause a sending campaign."""
-    return await _one(session, await service.pause_campaign(session, principal.account_id, campaign_id, clock()))
+    return await _one(session, settings, await service.pause_campaign(session, principal.account_id, campaign_id, clock()))
 
 
 @router.post("/{campaign_id}/resume", response_model=CampaignOut)
-async def resume_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep):
+async def resume_campaign(campaign_id: str, principal: SendKey, session: SessionDep, clock: ClockDep, settings: SettingsDep):
     """Resume a paused campaign where it stopped."""
-    return await _one(session, await service.resume_campaign(session, principal.account_id, campaign_id, clock()))
+    return await _one(session, settings, await service.resume_campaign(session, principal.account_id, campaign_id, clock()))
 
 
 @router.post("/{campaign_id}/cancel", response_model=CampaignOut)
-async def cancel_campaign(campaign_id: str, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def cancel_campaign(campaign_id: str, principal: FullKey, session: SessionDep, clock: ClockDep, settings: SettingsDep):
     """Cancel a draft, scheduled or paused campaign. Sending or sent campaigns: 409."""
-    return await _one(session, await service.cancel_campaign(session, principal.account_id, campaign_id, clock()))
+    return await _one(session, settings, await service.cancel_campaign(session, principal.account_id, campaign_id, clock()))
 
 
 @router.get("/{campaign_id}/ab-test/results", response_model=AbResults)

@@ -21,7 +21,7 @@ from mailcast.delivery import message as mime
 from mailcast.delivery.render import RenderError, recipient_context
 from mailcast.delivery.service import compose, plan_for
 from mailcast.delivery.tokens import Purpose, TokenCodec
-from mailcast.delivery.transport import Envelope, Transport
+from mailcast.delivery.transport import Envelope, Outcome, Transport
 from mailcast.errors import NotFound, RateLimited, ValidationFailed
 
 # Tokens of a preview or a test send name no delivery: their links, pixel and unsubscribe
@@ -149,6 +149,8 @@ async def send_test(session: AsyncSession, settings: Settings, codec: TokenCodec
                             recipient=email, data=data, sender_domain=plan.sender_domain,
                             wire_ready=mime.builds_itself(email))
         answer = await transport.send(envelope)
-        result.recipients.append(TestSent(email, answer.outcome.value, answer.message, message_id))
+        # A relay that is down answers for itself: the test was not tried, as a 4xx would say.
+        status = "deferred" if answer.outcome is Outcome.PAUSED else answer.outcome.value
+        result.recipients.append(TestSent(email, status, answer.message, message_id))
     await repo.record_test_sends(session, campaign.id, addresses, now)
     return result

@@ -13,6 +13,7 @@ from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db.lists import among, is_postgresql
 from mailcast.db.models import (
     CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, CampaignTestSend, Contact, Delivery, Event,
+    RelayStatus,
 )
 from mailcast.db.types import UTCDateTime
 
@@ -440,3 +441,10 @@ async def deliveries_of_contact(session: AsyncSession, account_id: str, contact_
             .join(Delivery, and_(Delivery.campaign_id == Campaign.id, Delivery.contact_id == contact_id))
             .where(Campaign.account_id == account_id).order_by(Campaign.id.desc()).limit(limit))
     return [tuple(row) for row in await session.execute(stmt)]
+
+
+async def relays_down(session: AsyncSession) -> dict[str, tuple[datetime, str | None]]:
+    """The relays the workers cannot reach: since when, and the last error."""
+    rows = await session.execute(select(RelayStatus.relay, RelayStatus.down_since, RelayStatus.error)
+                                 .where(RelayStatus.down_since.is_not(None)))
+    return {relay: (since, error) for relay, since, error in rows}

@@ -177,6 +177,10 @@ class CampaignOut(BaseModel):
     stats: CampaignStatsOut
     created_at: Timestamp
     updated_at: Timestamp
+    relay_unreachable_since: Timestamp | None = Field(
+        default=None, description="Sending, and the workers cannot reach its SMTP relay since then: its "
+        "messages wait (they are not failed) and the relay is probed until it answers")
+    relay_error: str | None = Field(default=None, description="The last connection error, while unreachable")
 
 
 class VariantResult(BaseModel):

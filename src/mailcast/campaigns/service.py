@@ -21,6 +21,7 @@ from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import CampaignCreate, CampaignUpdate
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
+from mailcast.delivery.transports import relay_for
 from mailcast.domains import service as domains
 from mailcast.errors import DomainNotVerified, InvalidTransition, NotFound, ValidationFailed
 from mailcast.ids import new_id
@@ -178,6 +179,19 @@ async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, S
         if not c.queue_filled and c.recipients:
             result[c.id].total = max(result[c.id].total, c.recipients)
     return result
+
+
+async def relay_outages(session: AsyncSession, settings: Settings, campaigns: list[Campaign]
+                        ) -> dict[str, tuple[datetime, str | None]]:
+    """Sending campaigns whose relay the workers cannot reach: (since, last error) by campaign id."""
+    sending = [c for c in campaigns if c.status == Status.SENDING]
+    down = await repo.relays_down(session) if sending else {}
+    outages = {}
+    for campaign in sending if down else ():
+        relay = relay_for(settings, sender_address(campaign.from_address).rpartition("@")[2])
+        if relay in down:
+            outages[campaign.id] = down[relay]
+    return outages
 
 
 async def queues_to_fill(session: AsyncSession, settings: Settings) -> tuple[list[str], list[str]]:
@@ -347,6 +361,13 @@ async def return_to_draft(session: AsyncSession, campaign_id: str, reason: str, 
     goes back to draft with the reason, instead of being retried forever."""
     return await repo.compare_and_set(session, campaign_id, Status.SCHEDULED,
                                       {"status": Status.DRAFT.value, "last_error": reason[:2000], "updated_at": now})
+
+
+async def pause_for(session: AsyncSession, campaign_id: str, reason: str, now: datetime) -> bool:
+    """A sending campaign the workers cannot send (its signing key cannot be opened, say) is
+    paused with the reason, for its owner to fix and resume, instead of failing every recipient."""
+    return await repo.compare_and_set(session, campaign_id, Status.SENDING,
+                                      {"status": Status.PAUSED.value, "last_error": reason[:2000], "updated_at": now})
 
 
 async def delete_campaign(session: AsyncSession, account_id: str, campaign_id: str) -> None:

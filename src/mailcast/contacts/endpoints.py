@@ -1,9 +1,11 @@
 from __future__ import annotations
 
-from typing import Annotated
+from collections.abc import Callable, Coroutine
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Query, Request
+from fastapi import APIRouter, Query, Request, Response
 from fastapi.responses import StreamingResponse
+from fastapi.routing import APIRoute
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
@@ -34,19 +36,39 @@ async def list_contacts(
     return Page[ContactOut](data=[ContactOut.of(c) for c in items], has_more=has_more, next_cursor=cursor)
 
 
-@router.post("/import", response_model=ImportResult)
+class _RowsCountedFirst(APIRoute):
+    """The JSON import's rows are counted while its body streams through a parser, before it is
+    decoded whole: a body with more rows than allowed is refused without building them."""
+
+    def get_route_handler(self) -> Callable[[Request], Coroutine[Any, Any, Response]]:
+        handler = super().get_route_handler()
+
+        async def counted_first(request: Request) -> Response:
+            limit = request.app.state.settings.import_max_rows
+            if service.json_rows_over(await request.body(), "contacts", limit):
+                raise service.too_many_rows(limit)
+            return await handler(request)
+
+        return counted_first
+
+
 async def import_contacts(body: ImportRequest, principal: FullKey, session: SessionDep, clock: ClockDep,
-                          settings: SettingsDep):
+                          settings: SettingsDep) -> ImportResult:
     """Create or update up to 10,000 contacts by address. Invalid addresses are reported per row
     (`errors[].index`) and skipped; valid rows are kept. Existing contacts are never re-subscribed."""
     return await service.import_contacts(session, principal.account_id, body.contacts, body.audience_id, clock(),
                                          settings.import_max_rows)
 
 
+router.add_api_route("/import", import_contacts, methods=["POST"], response_model=ImportResult,
+                     route_class_override=_RowsCountedFirst)
+
+
 _UPLOAD_BODY = {"requestBody": {"required": True, "content": {
     "text/csv": {"schema": {"type": "string", "description": "The CSV file itself"}},
-    "multipart/form-data": {"schema": {"type": "object", "required": ["file"], "properties": {
-        "file": {"type": "string", "format": "binary"}, "audience_id": {"type": "string"}}}},
+    "multipart/form-data": {"schema": {
+        "type": "object", "required": ["file"], "additionalProperties": False,
+        "properties": {"file": {"type": "string", "format": "binary"}, "audience_id": {"type": "string"}}}},
 }}}
 
 

@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import json
+from itertools import islice
 from datetime import datetime
 from typing import Any
 
+import ijson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.audiences import repository as audiences_repo
@@ -119,6 +121,21 @@ async def delete_contact(session: AsyncSession, account_id: str, contact_id: str
 STATISTICS_AFTER = 1_000
 
 
+def json_rows_over(body: bytes, field: str, limit: int) -> bool:
+    """Whether the JSON object `body` holds more than `limit` items in its array `field`, read as
+    a stream: at most `limit + 1` items are built, one at a time. A body that is not such JSON
+    is not judged here (False): decoding it reports what is wrong."""
+    try:
+        return sum(1 for _ in islice(ijson.items(body, f"{field}.item"), limit + 1)) > limit
+    except ijson.JSONError:
+        return False
+
+
+def too_many_rows(max_rows: int) -> ValidationFailed:
+    return ValidationFailed(f"contacts: at most {max_rows} rows per import",
+                            [{"field": "contacts", "message": f"at most {max_rows} rows"}])
+
+
 async def import_contacts(
     session: AsyncSession, account_id: str, rows: list[ImportRow], audience_id: str | None, now: datetime,
     max_rows: int, first_index: int = 0,
@@ -128,8 +145,7 @@ async def import_contacts(
     An import never re-subscribes an unsubscribed contact (`unsubscribed: false` is ignored for
     existing contacts): only an explicit contact update can. Metadata is merged key by key."""
     if len(rows) > max_rows:
-        raise ValidationFailed(f"contacts: at most {max_rows} rows per import",
-                               [{"field": "contacts", "message": f"at most {max_rows} rows"}])
+        raise too_many_rows(max_rows)
     if audience_id and not await audiences_repo.hold(session, account_id, audience_id):
         raise NotFound("No such audience", {"audience_id": audience_id})
 

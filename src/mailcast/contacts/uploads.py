@@ -28,6 +28,9 @@ def _too_large(limit: int) -> PayloadTooLarge:
     return PayloadTooLarge(f"The file is larger than {limit} bytes", {"limit_bytes": limit})
 
 
+FORM_FIELDS = {"file", "audience_id"}
+
+
 async def receive(request: Request, destination: Path, limit: int) -> str | None:
     """The upload written to `destination`: the request's body itself, or the `file` part of a
     multipart form. Returns the form's audience_id, if any."""
@@ -49,6 +52,10 @@ async def receive(request: Request, destination: Path, limit: int) -> str | None
                 if upload is None or isinstance(upload, str):
                     raise ValidationFailed("file: a multipart upload needs a file part named 'file'",
                                            [{"field": "file", "message": "required"}])
+                unknown = sorted(set(form.keys()) - FORM_FIELDS)
+                if unknown:
+                    raise ValidationFailed(f"{unknown[0]}: not a field of the upload form (file, audience_id)",
+                                           [{"field": name, "message": "unknown field"} for name in unknown])
                 while chunk := await upload.read(_CHUNK):
                     written += len(chunk)
                     if written > limit:

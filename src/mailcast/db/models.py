@@ -112,6 +112,18 @@ class IdempotencyKey(Base):
     expires_at: Mapped[datetime]
 
 
+class RelayStatus(Base):
+    """A relay the workers could not reach: since when, and the last error. Written by the
+    workers when a relay's circuit opens or closes; read by the campaign pages and the API."""
+
+    __tablename__ = "relay_status"
+
+    relay: Mapped[str] = mapped_column(String(300), primary_key=True)  # host:port
+    down_since: Mapped[datetime | None]  # None: reachable
+    error: Mapped[str | None] = mapped_column(Text)
+    updated_at: Mapped[datetime]
+
+
 class AccountUsage(Base):
     """Marketing emails counted against the monthly quota, per calendar month (UTC)."""
 

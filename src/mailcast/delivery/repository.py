@@ -14,9 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import (
-    DUE_CONDITION, PENDING, Account, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain,
+    DUE_CONDITION, PENDING, Account, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain, RelayStatus,
 )
 from mailcast.db.types import UTCDateTime
+from mailcast.db.upsert import insert_for
+from mailcast.delivery.transport import RelayHealth
 
 
 class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
@@ -195,6 +197,13 @@ _DUE_ROWS = {(leased, from_start): _due_rows_statement(leased, from_start)
              for leased in (False, True) for from_start in (False, True)}
 
 
+def _pending(status):
+    """Queued or deferred, for rows looked up by id. Through coalesce (a status is never null) so
+    that PostgreSQL reads them by primary key: the bare condition is the due index's predicate,
+    and the planner may then scan that whole index for a handful of ids."""
+    return func.coalesce(status, "").in_(PENDING)
+
+
 async def prepare(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
                   lease: timedelta) -> dict[int, Recipient]:
     """A chunk about to be rendered: renews its leases, and returns the rows of a lease this
@@ -211,7 +220,7 @@ async def prepare(session: AsyncSession, worker: str, chunk: Sequence[Claimed], 
     if not ids:
         return {}
     pending = (await session.execute(
-        select(Delivery.id, Delivery.contact_id).where(among(session, Delivery.id, ids), Delivery.status.in_(PENDING))
+        select(Delivery.id, Delivery.contact_id).where(among(session, Delivery.id, ids), _pending(Delivery.status))
     )).all()
     # A deleted contact's delivery keeps its id (see the model): no row here, so unreachable.
     wanted = {contact_id for _, contact_id in pending if contact_id is not None}
@@ -231,7 +240,7 @@ _MARKS = DeliveryLease.__table__
 _MARK_ON_WIRE = (
     update(Delivery.__table__)
     .where(Delivery.__table__.c.id.in_(bindparam("ids", expanding=True)),
-           Delivery.__table__.c.status.in_(PENDING),
+           _pending(Delivery.__table__.c.status),
            # the row lies in the range of a lease this worker holds (`claim` deletes leases that ran out)
            exists().where(_MARKS.c.campaign_id == Delivery.__table__.c.campaign_id,
                           _MARKS.c.owner == bindparam("worker"),
@@ -260,6 +269,7 @@ async def mark_on_wire(session: AsyncSession, worker: str, ids: Sequence[int], n
 # PostgreSQL: the sender's commonest write, outcomes that are all "sent" and the next marks, as
 # one statement on the driver's connection outside a transaction: atomic, one round trip, and
 # none of the SQL layer's work for a write made many times a second with a few rows.
+# (coalesce: see `_pending`.)
 _SENT_AND_MARK = """
 WITH recorded AS (
     UPDATE deliveries AS d SET status = 'sent', smtp_response = u.smtp_response, message_id = u.message_id,
@@ -270,7 +280,7 @@ WITH recorded AS (
 ), marked AS (
     UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, lease_owner = $5,
            lease_expires_at = $7, updated_at = $6
-    WHERE d.id = ANY($4::bigint[]) AND d.status IN ('queued', 'deferred')
+    WHERE d.id = ANY($4::bigint[]) AND coalesce(d.status, '') IN ('queued', 'deferred')
       AND EXISTS (SELECT 1 FROM delivery_leases AS l WHERE l.campaign_id = d.campaign_id AND l.owner = $5
                   AND (d.next_attempt_at, d.id) BETWEEN (l.first_at, l.first_id) AND (l.last_at, l.last_id))
     RETURNING d.id
@@ -378,8 +388,9 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
 
 @functools.cache
 def _record_over_arrays(columns: tuple[str, ...], unsent: bool):
-    """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column."""
-    guard = ("d.status IN ('queued', 'deferred')" if unsent
+    """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column
+    (coalesce: see `_pending`)."""
+    guard = ("coalesce(d.status, '') IN ('queued', 'deferred')" if unsent
              else "d.lease_owner = :worker AND d.status IN ('sending', 'unknown')")
     return text(
         f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
@@ -472,3 +483,17 @@ async def due_scheduled(session: AsyncSession, now: datetime, limit: int = 50) -
 async def count_by_status(session: AsyncSession, campaign_id: str) -> dict[str, int]:
     stmt = select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
     return {status: n for status, n in await session.execute(stmt)}
+
+
+async def save_relay_health(session: AsyncSession, health: Sequence[RelayHealth], now: datetime) -> None:
+    """Each relay as this worker sees it: down since the first worker found it down, or reachable."""
+    insert = insert_for(session)
+    for relay in health:
+        stmt = insert(RelayStatus).values(relay=relay.relay, down_since=relay.down_since, error=relay.error,
+                                          updated_at=now)
+        if relay.down_since is None:
+            changes = {"down_since": None, "error": None, "updated_at": now}
+        else:
+            changes = {"down_since": func.coalesce(RelayStatus.down_since, stmt.excluded.down_since),
+                       "error": stmt.excluded.error, "updated_at": now}
+        await session.execute(stmt.on_conflict_do_update(index_elements=["relay"], set_=changes))

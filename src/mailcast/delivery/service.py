@@ -36,6 +36,7 @@ from mailcast.delivery.render import CompiledVariant, RenderError, Rendered, com
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
 from mailcast.domains import service as domains
+from mailcast.domains.keys import KeyUnreadable, sealer
 
 log = logging.getLogger("mailcast.sender")
 
@@ -75,11 +76,16 @@ class Sender:
         self._engine = sessions.kw["bind"]
         # PostgreSQL records the commonest outcomes and marks in one statement (`Ledger`).
         self.one_statement = self._engine.dialect.name == "postgresql"
+        self._health = transport.health() if transport is not None else []  # as last written
         click = settings.public_url("/t/c/")
         self._click_prefix = (click, str(escape(click)))
 
     async def send_batch(self) -> int:
-        """One batch; returns how many deliveries it claimed (0: nothing is due)."""
+        """One batch; returns how many deliveries it claimed (0: nothing is due, or no relay can
+        be reached now)."""
+        await self._publish_health()
+        if self.transport.paused_for():
+            return 0
         size = self.settings.worker_batch_size
         async with self.sessions() as session:
             filling, running_low = await campaigns.queues_to_fill(session, self.settings)
@@ -96,6 +102,9 @@ class Sender:
         ledger = Ledger(self)
         try:
             plans = await self._plans_for(claimed)
+            if len(sendable := [c for c in claimed if (c.campaign_id, c.variant) in plans]) < len(claimed):
+                ledger.complete = False  # a paused campaign's rows stay due where they are
+                claimed = sendable
             for start in range(0, len(claimed), self.concurrency):
                 await self._send_chunk(claimed[start : start + self.concurrency], plans, ledger)
         finally:
@@ -109,7 +118,16 @@ class Sender:
             await session.commit()
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
+        await self._publish_health()
         return len(claimed)
+
+    async def _publish_health(self) -> None:
+        """The relays' state, written when it changed: the campaign pages show a relay that is down."""
+        health = self.transport.health()
+        if health == self._health:
+            return
+        await self.write(lambda session: repo.save_relay_health(session, health, self.clock()))
+        self._health = health
 
     async def _heartbeat(self, leases: set[int]) -> None:
         """Renews the batch's leases while it is sent: another worker takes them over only once
@@ -171,12 +189,21 @@ class Sender:
         return queued
 
     async def _plans_for(self, claimed: list[repo.Claimed]) -> dict[tuple[str, str], CampaignPlan]:
+        """The plan of each campaign variant claimed; a campaign whose DKIM key cannot be opened
+        is paused with the reason and has none."""
         wanted = {(c.campaign_id, c.variant) for c in claimed} - set(self._plans)
+        unsendable: dict[str, str] = {}
         if wanted:
             async with self.sessions() as session:
-                campaigns = await repo.campaigns_for(session, list({cid for cid, _ in wanted}))
-                for campaign_id, variant in wanted:
-                    self._plans[(campaign_id, variant)] = await self._plan(session, campaigns[campaign_id], variant)
+                rows = await repo.campaigns_for(session, list({cid for cid, _ in wanted}))
+                for campaign_id, variant in sorted(wanted):
+                    try:
+                        self._plans[(campaign_id, variant)] = await self._plan(session, rows[campaign_id], variant)
+                    except KeyUnreadable as exc:
+                        unsendable[campaign_id] = f"paused: {exc}"
+        for campaign_id, reason in unsendable.items():
+            log.error("campaign %s %s", campaign_id, reason)
+            await self.write(lambda s, c=campaign_id, r=reason: campaigns.pause_for(s, c, r, self.clock()))
         return self._plans
 
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
@@ -193,6 +220,10 @@ class Sender:
         response = f"{result.code} {result.message}" if result.code else result.message
         row: dict[str, Any] = {"id": delivery.id, "status": result.outcome.value, "smtp_response": response[:2000],
                                "updated_at": now, "message_id": message_id}
+        if result.outcome is Outcome.PAUSED:
+            # Not tried: the relay is unreachable. Due again when it is probed; no attempt counted.
+            row.update(status="deferred", next_attempt_at=now + timedelta(seconds=result.retry_after))
+            return row
         if not marked and result.outcome is Outcome.DEFERRED:
             row["attempts"] = delivery.attempts + 1  # marking counts it otherwise
         if result.outcome is Outcome.UNKNOWN:
@@ -252,8 +283,8 @@ async def plan_for(session: AsyncSession, settings: Settings, campaign: Campaign
     domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
     dkim = None
     if domain is not None and domains.signs_with_dkim(domain):
-        dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm, domain.dkim_private_key,
-                      mime.SIGNED_HEADERS)
+        dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm,
+                      sealer(settings.secret()).open(domain.dkim_private_key), mime.SIGNED_HEADERS)
     parts = ab.content(campaign, variant)
     postal_address = await repo.postal_address(session, campaign.account_id)
     compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"],

@@ -12,6 +12,7 @@ import time
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from enum import StrEnum
 from pathlib import Path
 from typing import Protocol
@@ -32,6 +33,7 @@ class Outcome(StrEnum):
     UNKNOWN = "unknown"  # the message was complete but no reply came: it may have arrived (RFC 1047)
     FAILED = "failed"  # never handed to a relay (it could not be rendered, or the contact left)
     SKIPPED = "skipped"  # `on_wire` said no: the row is no longer this sender's; nothing was sent
+    PAUSED = "paused"  # the relay is unreachable (its circuit is open): not tried, due again later
 
 
 @dataclass(frozen=True)
@@ -53,6 +55,14 @@ class Result:
     outcome: Outcome
     code: int | None
     message: str
+    retry_after: float = 0.0  # PAUSED: seconds until the relay is tried again
+
+
+@dataclass(frozen=True)
+class RelayHealth:
+    relay: str  # `relay_name` of its configuration
+    down_since: datetime | None  # None: reachable
+    error: str | None
 
 
 NOT_OURS = Result(Outcome.SKIPPED, None, "no longer this sender's to send")
@@ -60,6 +70,12 @@ NOT_OURS = Result(Outcome.SKIPPED, None, "no longer this sender's to send")
 
 class Transport(Protocol):
     async def send(self, envelope: Envelope) -> Result: ...
+
+    def paused_for(self) -> float:
+        """Seconds before any message can be tried (every relay's circuit is open); 0: now."""
+        ...
+
+    def health(self) -> list[RelayHealth]: ...
 
     async def close(self) -> None: ...
 
@@ -79,6 +95,12 @@ class FileOutbox:
         header = f"X-Envelope-From: <{envelope.sender}>\r\nX-Envelope-To: <{envelope.recipient}>\r\n".encode()
         await asyncio.to_thread(_write_atomically, tmp, self.directory / name, header + envelope.data)
         return Result(Outcome.SENT, 250, f"written to {name}")
+
+    def paused_for(self) -> float:
+        return 0.0
+
+    def health(self) -> list[RelayHealth]:
+        return []
 
     async def close(self) -> None:
         return None
@@ -101,6 +123,10 @@ class RelayConfig:
     use_tls: bool = False  # implicit TLS (smtps://)
     start_tls: bool | None = None  # None: whatever the server offers
     verify_tls: bool = True
+
+    @property
+    def name(self) -> str:
+        return relay_name(self.host, self.port)
 
     @classmethod
     def from_url(cls, url: str) -> "RelayConfig":
@@ -132,6 +158,11 @@ class RelayConfig:
         )
 
 
+def relay_name(host: str, port: int) -> str:
+    """How a relay is named where its health is shown (no credentials)."""
+    return f"{host}:{port}"
+
+
 def _without_password(url: str) -> str:
     """The URL as it may be shown: its password, if any, as ***."""
     scheme, sep, rest = url.partition("://")
@@ -161,6 +192,67 @@ class RateLimiter:
             await self._sleep(slot - now)
 
 
+class Breaker:
+    """A relay's circuit. `threshold` connection attempts failing in a row open it: no message is
+    tried while it is open, and after each backoff (1 s, doubling up to `max_seconds`) one
+    message is let through as a probe. A connection that succeeds closes it."""
+
+    def __init__(self, threshold: int = 5, max_seconds: float = 60.0, monotonic=time.monotonic,
+                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+        self.threshold = threshold
+        self.max_seconds = max_seconds
+        self._monotonic = monotonic
+        self._wall = wall
+        self._failures = 0
+        self._backoff = 0.0
+        self._retry_at = 0.0
+        self._probing = False
+        self.down_since: datetime | None = None
+        self.error: str | None = None
+
+    @property
+    def open(self) -> bool:
+        return self._failures >= self.threshold
+
+    def paused_for(self) -> float:
+        if not self.open:
+            return 0.0
+        return max(0.0, self._retry_at - self._monotonic()) or (1.0 if self._probing else 0.0)
+
+    def admit(self) -> bool | None:
+        """Whether a message may be tried now: None, not now; True, as the open circuit's probe."""
+        if not self.open:
+            return False
+        if self._probing or self._monotonic() < self._retry_at:
+            return None
+        self._probing = True
+        return True
+
+    def failed(self, error: str) -> None:
+        self._probing = False
+        self._failures += 1
+        self.error = error
+        if self.open:
+            if self.down_since is None:
+                self.down_since = self._wall()
+                log.warning("relay unreachable after %d failed connections: %s", self._failures, error)
+            self._backoff = min(self.max_seconds, self._backoff * 2 if self._backoff else 1.0)
+            self._retry_at = self._monotonic() + self._backoff
+
+    def succeeded(self) -> None:
+        if self.down_since is not None:
+            log.warning("relay reachable again (unreachable since %s)", self.down_since.isoformat())
+        self._failures = 0
+        self._backoff = 0.0
+        self._probing = False
+        self.down_since = None
+        self.error = None
+
+    def probe_ended(self) -> None:
+        """The probe's message is done, whether or not it needed a connection of its own."""
+        self._probing = False
+
+
 class _NotOurs(Exception):
     """`on_wire` said no after the envelope was accepted: the body must not follow."""
 
@@ -175,10 +267,11 @@ class SmtpRelay:
     """A pool of reused SMTP connections to one relay."""
 
     def __init__(self, config: RelayConfig, pool_size: int = 4, rate_per_second: float | None = None,
-                 timeout: float = 60.0, local_hostname: str | None = None) -> None:
+                 timeout: float = 60.0, local_hostname: str | None = None, breaker: Breaker | None = None) -> None:
         self.config = config
         self.timeout = timeout
         self.local_hostname = local_hostname
+        self.breaker = breaker or Breaker()
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
         self._slots = asyncio.Semaphore(pool_size)
         self._limiter = RateLimiter(rate_per_second)
@@ -200,7 +293,29 @@ class SmtpRelay:
         self._all.add(client)
         return client
 
+    def paused_for(self) -> float:
+        return self.breaker.paused_for()
+
+    def health(self) -> list[RelayHealth]:
+        return [RelayHealth(self.config.name, self.breaker.down_since, self.breaker.error)]
+
     async def send(self, envelope: Envelope) -> Result:
+        probe = self.breaker.admit()
+        if probe is None:
+            return self._paused()
+        try:
+            return await self._send(envelope, probe)
+        finally:
+            if probe:
+                self.breaker.probe_ended()
+
+    def _paused(self) -> Result:
+        since = self.breaker.down_since
+        return Result(Outcome.PAUSED, None,
+                      f"relay {self.config.name} unreachable since {since.isoformat() if since else '?'}: "
+                      f"{self.breaker.error}", retry_after=max(self.breaker.paused_for(), 1.0))
+
+    async def _send(self, envelope: Envelope, probe: bool) -> Result:
         await self._limiter.acquire()
         async with self._slots:
             client = None
@@ -214,7 +329,14 @@ class SmtpRelay:
             marking: asyncio.Future[bool] | None = None
             try:
                 if client is None:
-                    client = await self._connect()
+                    if self.breaker.open and not probe:
+                        return self._paused()  # it opened while this message waited for a slot
+                    try:
+                        client = await self._connect()
+                    except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+                        self.breaker.failed(f"{exc.__class__.__name__}: {exc}")
+                        raise
+                    self.breaker.succeeded()
                 if envelope.on_wire is not None:
                     # Marked while the envelope's round trip runs; the body waits for the mark.
                     marking = asyncio.ensure_future(envelope.on_wire())
@@ -444,6 +566,15 @@ class Router:
     async def send(self, envelope: Envelope) -> Result:
         return await self.routes.get(envelope.sender_domain.lower(), self.default).send(envelope)
 
+    def _all(self) -> list[Transport]:
+        return list({id(t): t for t in [self.default, *self.routes.values()]}.values())
+
+    def paused_for(self) -> float:
+        return min(t.paused_for() for t in self._all())
+
+    def health(self) -> list[RelayHealth]:
+        return [h for t in self._all() for h in t.health()]
+
     async def close(self) -> None:
-        for transport in {id(t): t for t in [self.default, *self.routes.values()]}.values():
+        for transport in self._all():
             await transport.close()

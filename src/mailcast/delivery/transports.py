@@ -5,14 +5,21 @@ from __future__ import annotations
 import logging
 
 from mailcast.config import Settings
-from mailcast.delivery.transport import FileOutbox, RelayConfig, Router, SmtpRelay, Transport
+from mailcast.delivery.transport import Breaker, FileOutbox, RelayConfig, Router, SmtpRelay, Transport
 
 log = logging.getLogger("mailcast.delivery")
 
 
 def _relay(url: str, settings: Settings) -> SmtpRelay:
     return SmtpRelay(RelayConfig.from_url(url), pool_size=settings.smtp_pool_size,
-                     rate_per_second=settings.smtp_rate_per_second or None, timeout=settings.smtp_timeout_seconds)
+                     rate_per_second=settings.smtp_rate_per_second or None, timeout=settings.smtp_timeout_seconds,
+                     breaker=Breaker(settings.smtp_breaker_failures, settings.smtp_breaker_max_seconds))
+
+
+def relay_for(settings: Settings, sender_domain: str) -> str | None:
+    """The name of the relay a sender domain's mail goes to (None: the file outbox)."""
+    url = parse_routes(settings.smtp_routes).get(sender_domain.lower()) or settings.smtp_url
+    return RelayConfig.from_url(url).name if url else None
 
 
 def parse_routes(spec: str) -> dict[str, str]:

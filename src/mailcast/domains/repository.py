@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
@@ -28,3 +28,13 @@ async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: 
 
 async def delete_one(session: AsyncSession, account_id: str, domain_id: str) -> bool:
     return await owned.delete_one(session, Domain, account_id, domain_id)
+
+
+async def private_keys(session: AsyncSession) -> list[tuple[str, str]]:
+    """Every domain's (id, stored DKIM private key), of every account."""
+    rows = await session.execute(select(Domain.id, Domain.dkim_private_key).order_by(Domain.id))
+    return [(domain_id, stored) for domain_id, stored in rows]
+
+
+async def set_private_key(session: AsyncSession, domain_id: str, stored: str) -> None:
+    await session.execute(update(Domain).where(Domain.id == domain_id).values(dkim_private_key=stored))

@@ -14,7 +14,7 @@ from mailcast.config import Settings
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo
 from mailcast.domains.dns import DnsError, TxtLookup
-from mailcast.domains.keys import generate_keypair
+from mailcast.domains.keys import SEALED, KeySealer, generate_keypair, sealer
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
@@ -92,7 +92,7 @@ async def create_domain(
         status="verified" if trusted else "pending",
         dkim_selector=settings.dkim_selector,
         dkim_algorithm=dkim_algorithm,
-        dkim_private_key=private_pem,
+        dkim_private_key=sealer(settings.secret()).seal(private_pem),
         dkim_public_key=public_b64,
         spf_verified=False,
         dkim_verified=False,
@@ -200,3 +200,17 @@ def signs_with_dkim(domain: Domain) -> bool:
 async def is_verified(session: AsyncSession, account_id: str, name: str) -> bool:
     domain = await repo.by_name(session, account_id, name.lower())
     return domain is not None and domain.status == "verified"
+
+
+async def seal_stored_keys(session: AsyncSession, settings: Settings, previous: list[bytes] | None = None) -> int:
+    """Every DKIM private key sealed under the current secret key: keys stored in clear (before
+    keys were sealed) and, with `previous` secret keys, keys sealed under one of them. Returns how
+    many were written. Raises KeyUnreadable for a key none of the secret keys opens."""
+    keys = KeySealer(settings.secret(), previous or [])
+    written = 0
+    for domain_id, stored in await repo.private_keys(session):
+        sealed = keys.reseal(stored) if previous or not stored.startswith(SEALED) else stored
+        if sealed != stored:
+            await repo.set_private_key(session, domain_id, sealed)
+            written += 1
+    return written

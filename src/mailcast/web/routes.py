@@ -141,17 +141,19 @@ async def campaign_page(request: Request, account_id: str, campaign_id: str, sig
         evaluate_at = campaign.send_started_at + timedelta(minutes=results.evaluate_after_minutes)
     resend_at = (campaign.sent_at + timedelta(hours=settings.resend_delay_hours)
                  if campaign.status == Status.SENT and campaign.sent_at else None)
+    outage = (await campaigns.relay_outages(session, settings, [campaign])).get(campaign.id)
     return page(request, "campaigns/page.html", signed, stats=stats, chart=chart, links=links, results=results,
                 evaluate_at=evaluate_at, resend_at=resend_at, now=now, live=campaign.status in ("sending", "paused"),
-                **common)
+                outage=outage, **common)
 
 
 @router.get("/company/{account_id}/campaign/{campaign_id}/counters", response_class=HTMLResponse)
-async def counters(account_id: str, campaign_id: str, signed: Signed, session: SessionDep):
+async def counters(account_id: str, campaign_id: str, signed: Signed, session: SessionDep, settings: SettingsDep):
     """The live counters (an htmx fragment, polled while the campaign sends)."""
     campaign = await _campaign(session, signed, account_id, campaign_id)
     stats = (await campaigns.stats(session, [campaign]))[campaign.id]
-    return HTMLResponse(fragment("campaigns/counters.html", campaign=campaign, stats=stats,
+    outage = (await campaigns.relay_outages(session, settings, [campaign])).get(campaign.id)
+    return HTMLResponse(fragment("campaigns/counters.html", campaign=campaign, stats=stats, outage=outage,
                                  live=campaign.status in ("sending", "paused")), headers=HEADERS)
 
 
