@@ -22,7 +22,7 @@ from typing import Any, TypeVar
 
 from markupsafe import escape
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
 from mailcast.campaigns import service as campaigns
@@ -109,6 +109,7 @@ class Sender:
                 await self._send_chunk(claimed[start : start + self.concurrency], plans, ledger)
         finally:
             heartbeat.cancel()
+            await ledger.close()
         async with self.sessions() as session:  # its own transaction: a claim may be waiting on these rows
             # `attempted`: every row was marked and given its outcome, or was not ours to send any more.
             await repo.end_leases(session, self.worker_id, leases, attempted=ledger.complete)
@@ -140,26 +141,24 @@ class Sender:
             except DBAPIError:
                 log.warning("could not renew the batch's lease; retrying", exc_info=True)
 
-    async def write(self, work: Callable[[Any], Awaitable[T]], autocommit: bool = False) -> T:
-        """`work` in a transaction of its own, committed (`autocommit`: given a connection whose
-        every statement commits by itself); tried again while the database cannot be reached (a
-        restart, say), for up to a lease's time."""
+    async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+        """`work` in a transaction of its own, committed; tried again as `retrying` says."""
+        async def once() -> T:
+            async with self.sessions() as session:
+                result = await work(session)
+                await session.commit()
+            return result
+
+        return await self.retrying(once)
+
+    async def retrying(self, attempt: Callable[[], Awaitable[T]]) -> T:
+        """`attempt()`, tried again while the database cannot be reached (a restart, say), for up
+        to a lease's time."""
         deadline = asyncio.get_running_loop().time() + self.lease.total_seconds()
         pause = 0.1
         while True:
             try:
-                if autocommit:
-                    async with self._engine.connect() as connection:
-                        raw = await connection.get_raw_connection()
-                        try:
-                            return await work(raw.driver_connection)
-                        except BaseException:
-                            await connection.invalidate()  # its state is unknown: not back to the pool
-                            raise
-                async with self.sessions() as session:
-                    result = await work(session)
-                    await session.commit()
-                return result
+                return await attempt()
             except (DBAPIError, OSError, *_DRIVER_ERRORS) as exc:
                 if not _transient(exc):
                     raise
@@ -368,6 +367,9 @@ class _Outcome:
 
 
 WRITERS = 2  # writes of one batch's ledger in flight at once
+# A writer that starts idle waits this long first, so that what the other relay connections ask
+# for meanwhile joins its write: fewer, larger writes for the same messages.
+GATHER_SECONDS = 0.002
 
 
 class Ledger:
@@ -381,6 +383,10 @@ class Ledger:
         self._marks: dict[int, asyncio.Future[bool]] = {}
         self._outcomes: list[_Outcome] = []
         self._writers: set[asyncio.Task[None]] = set()
+        self._running = 0  # writers that will still look for work before they end
+        # PostgreSQL: connections the writers keep from their first write to the batch's end,
+        # each a driver connection whose every statement commits by itself.
+        self._connections: list[AsyncConnection] = []
 
     async def mark(self, delivery_id: int) -> bool:
         """True: the row is `sending` and ours to send now."""
@@ -398,20 +404,48 @@ class Ledger:
     def _start(self) -> None:
         # A few writes at once: a connection's outcome and its next mark are always asked for
         # together (no await between them), so they land in one write whichever commits first.
-        if len(self._writers) < WRITERS:
+        # Counted, not read from the tasks: a writer that found nothing left stops counting in
+        # the same step, while its task lingers until its callbacks run; work asked for then
+        # would otherwise wait for a writer that is gone.
+        if self._running < WRITERS:
+            self._running += 1
             task = asyncio.create_task(self._write_all())
             self._writers.add(task)
             task.add_done_callback(self._writers.discard)
 
     async def _write_all(self) -> None:
+        try:
+            await self._write_while_asked()
+        finally:
+            self._running -= 1
+
+    async def close(self) -> None:
+        """The batch is done: its writers' connections go back to the pool."""
+        while self._connections:
+            await self._connections.pop().close()
+
+    async def _on_own_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
+        connection = self._connections.pop() if self._connections else await self.sender._engine.connect()
+        try:
+            raw = await connection.get_raw_connection()
+            result = await work(raw.driver_connection)
+        except BaseException:
+            await connection.invalidate()  # its state is unknown: not back to the pool
+            await connection.close()
+            raise
+        self._connections.append(connection)
+        return result
+
+    async def _write_while_asked(self) -> None:
+        await asyncio.sleep(GATHER_SECONDS)
         while self._marks or self._outcomes:
             marks, outcomes = self._marks, self._outcomes
             self._marks, self._outcomes = {}, []
             try:
                 if self.sender.one_statement and all(o.marked and o.result.outcome is Outcome.SENT
                                                      for o in outcomes):
-                    marked = await self.sender.write(lambda connection: self._write_sent(connection, outcomes, marks),
-                                                     autocommit=True)
+                    marked = await self.sender.retrying(
+                        lambda: self._on_own_connection(lambda driver: self._write_sent(driver, outcomes, marks)))
                 else:
                     marked = await self.sender.write(lambda session: self._write(session, outcomes, marks))
             except Exception as exc:
