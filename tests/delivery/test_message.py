@@ -153,6 +153,7 @@ _values = st.text(alphabet=st.sampled_from(list("ab <>&\"'é")), max_size=6) | s
 
 
 @settings(max_examples=300, deadline=None)
+@example(parts=["{{ metadata.city }}", "a\r\nb"], first="", city="\r")  # no newline translation
 @given(parts=st.lists(_static | _outputs, max_size=16), first=_values,
        city=_values | st.integers() | st.none() | st.booleans() | st.lists(st.text(max_size=3), max_size=2))
 def test_slot_templates_render_exactly_like_liquid(parts, first, city):

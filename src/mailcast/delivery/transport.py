@@ -304,10 +304,13 @@ class SmtpRelay:
         if probe is None:
             return self._paused()
         try:
-            return await self._send(envelope, probe)
+            result = await self._send(envelope, probe)
         finally:
             if probe:
                 self.breaker.probe_ended()
+        if probe and result.outcome in (Outcome.SENT, Outcome.BOUNCED):
+            self.breaker.succeeded()  # the relay answered (on a connection it already had, say)
+        return result
 
     def _paused(self) -> Result:
         since = self.breaker.down_since

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import time
 from contextvars import ContextVar
-from typing import Any
+from io import StringIO
+from typing import Any, TextIO
 
 from liquid import BoundTemplate, Environment, RenderContext
 from liquid.exceptions import LoopIterationLimitError, ResourceLimitError
+from liquid.output import LimitedStringIO
 
 LOOP_ITERATIONS = 50_000
 OUTPUT_CHARACTERS = 2_000_000
@@ -33,6 +35,12 @@ _budget: ContextVar[_Budget | None] = ContextVar("liquid_budget", default=None)
 
 
 class _Context(RenderContext):
+    def get_buffer(self, buf: TextIO | None = None) -> StringIO:
+        """Liquid's limited buffer, without its newline translation: a "\r" or "\r\n" in a
+        template or a contact's data is written as it is, as an unlimited render writes it."""
+        carry = buf.size if isinstance(buf, LimitedStringIO) else 0
+        return LimitedStringIO(limit=OUTPUT_CHARACTERS - carry, newline="")
+
     def raise_for_loop_limit(self, length: int = 1) -> None:
         """Every loop asks here before it starts: besides Liquid's own check of the nested
         loops, the render's iterations in all, and its time."""
@@ -49,6 +57,10 @@ class _Context(RenderContext):
 
 class _Template(BoundTemplate):
     context_class = _Context
+
+    def _get_buffer(self) -> StringIO:
+        # The render's own buffer, like the context's (python-liquid 2.3 makes both here).
+        return LimitedStringIO(limit=OUTPUT_CHARACTERS, newline="")
 
     def render(self, *args: Any, **kwargs: Any) -> str:
         token = _budget.set(_Budget()) if _budget.get() is None else None
