@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 HOST   ?= 127.0.0.1
 PORT   ?= 8025
 
-.PHONY: run test install install-dev migrate clean bench-deps browser-deps
+.PHONY: run test lint install install-dev migrate clean bench-deps browser-deps
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV) || (apt-get update && apt-get install -y python3-venv && $(PYTHON) -m venv $(VENV))
@@ -29,8 +29,13 @@ run: install
 migrate: install
 	$(BIN)/mailcast migrate
 
-test: install-dev bench-deps browser-deps
+test: install-dev bench-deps browser-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
+
+# The linter and the formatter's check: the tree stays clean.
+lint: install-dev
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
 
 # Postfix's smtp-sink / smtp-source and wrk, for the benchmarks (their --quick runs are tests).
 bench-deps:

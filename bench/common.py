@@ -22,7 +22,9 @@ from typing import Any
 ROOT = Path(__file__).resolve().parent.parent
 # Debian puts smtp-sink and smtp-source in /usr/sbin, which a non-login PATH may lack.
 os.environ["PATH"] = os.environ.get("PATH", "") + ":/usr/sbin:/sbin"
-PG_ADMIN = os.environ.get("MAILCAST_BENCH_PG_ADMIN", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres")
+PG_ADMIN = os.environ.get(
+    "MAILCAST_BENCH_PG_ADMIN", "postgresql+asyncpg://postgres@127.0.0.1:5432/postgres"
+)
 
 
 def free_port() -> int:
@@ -40,13 +42,16 @@ def machine() -> str:
                 break
     except OSError:
         pass
-    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {platform.system()} {platform.release()}"
+    system = f"{platform.system()} {platform.release()}"
+    return f"{os.cpu_count()} cores ({cpu}), Python {platform.python_version()}, {system}"
 
 
 def require(*tools: str) -> None:
     missing = [t for t in tools if shutil.which(t) is None]
     if missing:
-        sys.exit(f"missing {', '.join(missing)}: run `make bench-deps` (Debian packages postfix and wrk)")
+        sys.exit(
+            f"missing {', '.join(missing)}: run `make bench-deps` (Debian packages postfix and wrk)"
+        )
 
 
 @contextmanager
@@ -57,8 +62,11 @@ def smtp_sink(port: int, dump: Path | None = None):
     if dump:
         dump.mkdir(parents=True, exist_ok=True)
         dump.chmod(0o777)  # smtp-sink writes as nobody
-    proc = subprocess.Popen(["smtp-sink", "-u", "nobody", *options, f"127.0.0.1:{port}", "2048"],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    proc = subprocess.Popen(
+        ["smtp-sink", "-u", "nobody", *options, f"127.0.0.1:{port}", "2048"],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 10
     while time.monotonic() < deadline:
         try:
@@ -67,7 +75,7 @@ def smtp_sink(port: int, dump: Path | None = None):
         except OSError:
             time.sleep(0.05)
             if proc.poll() is not None:
-                raise SystemExit(f"smtp-sink exited at start (code {proc.returncode})")
+                raise SystemExit(f"smtp-sink exited at start (code {proc.returncode})") from None
     try:
         yield proc
     finally:
@@ -76,11 +84,28 @@ def smtp_sink(port: int, dump: Path | None = None):
 
 
 def smtp_source_rate(port: int, messages: int, sessions: int, size: int) -> float:
-    """Messages per second of Postfix's C client sending same-sized messages over `sessions` connections."""
+    """Messages per second of Postfix's C client sending same-sized messages over `sessions`
+    connections."""
     start = time.perf_counter()
-    subprocess.run(["smtp-source", "-s", str(sessions), "-m", str(messages), "-l", str(size),
-                    "-f", "bench@news.example.com", "-t", "sink@example.org", f"127.0.0.1:{port}"],
-                   check=True, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            "smtp-source",
+            "-s",
+            str(sessions),
+            "-m",
+            str(messages),
+            "-l",
+            str(size),
+            "-f",
+            "bench@news.example.com",
+            "-t",
+            "sink@example.org",
+            f"127.0.0.1:{port}",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     return messages / (time.perf_counter() - start)
 
 
@@ -106,8 +131,12 @@ def database(kind: str, workdir: Path, explain_ms: int | None = None):
 
     asyncio.run(run(f"CREATE DATABASE {name}"))
     if explain_ms is not None:
-        for setting in ("session_preload_libraries = 'auto_explain'", f"auto_explain.log_min_duration = {explain_ms}",
-                        "auto_explain.log_analyze = on", "auto_explain.log_nested_statements = on"):
+        for setting in (
+            "session_preload_libraries = 'auto_explain'",
+            f"auto_explain.log_min_duration = {explain_ms}",
+            "auto_explain.log_analyze = on",
+            "auto_explain.log_nested_statements = on",
+        ):
             asyncio.run(run(f"ALTER DATABASE {name} SET {setting}"))
     try:
         yield PG_ADMIN.rsplit("/", 1)[0] + f"/{name}"
@@ -156,7 +185,9 @@ class BenchTenant:
 SECRET = "bench-secret-0123456789abcdef"
 
 
-async def bench_tenant(url: str, dkim_algorithm: str = "rsa", dkim_verified: bool = False) -> BenchTenant:
+async def bench_tenant(
+    url: str, dkim_algorithm: str = "rsa", dkim_verified: bool = False
+) -> BenchTenant:
     """A migrated database with an enterprise account, its trusted sender domain news.example.com
     and an empty audience: what every scenario starts from. The caller disposes of the engine."""
     from mailcast.accounts import service as accounts
@@ -174,11 +205,20 @@ async def bench_tenant(url: str, dkim_algorithm: str = "rsa", dkim_verified: boo
     now = datetime.now(UTC)
     async with sessions() as session:
         account, _, api_key = await accounts.create_account(session, "Bench", "enterprise", now)
-        domain = await domains.create_domain(session, account.id, "news.example.com", now, settings, trusted=True,
-                                             dkim_algorithm=dkim_algorithm)
+        domain = await domains.create_domain(
+            session,
+            account.id,
+            "news.example.com",
+            now,
+            settings,
+            trusted=True,
+            dkim_algorithm=dkim_algorithm,
+        )
         domain.dkim_verified = dkim_verified
         record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
-        audience = await audiences.create_audience(session, account.id, AudienceCreate(name="Everyone"), now)
+        audience = await audiences.create_audience(
+            session, account.id, AudienceCreate(name="Everyone"), now
+        )
         await session.commit()
     return BenchTenant(settings, engine, sessions, now, account.id, api_key, audience.id, record)
 
@@ -191,6 +231,7 @@ async def import_readers(tenant: BenchTenant, count: int, row) -> None:
     for start in range(0, count, 10_000):
         rows = [row(i) for i in range(start, min(count, start + 10_000))]
         async with tenant.sessions() as session:
-            await contacts.import_contacts(session, tenant.account_id, rows, tenant.audience_id, tenant.now,
-                                           max_rows=10_000)
+            await contacts.import_contacts(
+                session, tenant.account_id, rows, tenant.audience_id, tenant.now, max_rows=10_000
+            )
             await session.commit()

@@ -25,12 +25,12 @@ from mailcast.config import Settings
 from mailcast.db.engine import create_engine, is_sqlite, session_factory
 from mailcast.db.migrate import upgrade
 from mailcast.db.models import Base
+from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
 from mailcast.domains.dns import Resolver
+from mailcast.worker.runner import Worker
 from tests.dnsserver import LoopbackDns
 from tests.smtpserver import LoopbackRelay
-from mailcast.delivery.transports import build_transport
-from mailcast.worker.runner import Worker
 
 START = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
 
@@ -95,15 +95,26 @@ def dns(dns_server):
 
 @pytest.fixture
 def settings(tmp_path, db_url, dns_server) -> Settings:
-    # Rate limits off: tests call faster than any client should; tests/api/test_rate_limits.py turns them on.
-    return Settings(data_dir=tmp_path, database_url=db_url, dns_nameservers=dns_server.nameserver,
-                    dns_timeout_seconds=2.0, secret_key="test-secret-key-0123456789abcdef", rate_limits_enabled=False)
+    # Rate limits off: tests call faster than any client should; tests/api/test_rate_limits.py turns
+    # them on.
+    return Settings(
+        data_dir=tmp_path,
+        database_url=db_url,
+        dns_nameservers=dns_server.nameserver,
+        dns_timeout_seconds=2.0,
+        secret_key="test-secret-key-0123456789abcdef",
+        rate_limits_enabled=False,
+    )
 
 
 @pytest.fixture
 async def app(settings, engine, clock, dns_server):
-    return create_app(settings, engine=engine, clock=clock,
-                      dns=Resolver(dns_server.nameserver, settings.dns_timeout_seconds))
+    return create_app(
+        settings,
+        engine=engine,
+        clock=clock,
+        dns=Resolver(dns_server.nameserver, settings.dns_timeout_seconds),
+    )
 
 
 @pytest.fixture
@@ -133,7 +144,9 @@ class Tenant:
     def auth(self, key: str | None = None) -> dict[str, str]:
         return {"Authorization": f"Bearer {key or self.key}"}
 
-    async def request(self, method: str, path: str, key: str | None = None, **kwargs) -> httpx.Response:
+    async def request(
+        self, method: str, path: str, key: str | None = None, **kwargs
+    ) -> httpx.Response:
         return await self.client.request(method, path, headers=self.auth(key), **kwargs)
 
     async def get(self, path: str, **kwargs) -> httpx.Response:
@@ -144,13 +157,17 @@ class Tenant:
 
     async def key_with(self, scope: Scope) -> str:
         async with self.sessions() as session:
-            _, raw = await accounts.create_api_key(session, self.account_id, scope.value, scope, self.clock())
+            _, raw = await accounts.create_api_key(
+                session, self.account_id, scope.value, scope, self.clock()
+            )
             await session.commit()
         return raw
 
     async def verified_domain(self, name: str = "news.example.com") -> str:
         async with self.sessions() as session:
-            await domains.create_domain(session, self.account_id, name, self.clock(), self.settings, trusted=True)
+            await domains.create_domain(
+                session, self.account_id, name, self.clock(), self.settings, trusted=True
+            )
             await session.commit()
         self.domain_name = name
         return name
@@ -160,9 +177,13 @@ class Tenant:
         assert r.status_code == 201, r.text
         audience_id = r.json()["id"]
         if contacts:
-            rows = [{"email": f"user{i}@{audience_id[-8:]}.example.org", "first_name": f"User{i}"}
-                    for i in range(contacts)]
-            r = await self.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience_id})
+            rows = [
+                {"email": f"user{i}@{audience_id[-8:]}.example.org", "first_name": f"User{i}"}
+                for i in range(contacts)
+            ]
+            r = await self.post(
+                "/v1/contacts/import", json={"contacts": rows, "audience_id": audience_id}
+            )
             assert r.status_code == 200, r.text
         return audience_id
 
@@ -193,7 +214,9 @@ class Tenant:
 def make_tenant(client, sessions, clock, settings):
     async def make(plan: str = "business") -> Tenant:
         async with sessions() as session:
-            account, _key, raw = await accounts.create_account(session, f"Tenant {plan}", plan, clock())
+            account, _key, raw = await accounts.create_account(
+                session, f"Tenant {plan}", plan, clock()
+            )
             await session.commit()
         return Tenant(account.id, raw, client, sessions, clock, settings)
 
@@ -221,11 +244,14 @@ class LiveServer:
         self.port = _free_tcp_port()
         self.url = f"http://127.0.0.1:{self.port}"
         app = create_app(settings, clock=clock, run_worker=run_worker)
-        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
-                                                    lifespan="on"))
+        self.server = uvicorn.Server(
+            uvicorn.Config(
+                app, host="127.0.0.1", port=self.port, log_level="warning", lifespan="on"
+            )
+        )
         self.thread = threading.Thread(target=lambda: asyncio.run(self.server.serve()), daemon=True)
 
-    def __enter__(self) -> "LiveServer":
+    def __enter__(self) -> LiveServer:
         self.thread.start()
         deadline = time.monotonic() + 20
         while not self.server.started:
@@ -243,7 +269,6 @@ class LiveServer:
 def live_server(settings, clock, engine):
     with LiveServer(settings, clock) as server:
         yield server
-
 
 
 @pytest.fixture

@@ -39,7 +39,7 @@ class RecordingHandler:
 
     async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
         if address in self.reject:
-            return "550 5.1.1 <%s>: user unknown" % address
+            return f"550 5.1.1 <{address}>: user unknown"
         if address in self.defer_once and address not in self._deferred:
             self._deferred.add(address)
             return "451 4.7.1 try again later"
@@ -48,7 +48,9 @@ class RecordingHandler:
 
     async def handle_DATA(self, server, session, envelope):
         for rcpt in envelope.rcpt_tos:
-            self.messages.append(Received(envelope.mail_from, rcpt, envelope.original_content or envelope.content))
+            self.messages.append(
+                Received(envelope.mail_from, rcpt, envelope.original_content or envelope.content)
+            )
         return "250 2.0.0 queued"
 
     def counts(self) -> Counter:
@@ -61,7 +63,7 @@ class LoopbackRelay:
         self.server: asyncio.AbstractServer | None = None
         self.port = 0
 
-    async def start(self) -> "LoopbackRelay":
+    async def start(self) -> LoopbackRelay:
         """Listens on a new port, or on the one it had (a restart after `kill`)."""
         self._sessions: set[SMTPServer] = set()
 
@@ -70,8 +72,9 @@ class LoopbackRelay:
             self._sessions.add(protocol)
             return protocol
 
-        self.server = await asyncio.get_running_loop().create_server(session, "127.0.0.1", self.port,
-                                                                     reuse_address=True)
+        self.server = await asyncio.get_running_loop().create_server(
+            session, "127.0.0.1", self.port, reuse_address=True
+        )
         self.port = self.server.sockets[0].getsockname()[1]
         return self
 
@@ -109,16 +112,31 @@ def self_signed_context():
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "relay.test")])
     now = datetime.datetime.now(datetime.UTC)
-    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
-            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
-            .not_valid_after(now + datetime.timedelta(days=1))
-            .add_extension(x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False)
-            .sign(key, hashes.SHA256()))
-    with tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as cert_file, \
-            tempfile.NamedTemporaryFile(suffix=".key", delete=False) as key_file:
+    cert = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - datetime.timedelta(days=1))
+        .not_valid_after(now + datetime.timedelta(days=1))
+        .add_extension(
+            x509.SubjectAlternativeName([x509.IPAddress(ipaddress.ip_address("127.0.0.1"))]), False
+        )
+        .sign(key, hashes.SHA256())
+    )
+    with (
+        tempfile.NamedTemporaryFile(suffix=".pem", delete=False) as cert_file,
+        tempfile.NamedTemporaryFile(suffix=".key", delete=False) as key_file,
+    ):
         cert_file.write(cert.public_bytes(serialization.Encoding.PEM))
-        key_file.write(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
-                                         serialization.NoEncryption()))
+        key_file.write(
+            key.private_bytes(
+                serialization.Encoding.PEM,
+                serialization.PrivateFormat.PKCS8,
+                serialization.NoEncryption(),
+            )
+        )
     context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
     context.load_cert_chain(cert_file.name, key_file.name)
     return context

@@ -31,45 +31,69 @@ async def test_sdk_drives_every_resource(tenant, live_server, dns, clock):
 
     # Audiences and contacts
     audience = client.audiences.create({"name": "Newsletter", "description": "Weekly"})
-    imported = client.contacts.import_contacts({
-        "contacts": [{"email": f"reader{i}@example.org", "first_name": f"R{i}"} for i in range(3)],
-        "audience_id": audience["id"],
-    })
+    imported = client.contacts.import_contacts(
+        {
+            "contacts": [
+                {"email": f"reader{i}@example.org", "first_name": f"R{i}"} for i in range(3)
+            ],
+            "audience_id": audience["id"],
+        }
+    )
     assert (imported["created"], imported["updated"], imported["total"]) == (3, 0, 3)
     extra = client.contacts.create({"email": "extra@example.org", "first_name": "Ex"})
     assert client.contacts.get(extra["id"])["email"] == "extra@example.org"
     assert client.contacts.update(extra["id"], {"last_name": "Tra"})["last_name"] == "Tra"
-    assert client.audiences.add_contacts(audience["id"], {"contact_ids": [extra["id"]]})["added"] == 1
+    assert (
+        client.audiences.add_contacts(audience["id"], {"contact_ids": [extra["id"]]})["added"] == 1
+    )
     assert client.audiences.get(audience["id"])["member_count"] == 4
     assert len(client.audiences.list_contacts(audience["id"])["data"]) == 4
     assert client.audiences.remove_contact(audience["id"], extra["id"])["deleted"] is True
     assert client.audiences.update(audience["id"], {"name": "Weekly"})["name"] == "Weekly"
     page = client.contacts.list({"audience_id": audience["id"], "limit": 2})
     assert len(page["data"]) == 2 and page["has_more"]
-    rest = client.contacts.list({"audience_id": audience["id"], "limit": 2, "cursor": page["next_cursor"]})
+    rest = client.contacts.list(
+        {"audience_id": audience["id"], "limit": 2, "cursor": page["next_cursor"]}
+    )
     assert len(rest["data"]) == 1 and not rest["has_more"]
     assert client.contacts.remove(extra["id"])["deleted"] is True
     with pytest.raises(NotFoundError):
         client.contacts.get(extra["id"])
 
     # Templates
-    template = client.templates.create({"name": "Welcome", "subject": "Hi", "html": "<p>{{ first_name }}</p>"})
+    template = client.templates.create(
+        {"name": "Welcome", "subject": "Hi", "html": "<p>{{ first_name }}</p>"}
+    )
     assert client.templates.get(template["id"])["html"] == "<p>{{ first_name }}</p>"
     assert client.templates.update(template["id"], {"subject": "Hello"})["subject"] == "Hello"
     assert template["id"] in [t["id"] for t in client.templates.list()["data"]]
 
     # Campaigns through their lifecycle
-    campaign = client.campaigns.create({
-        "name": "March", "subject": "Hi {{ first_name }}", "from_": "News <news@news.sdk.example>",
-        "audience_id": audience["id"], "html": "<p>March</p>", "reply_to": "reply@news.sdk.example",
-        "preview_text": "Peek", "unsubscribe_url": "https://news.sdk.example/unsub", "draft": True,
-    })
+    campaign = client.campaigns.create(
+        {
+            "name": "March",
+            "subject": "Hi {{ first_name }}",
+            "from_": "News <news@news.sdk.example>",
+            "audience_id": audience["id"],
+            "html": "<p>March</p>",
+            "reply_to": "reply@news.sdk.example",
+            "preview_text": "Peek",
+            "unsubscribe_url": "https://news.sdk.example/unsub",
+            "draft": True,
+        }
+    )
     assert campaign["status"] == "draft" and campaign["from"] == "News <news@news.sdk.example>"
-    updated = client.campaigns.update(campaign["id"], {"subject": "New subject", "from_": "news@news.sdk.example"})
+    updated = client.campaigns.update(
+        campaign["id"], {"subject": "New subject", "from_": "news@news.sdk.example"}
+    )
     assert updated["subject"] == "New subject" and updated["from"] == "news@news.sdk.example"
     when = (clock() + timedelta(days=1)).isoformat().replace("+00:00", "Z")
-    assert client.campaigns.schedule(campaign["id"], {"scheduled_at": when})["status"] == "scheduled"
-    assert [c["id"] for c in client.campaigns.list({"status": "scheduled"})["data"]] == [campaign["id"]]
+    assert (
+        client.campaigns.schedule(campaign["id"], {"scheduled_at": when})["status"] == "scheduled"
+    )
+    assert [c["id"] for c in client.campaigns.list({"status": "scheduled"})["data"]] == [
+        campaign["id"]
+    ]
     assert client.campaigns.send(campaign["id"])["status"] == "sending"
     assert client.campaigns.pause(campaign["id"])["status"] == "paused"
     assert client.campaigns.resume(campaign["id"])["status"] == "sending"

@@ -28,11 +28,22 @@ async def test_the_key_and_the_database_are_private(tmp_path):
 
 
 def test_the_access_log_keeps_no_token():
-    record = logging.LogRecord("uvicorn.access", logging.INFO, __file__, 1, '%s - "%s %s HTTP/%s" %d',
-                               ("127.0.0.1:5", "GET", "/t/c/AbC-12_x?utm=1", "1.1", 302), None)
+    record = logging.LogRecord(
+        "uvicorn.access",
+        logging.INFO,
+        __file__,
+        1,
+        '%s - "%s %s HTTP/%s" %d',
+        ("127.0.0.1:5", "GET", "/t/c/AbC-12_x?utm=1", "1.1", 302),
+        None,
+    )
     assert RedactTokens().filter(record)
     assert record.getMessage() == '127.0.0.1:5 - "GET /t/c/...?utm=1 HTTP/1.1" 302'
-    for path, shown in (("/t/o/XYZ.gif", "/t/o/..."), ("/u/Tok3n", "/u/..."), ("/v1/campaigns", "/v1/campaigns")):
+    for path, shown in (
+        ("/t/o/XYZ.gif", "/t/o/..."),
+        ("/u/Tok3n", "/u/..."),
+        ("/v1/campaigns", "/v1/campaigns"),
+    ):
         record.args = ("c", "GET", path, "1.1", 200)
         RedactTokens().filter(record)
         assert record.args[2] == shown

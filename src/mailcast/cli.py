@@ -14,7 +14,12 @@ import typer
 from pydantic import ValidationError
 from rich.console import Console
 from rich.progress import (
-    BarColumn, DownloadColumn, Progress, TextColumn, TimeRemainingColumn, TransferSpeedColumn,
+    BarColumn,
+    DownloadColumn,
+    Progress,
+    TextColumn,
+    TimeRemainingColumn,
+    TransferSpeedColumn,
 )
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,8 +76,11 @@ def _in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
     try:
         return asyncio.run(main())
     except MailcastError as exc:
-        err.print(f"[red]error:[/red] {exc.message}" + (f" {json.dumps(exc.details, default=str)}" if exc.details else ""))
-        raise typer.Exit(1)
+        err.print(
+            f"[red]error:[/red] {exc.message}"
+            + (f" {json.dumps(exc.details, default=str)}" if exc.details else "")
+        )
+        raise typer.Exit(1) from exc
 
 
 def _key_json(key, raw: str) -> dict[str, Any]:
@@ -83,7 +91,9 @@ def _key_json(key, raw: str) -> dict[str, Any]:
 def migrate() -> None:
     """Apply database migrations (and seal any DKIM private key stored in clear)."""
     sealed = _in_session(domains.seal_stored_keys)
-    err.print("database is up to date" + (f"; sealed {sealed} DKIM private key(s)" if sealed else ""))
+    err.print(
+        "database is up to date" + (f"; sealed {sealed} DKIM private key(s)" if sealed else "")
+    )
 
 
 @app.command()
@@ -99,9 +109,15 @@ def recount() -> None:
 def serve(
     host: Annotated[str | None, typer.Option(help="Address to listen on")] = None,
     port: Annotated[int | None, typer.Option(help="Port to listen on")] = None,
-    workers: Annotated[int, typer.Option(min=1, help="HTTP processes (more than one: run `mailcast worker` "
-                                                     "for sending)")] = 1,
-    access_log: Annotated[bool, typer.Option(help="Log every request (off behind a proxy that logs)")] = True,
+    workers: Annotated[
+        int,
+        typer.Option(
+            min=1, help="HTTP processes (more than one: run `mailcast worker` for sending)"
+        ),
+    ] = 1,
+    access_log: Annotated[
+        bool, typer.Option(help="Log every request (off behind a proxy that logs)")
+    ] = True,
 ) -> None:
     """Migrate, create a first account on the very first start, then serve the API."""
     import uvicorn
@@ -114,9 +130,13 @@ def serve(
         await domains.seal_stored_keys(session, settings)
         if await accounts_repo.count_accounts(session):
             return None
-        account, key, raw = await accounts.create_account(session, "Default", "business", system_clock())
+        account, key, raw = await accounts.create_account(
+            session, "Default", "business", system_clock()
+        )
         password = users.new_password()
-        owner = await users.create_user(session, account.id, FIRST_OWNER, users.Role.OWNER, password, system_clock())
+        owner = await users.create_user(
+            session, account.id, FIRST_OWNER, users.Role.OWNER, password, system_clock()
+        )
         return account, raw, owner.email, password
 
     host = host or settings.host
@@ -124,20 +144,38 @@ def serve(
     created = _in_session(first_start)
     if created:
         account, raw, email, password = created
-        err.print("[bold green]First start:[/bold green] created account "
-                  f"[bold]{account.id}[/bold] (plan business), a full_access API key and a dashboard owner. "
-                  "They are shown only this once; keep them:")
-        typer.echo(f"\n    API key:    {raw}\n    Dashboard:  {settings.public_url('/dashboard/')}\n"
-                   f"    Email:      {email}\n    Password:   {password}\n")
+        err.print(
+            "[bold green]First start:[/bold green] created account "
+            f"[bold]{account.id}[/bold] (plan business), a full_access API key and a dashboard "
+            "owner. "
+            "They are shown only this once; keep them:"
+        )
+        typer.echo(
+            f"\n    API key:    {raw}\n    Dashboard:  {settings.public_url('/dashboard/')}\n"
+            f"    Email:      {email}\n    Password:   {password}\n"
+        )
     _, where = build_transport(settings)
-    err.print(f"API on http://{host}:{port} (docs at http://{host}:{port}/docs); "
-              f"dashboard at http://{host}:{port}/dashboard/")
-    options = {"host": host, "port": port, "log_level": "info", "proxy_headers": True, "access_log": access_log}
+    err.print(
+        f"API on http://{host}:{port} (docs at http://{host}:{port}/docs); "
+        f"dashboard at http://{host}:{port}/dashboard/"
+    )
+    options = {
+        "host": host,
+        "port": port,
+        "log_level": "info",
+        "proxy_headers": True,
+        "access_log": access_log,
+    }
     if workers > 1:
         settings.secret()  # made (if it is the first start) before the processes read it
         # Each process builds its app from the environment; the sender runs in `mailcast worker`.
-        err.print(f"{workers} HTTP processes; the sender is not embedded: run `mailcast worker` beside them")
-        uvicorn.run("mailcast.api.app:create_app_from_environment", factory=True, workers=workers, **options)
+        err.print(
+            f"{workers} HTTP processes; the sender is not embedded: run `mailcast worker` beside "
+            "them"
+        )
+        uvicorn.run(
+            "mailcast.api.app:create_app_from_environment", factory=True, workers=workers, **options
+        )
         return
     if settings.embedded_worker:
         err.print(f"[bold]Sending:[/bold] {where}")
@@ -145,7 +183,8 @@ def serve(
 
 
 def run_event_loop(coroutine: Awaitable[None]) -> None:
-    """uvloop where it is installed (a faster event loop: the worker is CPU-bound), else asyncio's."""
+    """uvloop where it is installed (a faster event loop: the worker is CPU-bound), else
+    asyncio's."""
     try:
         import uvloop
     except ImportError:
@@ -171,10 +210,14 @@ def worker() -> None:
     from mailcast.worker.runner import Worker
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     async def main(stop: asyncio.Event) -> None:
-        engine = create_engine(settings.resolved_database_url(), ping_after_idle=WORKER_PING_AFTER_IDLE)
+        engine = create_engine(
+            settings.resolved_database_url(), ping_after_idle=WORKER_PING_AFTER_IDLE
+        )
         await upgrade(engine)
         transport, where = build_transport(settings)
         err.print(f"[bold]Sending:[/bold] {where}")
@@ -199,16 +242,24 @@ def bounces(
     from mailcast.tracking.bounces import BounceHandler
 
     settings = get_settings()
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.basicConfig(
+        level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
 
     async def main(stop: asyncio.Event) -> None:
         engine = create_engine(settings.resolved_database_url())
         await upgrade(engine)
-        handler = BounceHandler(session_factory(engine), TokenCodec(settings.secret()), system_clock)
+        handler = BounceHandler(
+            session_factory(engine), TokenCodec(settings.secret()), system_clock
+        )
         server = await asyncio.get_running_loop().create_server(
-            lambda: SMTPServer(handler, hostname="mailcast-bounces"), host or settings.bounce_host,
-            port or settings.bounce_port)
-        err.print(f"bounce listener on {host or settings.bounce_host}:{port or settings.bounce_port}")
+            lambda: SMTPServer(handler, hostname="mailcast-bounces"),
+            host or settings.bounce_host,
+            port or settings.bounce_port,
+        )
+        err.print(
+            f"bounce listener on {host or settings.bounce_host}:{port or settings.bounce_port}"
+        )
         try:
             await stop.wait()
         finally:
@@ -219,7 +270,9 @@ def bounces(
     _serve_until_signal(main)
 
 
-_POSTAL_HELP = "Postal address for the footer of campaigns without an unsubscribe link (\\n between lines)"
+_POSTAL_HELP = (
+    "Postal address for the footer of campaigns without an unsubscribe link (\\n between lines)"
+)
 
 
 def _postal(value: str | None) -> str | None:
@@ -230,7 +283,7 @@ def _postal(value: str | None) -> str | None:
         return AccountUpdate(postal_address=value.replace("\\n", "\n")).postal_address
     except ValidationError as exc:
         err.print(f"[red]error:[/red] --postal-address: {exc.errors()[0]['msg']}")
-        raise typer.Exit(2)
+        raise typer.Exit(2) from exc
 
 
 @accounts_app.command("create")
@@ -243,9 +296,16 @@ def accounts_create(
     address = _postal(postal_address)
 
     async def work(session: AsyncSession, _settings: Settings):
-        account, key, raw = await accounts.create_account(session, name, plan, system_clock(), address)
-        return {"account_id": account.id, "name": account.name, "plan": account.plan,
-                "postal_address": account.postal_address, "api_key": _key_json(key, raw)}
+        account, key, raw = await accounts.create_account(
+            session, name, plan, system_clock(), address
+        )
+        return {
+            "account_id": account.id,
+            "name": account.name,
+            "plan": account.plan,
+            "postal_address": account.postal_address,
+            "api_key": _key_json(key, raw),
+        }
 
     _print_json(_in_session(work))
 
@@ -254,7 +314,9 @@ def accounts_create(
 def accounts_update(
     account: Annotated[str, typer.Argument(help="Account id")],
     name: Annotated[str | None, typer.Option(help="A new name")] = None,
-    postal_address: Annotated[str | None, typer.Option(help=_POSTAL_HELP + "; an empty string removes it")] = None,
+    postal_address: Annotated[
+        str | None, typer.Option(help=_POSTAL_HELP + "; an empty string removes it")
+    ] = None,
 ) -> None:
     """Change an account's name or postal address; prints the account as JSON."""
     changes: dict[str, Any] = {}
@@ -265,8 +327,12 @@ def accounts_update(
 
     async def work(session: AsyncSession, _settings: Settings):
         found = await accounts.update_account(session, account, changes)
-        return {"account_id": found.id, "name": found.name, "plan": found.plan,
-                "postal_address": found.postal_address}
+        return {
+            "account_id": found.id,
+            "name": found.name,
+            "plan": found.plan,
+            "postal_address": found.postal_address,
+        }
 
     _print_json(_in_session(work))
 
@@ -274,7 +340,9 @@ def accounts_update(
 @keys_app.command("create")
 def api_keys_create(
     account: Annotated[str, typer.Option(help="Account id")],
-    scope: Annotated[Scope, typer.Option(help="read_only|sending_access|full_access")] = Scope.FULL_ACCESS,
+    scope: Annotated[
+        Scope, typer.Option(help="read_only|sending_access|full_access")
+    ] = Scope.FULL_ACCESS,
     name: Annotated[str, typer.Option(help="A name to recognise the key by")] = "CLI key",
 ) -> None:
     """Create an API key for an account; prints it as JSON (shown only this once)."""
@@ -290,8 +358,12 @@ def api_keys_create(
 def domains_add(
     name: Annotated[str, typer.Argument(help="The sender domain, e.g. mail.example.com")],
     account: Annotated[str, typer.Option(help="Account id")],
-    trusted: Annotated[bool, typer.Option(help="The operator vouches for the domain: verified without DNS")] = False,
-    dkim_algorithm: Annotated[str, typer.Option(help="rsa (RSA-2048) or ed25519 (RFC 8463)")] = "rsa",
+    trusted: Annotated[
+        bool, typer.Option(help="The operator vouches for the domain: verified without DNS")
+    ] = False,
+    dkim_algorithm: Annotated[
+        str, typer.Option(help="rsa (RSA-2048) or ed25519 (RFC 8463)")
+    ] = "rsa",
 ) -> None:
     """Add a sender domain; prints it with the DNS records to publish."""
     if dkim_algorithm not in ("rsa", "ed25519"):
@@ -300,21 +372,42 @@ def domains_add(
     async def work(session: AsyncSession, settings: Settings):
         if await accounts_repo.get_account(session, account) is None:
             raise MailcastError(f"No such account: {account}")
-        domain = await domains.create_domain(session, account, name, system_clock(), settings, trusted=trusted,
-                                             dkim_algorithm=dkim_algorithm)
-        return {"id": domain.id, "name": domain.name, "status": domain.status,
-                "dns_records": domains.dns_records(domain, settings)}
+        domain = await domains.create_domain(
+            session,
+            account,
+            name,
+            system_clock(),
+            settings,
+            trusted=trusted,
+            dkim_algorithm=dkim_algorithm,
+        )
+        return {
+            "id": domain.id,
+            "name": domain.name,
+            "status": domain.status,
+            "dns_records": domains.dns_records(domain, settings),
+        }
 
     _print_json(_in_session(work))
 
 
 @domains_app.command("reseal-keys")
 def domains_reseal_keys(
-    previous_secret_key: Annotated[str, typer.Option(
-        envvar="MAILCAST_PREVIOUS_SECRET_KEY", prompt=True, hide_input=True,
-        help="The secret key the DKIM private keys were sealed under (read from the environment or asked)")],
+    previous_secret_key: Annotated[
+        str,
+        typer.Option(
+            envvar="MAILCAST_PREVIOUS_SECRET_KEY",
+            prompt=True,
+            hide_input=True,
+            help=(
+                "The secret key the DKIM private keys were sealed under "
+                "(read from the environment or asked)"
+            ),
+        ),
+    ],
 ) -> None:
     """After MAILCAST_SECRET_KEY changed: seal every DKIM private key under the new secret key."""
+
     async def work(session: AsyncSession, settings: Settings) -> int:
         try:
             return await domains.seal_stored_keys(session, settings, [previous_secret_key.encode()])
@@ -342,7 +435,12 @@ def users_create(
 
     async def work(session: AsyncSession, _settings: Settings):
         user = await users.create_user(session, account, email, role, secret, system_clock())
-        return {"id": user.id, "account_id": user.account_id, "email": user.email, "role": user.role}
+        return {
+            "id": user.id,
+            "account_id": user.account_id,
+            "email": user.email,
+            "role": user.role,
+        }
 
     _print_json(_in_session(work))
 
@@ -367,9 +465,14 @@ _ERRORS_SHOWN = 1_000  # rejected rows listed by the command; all of them are ke
 
 @contacts_app.command("import")
 def contacts_import(
-    file: Annotated[Path, typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with an email column")],
+    file: Annotated[
+        Path,
+        typer.Argument(exists=True, dir_okay=False, readable=True, help="CSV with an email column"),
+    ],
     account: Annotated[str, typer.Option(help="Account id")],
-    audience: Annotated[str | None, typer.Option(help="Audience id to add every imported contact to")] = None,
+    audience: Annotated[
+        str | None, typer.Option(help="Audience id to add every imported contact to")
+    ] = None,
 ) -> None:
     """Import contacts from CSV of any size (email, first_name, last_name, unsubscribed, with the
     usual aliases; other columns become metadata), as an import job run here with a progress bar.
@@ -391,18 +494,31 @@ def contacts_import(
             async with sessions() as session:
                 if await accounts_repo.get_account(session, account) is None:
                     raise MailcastError(f"No such account: {account}")
-                job = await imports.create_import(session, account, audience, path, path.name, False,
-                                                  system_clock())
+                job = await imports.create_import(
+                    session, account, audience, path, path.name, False, system_clock()
+                )
                 await session.commit()
-            importer = imports.Importer(engine, contact_store(engine), settings, system_clock,
-                                        f"cli:{socket.gethostname()}:{os.getpid()}")
-            columns = (TextColumn("importing"), BarColumn(), DownloadColumn(), TransferSpeedColumn(),
-                       TimeRemainingColumn())
+            importer = imports.Importer(
+                engine,
+                contact_store(engine),
+                settings,
+                system_clock,
+                f"cli:{socket.gethostname()}:{os.getpid()}",
+            )
+            columns = (
+                TextColumn("importing"),
+                BarColumn(),
+                DownloadColumn(),
+                TransferSpeedColumn(),
+                TimeRemainingColumn(),
+            )
             with Progress(*columns, console=err) as progress:
                 task = progress.add_task("import", total=job.file_bytes)
                 while True:
                     if await importer.take(job.id):
-                        await importer.run(job.id, lambda p: progress.update(task, completed=p.offset))
+                        await importer.run(
+                            job.id, lambda p: progress.update(task, completed=p.offset)
+                        )
                     async with sessions() as session:  # run here, or by a worker that took it first
                         current = await imports.get_import(session, account, job.id)
                     progress.update(task, completed=min(current.offset, current.file_bytes))
@@ -416,9 +532,15 @@ def contacts_import(
                     errors.extend(chunk[: _ERRORS_SHOWN - len(errors)])
                     if len(errors) >= _ERRORS_SHOWN:
                         break
-            summary = {"import_id": current.id, "status": current.status, "created": current.created,
-                       "updated": current.updated, "invalid": current.rejected, "total": current.rows_read,
-                       "error": current.error}
+            summary = {
+                "import_id": current.id,
+                "status": current.status,
+                "created": current.created,
+                "updated": current.updated,
+                "invalid": current.rejected,
+                "total": current.rows_read,
+                "error": current.error,
+            }
             return summary, errors, current.rejected
         finally:
             await engine.dispose()
@@ -427,13 +549,22 @@ def contacts_import(
         summary, errors, rejected = asyncio.run(main())
     except MailcastError as exc:
         err.print(f"[red]error:[/red] {exc.message}")
-        raise typer.Exit(1)
+        raise typer.Exit(1) from exc
     for line, email, reason in errors:
         err.print(f"line {line}: {email!r}: {reason}")
     if rejected > len(errors):
-        err.print(f"... and {rejected - len(errors)} more: GET /v1/contacts/imports/{summary['import_id']}/errors")
-    _print_json({**summary, "errors": [{"line": line, "email": email, "message": reason}
-                                       for line, email, reason in errors]})
+        err.print(
+            f"... and {rejected - len(errors)} more: GET "
+            f"/v1/contacts/imports/{summary['import_id']}/errors"
+        )
+    _print_json(
+        {
+            **summary,
+            "errors": [
+                {"line": line, "email": email, "message": reason} for line, email, reason in errors
+            ],
+        }
+    )
     if summary["status"] == imports.FAILED:
         err.print(f"[red]error:[/red] {summary['error']}")
         raise typer.Exit(1)

@@ -21,7 +21,8 @@ class Settings(BaseSettings):
     base_url: str = "http://127.0.0.1:8025"
     host: str = "127.0.0.1"
     port: int = 8025
-    # The key tracking tokens are derived from. Empty means: generated once and kept in <data_dir>/secret_key.
+    # The key tracking tokens are derived from. Empty means: generated once and kept in
+    # <data_dir>/secret_key.
     secret_key: SecretStr = SecretStr("")
 
     # Campaigns that may exist at once per plan (spec); 0 means unlimited.
@@ -48,19 +49,23 @@ class Settings(BaseSettings):
     # A file with more than this left to read is read by a process of its own, ahead of the writes.
     import_reader_process_bytes: int = Field(default=4 * 1_048_576, ge=0)
 
-    # DNS used to verify sender domains: "host[:port]" entries, comma separated. Empty: system resolver.
+    # DNS used to verify sender domains: "host[:port]" entries, comma separated. Empty: system
+    # resolver.
     dns_nameservers: str = ""
     dns_timeout_seconds: float = 5.0
     # What the SPF record we ask customers to publish includes (e.g. your relay's SPF domain).
     spf_include: str = ""
     dkim_selector: str = "mailcast"
 
-    # Sending. No SMTP URL: messages go to the file outbox (<data_dir>/outbox) and never leave the machine.
+    # Sending. No SMTP URL: messages go to the file outbox (<data_dir>/outbox) and never leave the
+    # machine.
     smtp_url: str = ""
     # Relays by sender domain: "example.com=smtp://relay-a:25, other.org=smtps://u:p@relay-b:465".
     smtp_routes: str = ""
     smtp_pool_size: int = Field(default=4, ge=1, le=200)
-    smtp_rate_per_second: float = Field(default=0.0, ge=0.0, description="Per relay and process; 0 = unlimited")
+    smtp_rate_per_second: float = Field(
+        default=0.0, ge=0.0, description="Per relay and process; 0 = unlimited"
+    )
     smtp_timeout_seconds: float = 60.0
     # A relay whose connections fail this many times in a row is paused (its circuit opens) and
     # probed with one message after 1 s, 2 s, 4 s ... up to the maximum, until it answers.
@@ -76,11 +81,14 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limit_storage: str = "memory://"
     rate_limit_key: str = "50/second"  # each API key
-    rate_limit_account_free: str = "5/second"  # each account, by plan (all its keys and dashboard users)
+    rate_limit_account_free: str = (
+        "5/second"  # each account, by plan (all its keys and dashboard users)
+    )
     rate_limit_account_pro: str = "50/second"
     rate_limit_account_business: str = "100/second"
     rate_limit_account_enterprise: str = "500/second"
-    # Failed API key attempts from one client address; past it the address gets 429 without a key lookup.
+    # Failed API key attempts from one client address; past it the address gets 429 without a key
+    # lookup.
     rate_limit_failed_keys: str = "20/minute"
     # Dashboard sign-in attempts from one client address.
     rate_limit_sign_in: str = "30/minute"
@@ -113,7 +121,8 @@ class Settings(BaseSettings):
     # most that interval's events; a clean shutdown loses none).
     tracking_flush_seconds: float = Field(default=0.0, ge=0.0, le=60.0)
     # With tracking_flush_seconds > 0: hits a process buffers before a request waits for a write
-    # (~180 bytes each; a crash loses up to this many while hits arrive faster than they are written).
+    # (~180 bytes each; a crash loses up to this many while hits arrive faster than they are
+    # written).
     tracking_max_buffered: int = Field(default=200_000, ge=1_000, le=10_000_000)
 
     def resolved_database_url(self) -> str:

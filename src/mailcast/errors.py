@@ -72,7 +72,9 @@ class RateLimited(MailcastError):
     status = 429
     code = "rate_limited"
 
-    def __init__(self, message: str | None = None, details: Any = None, retry_after: int = 1) -> None:
+    def __init__(
+        self, message: str | None = None, details: Any = None, retry_after: int = 1
+    ) -> None:
         super().__init__(message, details)
         self.headers = {"Retry-After": str(retry_after)}
 

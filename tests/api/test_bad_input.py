@@ -27,16 +27,26 @@ async def ready(tenant):
 
 
 async def test_malformed_json(ready):
-    r = await ready.client.post("/v1/campaigns", content=b'{"name": "x", ', headers={
-        **ready.headers, "Content-Type": "application/json"})
+    r = await ready.client.post(
+        "/v1/campaigns",
+        content=b'{"name": "x", ',
+        headers={**ready.headers, "Content-Type": "application/json"},
+    )
     _error(r, 422, "invalid_json")
     assert await _campaign_count(ready) == 0
 
 
-@pytest.mark.parametrize("field,value", [
-    ("name", 5), ("subject", ["a"]), ("audience_id", None), ("draft", "maybe"), ("scheduled_at", "next tuesday"),
-    ("html", {"a": 1}),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("name", 5),
+        ("subject", ["a"]),
+        ("audience_id", None),
+        ("draft", "maybe"),
+        ("scheduled_at", "next tuesday"),
+        ("html", {"a": 1}),
+    ],
+)
 async def test_wrong_types(ready, field, value):
     body = ready.campaign_body(ready.audience_id)
     body[field] = value
@@ -45,14 +55,17 @@ async def test_wrong_types(ready, field, value):
     assert await _campaign_count(ready) == 0
 
 
-@pytest.mark.parametrize("field,value", [
-    ("subject", "Hello\r\nBcc: victim@example.org"),
-    ("subject", "Hello\nX-Injected: 1"),
-    ("subject", "Hello\rthere"),
-    ("from", "News <news@news.example.com>\r\nBcc: victim@example.org"),
-    ("reply_to", "a@example.org\nBcc: b@example.org"),
-    ("name", "Line\u2028separator"),
-])
+@pytest.mark.parametrize(
+    "field,value",
+    [
+        ("subject", "Hello\r\nBcc: victim@example.org"),
+        ("subject", "Hello\nX-Injected: 1"),
+        ("subject", "Hello\rthere"),
+        ("from", "News <news@news.example.com>\r\nBcc: victim@example.org"),
+        ("reply_to", "a@example.org\nBcc: b@example.org"),
+        ("name", "Line\u2028separator"),
+    ],
+)
 async def test_header_injection_is_refused(ready, field, value):
     body = ready.campaign_body(ready.audience_id, **{field: value})
     error = _error(await ready.post("/v1/campaigns", json=body), 422, "validation_error")
@@ -62,9 +75,13 @@ async def test_header_injection_is_refused(ready, field, value):
 
 async def test_header_injection_on_update_changes_nothing(ready):
     campaign = await ready.campaign(ready.audience_id)
-    r = await ready.request("PATCH", f"/v1/campaigns/{campaign['id']}", json={"subject": "x\r\nBcc: a@b.c"})
+    r = await ready.request(
+        "PATCH", f"/v1/campaigns/{campaign['id']}", json={"subject": "x\r\nBcc: a@b.c"}
+    )
     _error(r, 422)
-    assert (await ready.get(f"/v1/campaigns/{campaign['id']}")).json()["subject"] == campaign["subject"]
+    assert (await ready.get(f"/v1/campaigns/{campaign['id']}")).json()["subject"] == campaign[
+        "subject"
+    ]
 
 
 async def test_unknown_fields_are_refused(ready):
@@ -89,27 +106,36 @@ async def test_oversized_streamed_body_without_length_is_413(ready):
             yield b"x" * 1024
         yield b'"}'
 
-    r = await ready.client.post("/v1/audiences", content=chunks(), headers={
-        **ready.headers, "Content-Type": "application/json"})
+    r = await ready.client.post(
+        "/v1/audiences",
+        content=chunks(),
+        headers={**ready.headers, "Content-Type": "application/json"},
+    )
     _error(r, 413, "payload_too_large")
     names = [a["name"] for a in (await ready.get("/v1/audiences")).json()["data"]]
     assert names == ["Newsletter"]  # only the fixture's audience: nothing was created
 
 
-@pytest.mark.parametrize("overrides,field", [
-    ({"unsubscribe_url": None}, "unsubscribe_url"),
-    ({"unsubscribe_url": "javascript:alert(1)"}, "unsubscribe_url"),
-    ({"unsubscribe_url": "/relative"}, "unsubscribe_url"),
-    ({"html": None}, "html"),
-    ({"from": "not an address"}, "from"),
-    ({"from": "a@x.org, b@x.org"}, "from"),
-    ({"subject": ""}, "subject"),
-    ({"html": "<p>{% if %}</p>"}, "html"),
-    ({"subject": "Hi {{ first_name "}, "subject"),
-    ({"scheduled_at": "2020-01-01T00:00:00Z", "draft": False}, "scheduled_at"),
-])
+@pytest.mark.parametrize(
+    "overrides,field",
+    [
+        ({"unsubscribe_url": None}, "unsubscribe_url"),
+        ({"unsubscribe_url": "javascript:alert(1)"}, "unsubscribe_url"),
+        ({"unsubscribe_url": "/relative"}, "unsubscribe_url"),
+        ({"html": None}, "html"),
+        ({"from": "not an address"}, "from"),
+        ({"from": "a@x.org, b@x.org"}, "from"),
+        ({"subject": ""}, "subject"),
+        ({"html": "<p>{% if %}</p>"}, "html"),
+        ({"subject": "Hi {{ first_name "}, "subject"),
+        ({"scheduled_at": "2020-01-01T00:00:00Z", "draft": False}, "scheduled_at"),
+    ],
+)
 async def test_invalid_campaign_fields(ready, overrides, field):
-    error = _error(await ready.post("/v1/campaigns", json=ready.campaign_body(ready.audience_id, **overrides)), 422)
+    error = _error(
+        await ready.post("/v1/campaigns", json=ready.campaign_body(ready.audience_id, **overrides)),
+        422,
+    )
     assert error["details"][0]["field"] == field, error
     assert await _campaign_count(ready) == 0
 
@@ -125,8 +151,10 @@ async def test_from_must_be_on_a_verified_domain(ready):
     assert await _campaign_count(ready) == 0
 
 
-@pytest.mark.parametrize("params", [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "x" * 65},
-                                    {"status": "flying"}])
+@pytest.mark.parametrize(
+    "params",
+    [{"limit": 0}, {"limit": 101}, {"limit": "ten"}, {"cursor": "x" * 65}, {"status": "flying"}],
+)
 async def test_bad_list_parameters(ready, params):
     _error(await ready.get("/v1/campaigns", params=params), 422)
 
@@ -137,34 +165,56 @@ async def test_unknown_route_and_method(ready):
 
 
 async def test_contacts_import_keeps_good_rows_and_reports_bad_ones(ready):
-    rows = [{"email": "good1@example.org"}, {"email": "not-an-email"}, {"email": "good2@example.org"},
-            {"email": "x@@example.org"}]
+    rows = [
+        {"email": "good1@example.org"},
+        {"email": "not-an-email"},
+        {"email": "good2@example.org"},
+        {"email": "x@@example.org"},
+    ]
     r = await ready.post("/v1/contacts/import", json={"contacts": rows})
     assert r.status_code == 200, r.text
     result = r.json()
-    assert (result["created"], result["updated"], result["invalid"], result["total"]) == (2, 0, 2, 4)
+    assert (result["created"], result["updated"], result["invalid"], result["total"]) == (
+        2,
+        0,
+        2,
+        4,
+    )
     assert [e["index"] for e in result["errors"]] == [1, 3]
-    emails = {c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]}
+    emails = {
+        c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]
+    }
     assert {"good1@example.org", "good2@example.org"} <= emails and "not-an-email" not in emails
 
 
 async def test_nul_characters_and_non_finite_numbers_are_refused(ready):
-    _error(await ready.post("/v1/audiences", json={"name": "ok", "description": "nul\x00here"}), 422)
-    _error(await ready.post("/v1/contacts", json={"email": "a@example.org", "metadata": {"k\x00": 1}}), 422)
-    r = await ready.client.post("/v1/contacts", content=b'{"email": "b@example.org", "metadata": {"x": NaN}}',
-                                headers={**ready.headers, "Content-Type": "application/json"})
+    _error(
+        await ready.post("/v1/audiences", json={"name": "ok", "description": "nul\x00here"}), 422
+    )
+    _error(
+        await ready.post("/v1/contacts", json={"email": "a@example.org", "metadata": {"k\x00": 1}}),
+        422,
+    )
+    r = await ready.client.post(
+        "/v1/contacts",
+        content=b'{"email": "b@example.org", "metadata": {"x": NaN}}',
+        headers={**ready.headers, "Content-Type": "application/json"},
+    )
     _error(r, 422)
     _error(await ready.get("/v1/campaigns/camp_%00x"), 422)
     _error(await ready.get("/v1/contacts", params={"email": "a\x00"}), 422)
-    emails = [c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]]
+    emails = [
+        c["email"] for c in (await ready.get("/v1/contacts", params={"limit": 100})).json()["data"]
+    ]
     assert "a@example.org" not in emails and "b@example.org" not in emails
 
 
 async def test_racing_duplicate_creates_get_one_409(ready):
     import asyncio
 
-    results = await asyncio.gather(*[ready.post("/v1/contacts", json={"email": "race@example.org"})
-                                     for _ in range(4)])
+    results = await asyncio.gather(
+        *[ready.post("/v1/contacts", json={"email": "race@example.org"}) for _ in range(4)]
+    )
     assert sorted(r.status_code for r in results) == [201, 409, 409, 409]
 
 
@@ -178,12 +228,17 @@ async def test_405_names_every_method_of_the_path(tenant):
 
 async def test_json_nested_too_deep_is_invalid_json(tenant):
     for body in ("[" * 100_000 + "]" * 100_000, '{"name": ' + "[" * 5_000 + "]" * 5_000 + "}"):
-        r = await tenant.client.post("/v1/audiences", content=body,
-                                     headers={**tenant.headers, "Content-Type": "application/json"})
+        r = await tenant.client.post(
+            "/v1/audiences",
+            content=body,
+            headers={**tenant.headers, "Content-Type": "application/json"},
+        )
         assert r.status_code == 422 and r.json()["error"]["code"] == "invalid_json"
 
 
-async def test_a_domain_deleted_while_it_is_verified_is_not_found(tenant, app, sessions, dns_server, settings):
+async def test_a_domain_deleted_while_it_is_verified_is_not_found(
+    tenant, app, sessions, dns_server, settings
+):
     from mailcast.domains import repository as domains_repo
 
     domain = (await tenant.post("/v1/domains", json={"name": "race.example.com"})).json()

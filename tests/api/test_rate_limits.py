@@ -23,7 +23,9 @@ def limited(settings, engine, clock):
         for name, value in {"rate_limits_enabled": True, **limits}.items():
             setattr(settings, name, value)
         app = create_app(settings, engine=engine, clock=clock)
-        client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mailcast.test")
+        client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app), base_url="http://mailcast.test"
+        )
         clients.append(client)
         return client
 
@@ -35,7 +37,9 @@ def _is_429(r: httpx.Response, limit: str) -> None:
     assert r.status_code == 429, r.text
     assert r.json()["error"]["code"] == "rate_limited" and limit in r.json()["error"]["message"]
     assert 1 <= int(r.headers["Retry-After"]) <= 60
-    assert r.headers["RateLimit-Remaining"] == "0" and r.headers["RateLimit-Limit"] == limit.split()[0]
+    assert (
+        r.headers["RateLimit-Remaining"] == "0" and r.headers["RateLimit-Limit"] == limit.split()[0]
+    )
 
 
 async def test_each_key_has_its_limit(limited, tenant):
@@ -77,9 +81,13 @@ async def test_failed_keys_from_one_address_stop_costing_a_lookup(limited, tenan
 async def test_sign_in_attempts_are_limited_per_address(limited):
     client = await limited(rate_limit_sign_in="2/minute")
     for _ in range(2):
-        r = await client.post("/dashboard/login", data={"email": "who@example.org", "password": "wrong"})
+        r = await client.post(
+            "/dashboard/login", data={"email": "who@example.org", "password": "wrong"}
+        )
         assert r.status_code != 429
-    r = await client.post("/dashboard/login", data={"email": "who@example.org", "password": "wrong"})
+    r = await client.post(
+        "/dashboard/login", data={"email": "who@example.org", "password": "wrong"}
+    )
     assert r.status_code == 429 and "text/html" in r.headers["content-type"]
     assert int(r.headers["Retry-After"]) >= 1
 
@@ -101,4 +109,8 @@ async def test_the_sequenzy_dialect_answers_429_in_its_shape(limited, tenant):
     assert (await client.post(path, headers=tenant.headers, json={})).status_code != 429
     r = await client.post(path, headers=tenant.headers, json={})
     assert r.status_code == 429 and int(r.headers["Retry-After"]) >= 1
-    assert r.json()["success"] is False and r.json()["code"] == "rate_limited" and r.json()["retryable"] is True
+    assert (
+        r.json()["success"] is False
+        and r.json()["code"] == "rate_limited"
+        and r.json()["retryable"] is True
+    )

@@ -44,9 +44,27 @@ async def test_create_with_future_schedule_is_scheduled(ready, clock, sessions):
 
 
 async def test_create_response_has_the_spec_fields(ready):
-    c = await ready.campaign(ready.audience_id, reply_to="replies@news.example.com", preview_text="Peek")
-    for key in ("id", "name", "status", "audience_id", "subject", "scheduled_at", "created_at", "from", "reply_to",
-                "preview_text", "template_id", "html", "text", "unsubscribe_url", "stats", "updated_at"):
+    c = await ready.campaign(
+        ready.audience_id, reply_to="replies@news.example.com", preview_text="Peek"
+    )
+    for key in (
+        "id",
+        "name",
+        "status",
+        "audience_id",
+        "subject",
+        "scheduled_at",
+        "created_at",
+        "from",
+        "reply_to",
+        "preview_text",
+        "template_id",
+        "html",
+        "text",
+        "unsubscribe_url",
+        "stats",
+        "updated_at",
+    ):
         assert key in c
     assert c["id"].startswith("camp_")
     assert c["reply_to"] == "replies@news.example.com" and c["preview_text"] == "Peek"
@@ -54,14 +72,18 @@ async def test_create_response_has_the_spec_fields(ready):
 
 
 async def test_unsubscribed_and_suppressed_contacts_are_not_queued(ready, sessions):
-    contacts = (await ready.get("/v1/contacts", params={"audience_id": ready.audience_id})).json()["data"]
+    contacts = (await ready.get("/v1/contacts", params={"audience_id": ready.audience_id})).json()[
+        "data"
+    ]
     await ready.request("PATCH", f"/v1/contacts/{contacts[0]['id']}", json={"unsubscribed": True})
     r = await ready.post(f"/v1/campaigns/{(await ready.campaign(ready.audience_id))['id']}/send")
     assert r.json()["stats"]["total_recipients"] == 3
 
 
 async def test_template_based_campaign(ready):
-    t = (await ready.post("/v1/templates", json={"name": "T", "html": "<p>Hi {{ first_name }}</p>"})).json()
+    t = (
+        await ready.post("/v1/templates", json={"name": "T", "html": "<p>Hi {{ first_name }}</p>"})
+    ).json()
     c = await ready.campaign(ready.audience_id, html=None, template_id=t["id"])
     assert c["template_id"] == t["id"] and c["html"] is None
     assert (await ready.request("DELETE", f"/v1/templates/{t['id']}")).status_code == 409
@@ -69,11 +91,19 @@ async def test_template_based_campaign(ready):
 
 async def test_update_by_put_and_patch(ready):
     c = await ready.campaign(ready.audience_id)
-    r = await ready.request("PUT", f"/v1/campaigns/{c['id']}", json={"name": "Renamed", "from": "Other <o@news.example.com>"})
+    r = await ready.request(
+        "PUT",
+        f"/v1/campaigns/{c['id']}",
+        json={"name": "Renamed", "from": "Other <o@news.example.com>"},
+    )
     assert r.status_code == 200, r.text
     assert r.json()["name"] == "Renamed" and r.json()["from"] == "Other <o@news.example.com>"
     r = await ready.request("PATCH", f"/v1/campaigns/{c['id']}", json={"text": "plain"})
-    assert r.json()["text"] == "plain" and r.json()["name"] == "Renamed" and r.json()["html"] == c["html"]
+    assert (
+        r.json()["text"] == "plain"
+        and r.json()["name"] == "Renamed"
+        and r.json()["html"] == c["html"]
+    )
 
 
 async def test_update_schedules_and_unschedules(ready, clock):
@@ -100,9 +130,13 @@ async def test_actions_follow_the_lifecycle(ready, clock):
     c = await ready.campaign(ready.audience_id)
     cid = c["id"]
     assert (await ready.post(f"/v1/campaigns/{cid}/pause")).status_code == 409
-    r = await ready.post(f"/v1/campaigns/{cid}/schedule", json={"scheduled_at": _iso(clock() + timedelta(days=1))})
+    r = await ready.post(
+        f"/v1/campaigns/{cid}/schedule", json={"scheduled_at": _iso(clock() + timedelta(days=1))}
+    )
     assert r.json()["status"] == "scheduled"
-    r = await ready.post(f"/v1/campaigns/{cid}/schedule", json={"scheduled_at": _iso(clock() + timedelta(days=2))})
+    r = await ready.post(
+        f"/v1/campaigns/{cid}/schedule", json={"scheduled_at": _iso(clock() + timedelta(days=2))}
+    )
     assert r.json()["status"] == "scheduled"  # rescheduled
     assert (await ready.post(f"/v1/campaigns/{cid}/send")).json()["status"] == "sending"
     cancel = await ready.post(f"/v1/campaigns/{cid}/cancel")
@@ -123,7 +157,10 @@ async def test_actions_follow_the_lifecycle(ready, clock):
 
 async def test_schedule_in_the_past_is_refused(ready, clock):
     c = await ready.campaign(ready.audience_id)
-    r = await ready.post(f"/v1/campaigns/{c['id']}/schedule", json={"scheduled_at": _iso(clock() - timedelta(minutes=1))})
+    r = await ready.post(
+        f"/v1/campaigns/{c['id']}/schedule",
+        json={"scheduled_at": _iso(clock() - timedelta(minutes=1))},
+    )
     assert r.status_code == 422 and r.json()["error"]["details"][0]["field"] == "scheduled_at"
 
 
@@ -156,8 +193,18 @@ async def test_stats_have_the_spec_shape(ready):
     c = await ready.campaign(ready.audience_id, draft=None)
     r = await ready.get(f"/v1/campaigns/{c['id']}/stats")
     # The spec's shape, and machine_opened beside opened (the non-openers a scanner touched).
-    assert r.json() == {"campaign_id": c["id"], "total": 4, "sent": 0, "delivered": 0, "opened": 0, "clicked": 0,
-                        "bounced": 0, "complained": 0, "unsubscribed": 0, "machine_opened": 0}
+    assert r.json() == {
+        "campaign_id": c["id"],
+        "total": 4,
+        "sent": 0,
+        "delivered": 0,
+        "opened": 0,
+        "clicked": 0,
+        "bounced": 0,
+        "complained": 0,
+        "unsubscribed": 0,
+        "machine_opened": 0,
+    }
 
 
 async def test_audience_in_use_cannot_be_deleted(ready):

@@ -9,8 +9,16 @@ from datetime import timedelta
 
 import httpx
 import pytest
-from hypothesis import HealthCheck, settings as hsettings, strategies as st
-from hypothesis.stateful import Bundle, RuleBasedStateMachine, invariant, rule, run_state_machine_as_test
+from hypothesis import HealthCheck
+from hypothesis import settings as hsettings
+from hypothesis import strategies as st
+from hypothesis.stateful import (
+    Bundle,
+    RuleBasedStateMachine,
+    invariant,
+    rule,
+    run_state_machine_as_test,
+)
 from sqlalchemy import func, select
 
 from mailcast.campaigns import repository as campaigns_repo
@@ -35,13 +43,17 @@ def make_machine(base_url: str, key: str, campaign_body: dict, future: str):
 
         def __init__(self) -> None:
             super().__init__()
-            self.http = httpx.Client(base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30)
+            self.http = httpx.Client(
+                base_url=base_url, headers={"Authorization": f"Bearer {key}"}, timeout=30
+            )
             self.model: dict[str, str] = {}
 
         def teardown(self) -> None:
             self.http.close()
 
-        def _observe(self, cid: str, before: str, response: httpx.Response, expected: str | None) -> None:
+        def _observe(
+            self, cid: str, before: str, response: httpx.Response, expected: str | None
+        ) -> None:
             if expected is None:
                 assert response.status_code == (404 if before == "deleted" else 409), response.text
                 return
@@ -90,7 +102,10 @@ def make_machine(base_url: str, key: str, campaign_body: dict, future: str):
 
         @invariant()
         def server_agrees(self) -> None:
-            listed = {c["id"]: c["status"] for c in self.http.get("/v1/campaigns", params={"limit": 100}).json()["data"]}
+            listed = {
+                c["id"]: c["status"]
+                for c in self.http.get("/v1/campaigns", params={"limit": 100}).json()["data"]
+            }
             # Earlier examples' campaigns stay in the database; this machine's are the newest.
             assert {cid: listed.get(cid, "deleted") for cid in self.model} == self.model
 
@@ -105,9 +120,15 @@ async def test_random_action_sequences_respect_the_table(tenant, live_server, cl
     future = (clock() + timedelta(days=2)).isoformat()
     machine = make_machine(live_server.url, tenant.key, body, future)
     # The server runs in its own thread; blocking this loop while Hypothesis drives it is fine.
-    run_state_machine_as_test(machine, settings=hsettings(
-        max_examples=25, stateful_step_count=12, deadline=None,
-        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture]))
+    run_state_machine_as_test(
+        machine,
+        settings=hsettings(
+            max_examples=25,
+            stateful_step_count=12,
+            deadline=None,
+            suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+        ),
+    )
 
 
 async def _delivery_count(sessions, cid: str) -> int:
@@ -120,7 +141,9 @@ async def test_concurrent_sends_move_the_campaign_once(tenant, sessions):
     await tenant.verified_domain()
     audience = await tenant.audience(contacts=5)
     c = await tenant.campaign(audience)
-    results = await asyncio.gather(*[tenant.post(f"/v1/campaigns/{c['id']}/send") for _ in range(6)])
+    results = await asyncio.gather(
+        *[tenant.post(f"/v1/campaigns/{c['id']}/send") for _ in range(6)]
+    )
     assert sorted(r.status_code for r in results) == [200] + [409] * 5
     assert await _delivery_count(sessions, c["id"]) == 5  # queued once, not six times
 
@@ -129,10 +152,14 @@ async def test_concurrent_pause_and_cancel(tenant):
     await tenant.verified_domain()
     audience = await tenant.audience(contacts=2)
     c = await tenant.campaign(audience, draft=None)
-    results = await asyncio.gather(*[tenant.post(f"/v1/campaigns/{c['id']}/pause") for _ in range(5)])
+    results = await asyncio.gather(
+        *[tenant.post(f"/v1/campaigns/{c['id']}/pause") for _ in range(5)]
+    )
     assert sorted(r.status_code for r in results) == [200] + [409] * 4
     results = await asyncio.gather(
-        tenant.post(f"/v1/campaigns/{c['id']}/resume"), tenant.post(f"/v1/campaigns/{c['id']}/cancel"))
+        tenant.post(f"/v1/campaigns/{c['id']}/resume"),
+        tenant.post(f"/v1/campaigns/{c['id']}/cancel"),
+    )
     codes = [r.status_code for r in results]
     assert sorted(codes) == [200, 409]
     final = (await tenant.get(f"/v1/campaigns/{c['id']}")).json()["status"]
@@ -142,14 +169,20 @@ async def test_concurrent_pause_and_cancel(tenant):
 async def test_guarded_update_under_interleaved_transactions(tenant, sessions, engine):
     """Two transactions decide on the same observed status; only the first write wins."""
     if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite serialises whole transactions (BEGIN IMMEDIATE); they cannot interleave")
+        pytest.skip(
+            "SQLite serialises whole transactions (BEGIN IMMEDIATE); they cannot interleave"
+        )
     await tenant.verified_domain()
     c = await tenant.campaign(await tenant.audience(contacts=1))
     async with sessions() as first, sessions() as second:
         assert (await campaigns_repo.get(first, tenant.account_id, c["id"])).status == "draft"
         assert (await campaigns_repo.get(second, tenant.account_id, c["id"])).status == "draft"
-        assert await campaigns_repo.compare_and_set(first, c["id"], Status.DRAFT, {"status": "cancelled"})
+        assert await campaigns_repo.compare_and_set(
+            first, c["id"], Status.DRAFT, {"status": "cancelled"}
+        )
         await first.commit()
-        assert not await campaigns_repo.compare_and_set(second, c["id"], Status.DRAFT, {"status": "sending"})
+        assert not await campaigns_repo.compare_and_set(
+            second, c["id"], Status.DRAFT, {"status": "sending"}
+        )
         await second.rollback()
     assert (await tenant.get(f"/v1/campaigns/{c['id']}")).json()["status"] == "cancelled"

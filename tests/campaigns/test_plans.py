@@ -19,15 +19,19 @@ async def test_campaign_limit(make_tenant, plan, limit):
     assert r.json()["error"]["details"] == {"plan": plan, "limit": limit, "current": limit}
     # Deleting one frees room.
     assert (await tenant.request("DELETE", f"/v1/campaigns/{ids[0]}")).status_code == 200
-    assert (await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience))).status_code == 201
+    assert (
+        await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience))
+    ).status_code == 201
 
 
 async def test_business_is_unlimited(make_tenant, settings):
     tenant = await make_tenant("business")
     await tenant.verified_domain()
     audience = await tenant.audience()
-    for i in range(30):
-        assert (await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience))).status_code == 201
+    for _ in range(30):
+        assert (
+            await tenant.post("/v1/campaigns", json=tenant.campaign_body(audience))
+        ).status_code == 201
 
 
 async def test_free_plan_cannot_send_marketing_email(make_tenant):
@@ -55,13 +59,19 @@ async def test_quota_counts_what_is_left_of_the_month(make_tenant, settings, clo
     r = await tenant.post(f"/v1/campaigns/{second['id']}/send")
     assert r.status_code == 403
     assert r.json()["error"]["details"].items() >= {"quota": 5, "used": 3, "needed": 3}.items()
-    assert (await tenant.get(f"/v1/campaigns/{second['id']}")).json()["stats"]["total_recipients"] == 0
+    assert (await tenant.get(f"/v1/campaigns/{second['id']}")).json()["stats"][
+        "total_recipients"
+    ] == 0
     # Scheduling into this month is refused too, into next month it fits.
-    r = await tenant.post(f"/v1/campaigns/{second['id']}/schedule",
-                          json={"scheduled_at": (clock() + timedelta(days=1)).isoformat()})
+    r = await tenant.post(
+        f"/v1/campaigns/{second['id']}/schedule",
+        json={"scheduled_at": (clock() + timedelta(days=1)).isoformat()},
+    )
     assert r.status_code == 403 and r.json()["error"]["code"] == "quota_exceeded"
-    r = await tenant.post(f"/v1/campaigns/{second['id']}/schedule",
-                          json={"scheduled_at": (clock() + timedelta(days=40)).isoformat()})
+    r = await tenant.post(
+        f"/v1/campaigns/{second['id']}/schedule",
+        json={"scheduled_at": (clock() + timedelta(days=40)).isoformat()},
+    )
     assert r.status_code == 200 and r.json()["status"] == "scheduled"
 
 

@@ -29,7 +29,9 @@ async def test_start_sending_a_scheduled_campaign(tenant, sessions, clock, setti
     """The path the scheduler takes when a scheduled campaign comes due."""
     await tenant.verified_domain()
     audience = await tenant.audience(contacts=3)
-    c = await tenant.campaign(audience, draft=None, scheduled_at=(clock() + timedelta(hours=1)).isoformat())
+    c = await tenant.campaign(
+        audience, draft=None, scheduled_at=(clock() + timedelta(hours=1)).isoformat()
+    )
     clock.advance(hours=1)
     async with sessions() as session:
         account = await accounts.lock_account(session, tenant.account_id)

@@ -14,8 +14,13 @@ from mailcast.db.models import AccountUsage, Contact, Delivery
 
 async def _queued(sessions, campaign_id: str) -> set[str]:
     async with sessions() as session:
-        return set((await session.execute(
-            select(Delivery.contact_id).where(Delivery.campaign_id == campaign_id))).scalars())
+        return set(
+            (
+                await session.execute(
+                    select(Delivery.contact_id).where(Delivery.campaign_id == campaign_id)
+                )
+            ).scalars()
+        )
 
 
 async def _usage(sessions) -> int:
@@ -28,7 +33,9 @@ async def _emails(sessions) -> dict[str, str]:
         return dict((await session.execute(select(Contact.id, Contact.email))).all())
 
 
-async def test_a_campaign_larger_than_a_chunk_reaches_everyone_once(tenant, settings, worker, relay, sessions):
+async def test_a_campaign_larger_than_a_chunk_reaches_everyone_once(
+    tenant, settings, worker, relay, sessions
+):
     settings.queue_fill_chunk = 3
     settings.worker_batch_size = 6
     c = await tenant.campaign(await tenant.audience(contacts=8), draft=None)
@@ -43,13 +50,21 @@ async def test_a_campaign_larger_than_a_chunk_reaches_everyone_once(tenant, sett
 
     await worker.run_until_idle()
     counts = relay.handler.counts()
-    assert sorted(counts) == sorted((await _emails(sessions)).values()) and set(counts.values()) == {1}
+    assert sorted(counts) == sorted((await _emails(sessions)).values()) and set(
+        counts.values()
+    ) == {1}
     got = (await tenant.get(f"/v1/campaigns/{c['id']}")).json()
-    assert got["status"] == "sent" and got["stats"]["total_recipients"] == 8 and got["stats"]["sent_count"] == 8
+    assert (
+        got["status"] == "sent"
+        and got["stats"]["total_recipients"] == 8
+        and got["stats"]["sent_count"] == 8
+    )
     assert await _usage(sessions) == 8
 
 
-async def test_who_left_or_joined_after_the_start_is_not_sent_to(tenant, settings, worker, relay, sessions, clock):
+async def test_who_left_or_joined_after_the_start_is_not_sent_to(
+    tenant, settings, worker, relay, sessions, clock
+):
     settings.queue_fill_chunk = 2
     audience = await tenant.audience(contacts=7)
     c = await tenant.campaign(audience, draft=None)
@@ -59,12 +74,18 @@ async def test_who_left_or_joined_after_the_start_is_not_sent_to(tenant, setting
     # (from another campaign), one is taken out of the audience. A worker finds nobody in it and
     # goes on to the chunk after, instead of calling the campaign done.
     async with sessions() as session:
-        await session.execute(update(Contact).where(Contact.id == rest[0]).values(unsubscribed=True))
+        await session.execute(
+            update(Contact).where(Contact.id == rest[0]).values(unsubscribed=True)
+        )
         await session.commit()
-    assert (await tenant.request("DELETE", f"/v1/audiences/{audience}/contacts/{rest[1]}")).status_code == 200
+    assert (
+        await tenant.request("DELETE", f"/v1/audiences/{audience}/contacts/{rest[1]}")
+    ).status_code == 200
     clock.advance(seconds=1)
-    r = await tenant.post("/v1/contacts/import", json={"contacts": [{"email": "late@example.org"}],
-                                                       "audience_id": audience})
+    r = await tenant.post(
+        "/v1/contacts/import",
+        json={"contacts": [{"email": "late@example.org"}], "audience_id": audience},
+    )
     assert r.json()["created"] == 1
 
     await worker.run_until_idle()
@@ -76,7 +97,9 @@ async def test_who_left_or_joined_after_the_start_is_not_sent_to(tenant, setting
     assert await _usage(sessions) == 5  # the two who left are given back to the month's quota
 
 
-async def test_cancelling_a_half_queued_campaign_gives_back_the_rest(tenant, settings, worker, relay, sessions):
+async def test_cancelling_a_half_queued_campaign_gives_back_the_rest(
+    tenant, settings, worker, relay, sessions
+):
     settings.queue_fill_chunk = 2
     settings.worker_batch_size = 2
     c = await tenant.campaign(await tenant.audience(contacts=9), draft=None)
@@ -95,17 +118,23 @@ async def test_cancelling_a_half_queued_campaign_gives_back_the_rest(tenant, set
 
 async def test_one_fill_of_a_campaign_at_a_time(tenant, settings, sessions, clock, engine):
     if engine.dialect.name == "sqlite":
-        pytest.skip("SQLite serialises whole transactions (BEGIN IMMEDIATE); they cannot interleave")
+        pytest.skip(
+            "SQLite serialises whole transactions (BEGIN IMMEDIATE); they cannot interleave"
+        )
     settings.queue_fill_chunk = 2
     c = await tenant.campaign(await tenant.audience(contacts=6), draft=None)
     async with sessions() as first, sessions() as second:
         assert await service.fill_queue(first, settings, c["id"], clock()) == 2
-        assert await service.fill_queue(second, settings, c["id"], clock()) is None  # skips; nothing waits
+        assert (
+            await service.fill_queue(second, settings, c["id"], clock()) is None
+        )  # skips; nothing waits
         await first.commit()
     async with sessions() as session:
         assert await service.fill_queue(session, settings, c["id"], clock()) == 2
         await session.commit()
-    async with sessions() as session:  # the last chunk ended at the last member: this one finds none left
+    async with (
+        sessions() as session
+    ):  # the last chunk ended at the last member: this one finds none left
         assert await service.fill_queue(session, settings, c["id"], clock()) == 0
         await session.commit()
     async with sessions() as session:
@@ -113,8 +142,9 @@ async def test_one_fill_of_a_campaign_at_a_time(tenant, settings, sessions, cloc
     assert len(await _queued(sessions, c["id"])) == 6
 
 
-async def test_deferred_rows_do_not_hold_back_the_rest_of_the_snapshot(tenant, settings, worker, relay, sessions,
-                                                                        clock):
+async def test_deferred_rows_do_not_hold_back_the_rest_of_the_snapshot(
+    tenant, settings, worker, relay, sessions, clock
+):
     """Rows waiting for a retry still count as unsent, but they are not due: a worker whose claim
     comes back short queues the next chunk at once instead of idling until the retries."""
     settings.queue_fill_chunk = 2
@@ -124,8 +154,12 @@ async def test_deferred_rows_do_not_hold_back_the_rest_of_the_snapshot(tenant, s
     first = sorted(emails)[:4]  # the first two chunks in queue order: deferred by the relay
     relay.handler.defer_once = {emails[cid] for cid in first}
     await worker.run_until_idle()
-    assert sorted(relay.handler.counts()) == sorted(e for cid, e in emails.items() if cid not in first)
-    assert (await tenant.get(f"/v1/campaigns/{c['id']}")).json()["status"] == "sending"  # the retries are due later
+    assert sorted(relay.handler.counts()) == sorted(
+        e for cid, e in emails.items() if cid not in first
+    )
+    assert (await tenant.get(f"/v1/campaigns/{c['id']}")).json()[
+        "status"
+    ] == "sending"  # the retries are due later
     clock.advance(seconds=61)
     await worker.run_until_idle()
     counts = relay.handler.counts()

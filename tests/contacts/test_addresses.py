@@ -4,7 +4,8 @@ what email-validator gives: the same address, or a refusal with the same message
 from __future__ import annotations
 
 from email_validator import EmailNotValidError, validate_email
-from hypothesis import given, settings, strategies as st
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from mailcast.contacts.addresses import normalise_email
 
@@ -24,8 +25,27 @@ def _ours(raw: str) -> str:
 
 
 _local = st.text(alphabet="aZ09._-+!#$%&'*/=?^`{|}~\"(),:;<>@[\\] é", min_size=0, max_size=70)
-_label = st.sampled_from(["example", "EXAMPLE", "xn--bcher-kva", "a", "-bad", "bad-", "ex_ample", "b\u00fccher",
-                          "123", "x" * 64, "test", "local", "localhost", "invalid", "co", "", "1a"])
+_label = st.sampled_from(
+    [
+        "example",
+        "EXAMPLE",
+        "xn--bcher-kva",
+        "a",
+        "-bad",
+        "bad-",
+        "ex_ample",
+        "b\u00fccher",
+        "123",
+        "x" * 64,
+        "test",
+        "local",
+        "localhost",
+        "invalid",
+        "co",
+        "",
+        "1a",
+    ]
+)
 _domain = st.lists(_label, min_size=1, max_size=4).map(".".join)
 
 

@@ -4,16 +4,30 @@ import pytest
 
 
 async def test_create_get_update_delete(tenant):
-    r = await tenant.post("/v1/contacts", json={"email": "Ada@Example.ORG", "first_name": "Ada",
-                                                "metadata": {"city": "London", "plan": "pro"}})
+    r = await tenant.post(
+        "/v1/contacts",
+        json={
+            "email": "Ada@Example.ORG",
+            "first_name": "Ada",
+            "metadata": {"city": "London", "plan": "pro"},
+        },
+    )
     assert r.status_code == 201, r.text
     contact = r.json()
     assert contact["email"] == "ada@example.org" and contact["unsubscribed"] is False
     assert contact["id"].startswith("ct_")
     assert (await tenant.post("/v1/contacts", json={"email": "ADA@example.org"})).status_code == 409
-    r = await tenant.request("PUT", f"/v1/contacts/{contact['id']}", json={"last_name": "Lovelace", "unsubscribed": True})
-    assert r.json()["last_name"] == "Lovelace" and r.json()["first_name"] == "Ada" and r.json()["unsubscribed"]
-    r = await tenant.request("PATCH", f"/v1/contacts/{contact['id']}", json={"metadata": None, "first_name": None})
+    r = await tenant.request(
+        "PUT", f"/v1/contacts/{contact['id']}", json={"last_name": "Lovelace", "unsubscribed": True}
+    )
+    assert (
+        r.json()["last_name"] == "Lovelace"
+        and r.json()["first_name"] == "Ada"
+        and r.json()["unsubscribed"]
+    )
+    r = await tenant.request(
+        "PATCH", f"/v1/contacts/{contact['id']}", json={"metadata": None, "first_name": None}
+    )
     assert r.json()["metadata"] is None and r.json()["first_name"] is None
     assert (await tenant.request("DELETE", f"/v1/contacts/{contact['id']}")).status_code == 200
     assert (await tenant.get(f"/v1/contacts/{contact['id']}")).status_code == 404
@@ -34,29 +48,50 @@ async def test_filter_by_email_and_audience(tenant):
     await tenant.post("/v1/contacts", json={"email": "vip@example.org", "audience_id": audience})
     await tenant.post("/v1/contacts", json={"email": "other@example.org"})
     await tenant.post("/v1/contacts", json={"email": "100%_sure@example.org"})
-    by_audience = (await tenant.get("/v1/contacts", params={"audience_id": audience})).json()["data"]
+    by_audience = (await tenant.get("/v1/contacts", params={"audience_id": audience})).json()[
+        "data"
+    ]
     assert [c["email"] for c in by_audience] == ["vip@example.org"]
     by_email = (await tenant.get("/v1/contacts", params={"email": "OTHER"})).json()["data"]
     assert [c["email"] for c in by_email] == ["other@example.org"]
     # LIKE wildcards in the filter are matched literally.
-    assert [c["email"] for c in (await tenant.get("/v1/contacts", params={"email": "%_"})).json()["data"]] == [
-        "100%_sure@example.org"]
+    assert [
+        c["email"]
+        for c in (await tenant.get("/v1/contacts", params={"email": "%_"})).json()["data"]
+    ] == ["100%_sure@example.org"]
     assert (await tenant.get("/v1/contacts", params={"audience_id": "aud_nope"})).status_code == 404
 
 
 async def test_import_creates_updates_and_merges(tenant):
     audience = (await tenant.post("/v1/audiences", json={"name": "Imported"})).json()["id"]
-    await tenant.post("/v1/contacts", json={"email": "old@example.org", "first_name": "Old",
-                                            "metadata": {"a": 1}, "unsubscribed": True})
+    await tenant.post(
+        "/v1/contacts",
+        json={
+            "email": "old@example.org",
+            "first_name": "Old",
+            "metadata": {"a": 1},
+            "unsubscribed": True,
+        },
+    )
     rows = [
-        {"email": "old@example.org", "first_name": "Renamed", "metadata": {"b": 2}, "unsubscribed": False},
+        {
+            "email": "old@example.org",
+            "first_name": "Renamed",
+            "metadata": {"b": 2},
+            "unsubscribed": False,
+        },
         {"email": "new@example.org", "last_name": "New"},
         {"email": "NEW@example.org", "first_name": "Again"},
         {"email": "bad"},
     ]
     r = await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})
-    assert r.json() == {"created": 1, "updated": 2, "invalid": 1, "total": 4,
-                        "errors": [{"index": 3, "email": "bad", "message": r.json()["errors"][0]["message"]}]}
+    assert r.json() == {
+        "created": 1,
+        "updated": 2,
+        "invalid": 1,
+        "total": 4,
+        "errors": [{"index": 3, "email": "bad", "message": r.json()["errors"][0]["message"]}],
+    }
     old = (await tenant.get("/v1/contacts", params={"email": "old@"})).json()["data"][0]
     assert old["first_name"] == "Renamed" and old["metadata"] == {"a": 1, "b": 2}
     assert old["unsubscribed"] is True  # an import never re-subscribes
@@ -70,7 +105,9 @@ async def test_import_of_ten_thousand(tenant):
     r = await tenant.post("/v1/contacts/import", json={"contacts": rows})
     assert r.status_code == 200, r.text
     assert (r.json()["created"], r.json()["total"]) == (10_000, 10_000)
-    r = await tenant.post("/v1/contacts/import", json={"contacts": rows + [{"email": "one@more.org"}]})
+    r = await tenant.post(
+        "/v1/contacts/import", json={"contacts": rows + [{"email": "one@more.org"}]}
+    )
     assert r.status_code == 422  # over the per-call limit; nothing imported
     assert (await tenant.get("/v1/contacts", params={"email": "one@more"})).json()["data"] == []
 
@@ -104,5 +141,7 @@ async def test_a_large_import_leaves_postgresql_planning_for_the_table_as_it_is(
     async with sessions() as session:
         if session.bind.dialect.name != "postgresql":
             pytest.skip("SQLite plans without statistics")
-        tuples = (await session.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'contacts'"))).scalar()
+        tuples = (
+            await session.execute(text("SELECT reltuples FROM pg_class WHERE relname = 'contacts'"))
+        ).scalar()
     assert tuples >= 1_500

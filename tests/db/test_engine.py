@@ -28,14 +28,18 @@ async def _backend(engine) -> int:
 
 async def _cut(url: str, pid: int) -> None:
     """End that server process, as a restart would, and wait until it is gone."""
-    conn = await asyncpg.connect(make_url(url).set(drivername="postgresql").render_as_string(hide_password=False))
+    conn = await asyncpg.connect(
+        make_url(url).set(drivername="postgresql").render_as_string(hide_password=False)
+    )
     try:
         assert await conn.fetchval("SELECT pg_terminate_backend($1, 5000)", pid)
     finally:
         await conn.close()
 
 
-@pytest.mark.parametrize("ping_after_idle", [None, 0.0], ids=["every checkout", "idle past the limit"])
+@pytest.mark.parametrize(
+    "ping_after_idle", [None, 0.0], ids=["every checkout", "idle past the limit"]
+)
 async def test_a_pooled_connection_that_died_is_replaced_before_use(pg_url, ping_after_idle):
     engine = create_engine(pg_url, ping_after_idle=ping_after_idle, pool_size=1)
     try:

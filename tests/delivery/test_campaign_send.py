@@ -15,23 +15,40 @@ N = 2000
 async def big_campaign(tenant):
     await tenant.verified_domain("news.example.com")
     audience = (await tenant.post("/v1/audiences", json={"name": "Everyone"})).json()["id"]
-    rows = [{"email": f"reader{i}@example.org", "first_name": f"Reader{i}", "metadata": {"city": f"City{i % 7}"}}
-            for i in range(N)]
-    rows[5]["first_name"] = "{{ 7 | times: 6 }} <b>"  # subscriber data that looks like template syntax
+    rows = [
+        {
+            "email": f"reader{i}@example.org",
+            "first_name": f"Reader{i}",
+            "metadata": {"city": f"City{i % 7}"},
+        }
+        for i in range(N)
+    ]
+    rows[5]["first_name"] = (
+        "{{ 7 | times: 6 }} <b>"  # subscriber data that looks like template syntax
+    )
     r = await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})
     assert r.json()["created"] == N
-    html = ("<html><body><h1>Hello {{ first_name | default: 'there' }}</h1>"
-            "<p>Weather in {{ metadata.city }}.</p>"
-            '<p><a href="https://shop.example.com/sale?ref=mail">Sale</a> '
-            '<a href="https://blog.example.com/post/1">Blog</a> '
-            '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>')
-    campaign = await tenant.campaign(audience, draft=None, html=html, preview_text="This week only",
-                                     subject="Hi {{ first_name }}, news from {{ metadata.city }}")
+    html = (
+        "<html><body><h1>Hello {{ first_name | default: 'there' }}</h1>"
+        "<p>Weather in {{ metadata.city }}.</p>"
+        '<p><a href="https://shop.example.com/sale?ref=mail">Sale</a> '
+        '<a href="https://blog.example.com/post/1">Blog</a> '
+        '<a href="{{ unsubscribe_url }}">Unsubscribe</a></p></body></html>'
+    )
+    campaign = await tenant.campaign(
+        audience,
+        draft=None,
+        html=html,
+        preview_text="This week only",
+        subject="Hi {{ first_name }}, news from {{ metadata.city }}",
+    )
     assert campaign["status"] == "sending" and campaign["stats"]["total_recipients"] == N
     return campaign
 
 
-async def test_every_contact_gets_exactly_one_personalised_message(tenant, big_campaign, worker, relay, clock):
+async def test_every_contact_gets_exactly_one_personalised_message(
+    tenant, big_campaign, worker, relay, clock
+):
     relay.handler.reject = {"reader10@example.org", "reader11@example.org"}
     relay.handler.defer_once = {"reader20@example.org"}
 
@@ -44,7 +61,9 @@ async def test_every_contact_gets_exactly_one_personalised_message(tenant, big_c
     clock.advance(seconds=61)
     await worker.run_until_idle()
     counts = relay.handler.counts()
-    assert counts["reader20@example.org"] == 1 and len(counts) == N - 2 and set(counts.values()) == {1}
+    assert (
+        counts["reader20@example.org"] == 1 and len(counts) == N - 2 and set(counts.values()) == {1}
+    )
 
     campaign = (await tenant.get(f"/v1/campaigns/{big_campaign['id']}")).json()
     assert campaign["status"] == "sent" and campaign["sent_at"]
@@ -62,32 +81,43 @@ async def test_every_contact_gets_exactly_one_personalised_message(tenant, big_c
         assert parseaddr(msg["From"]) == ("Newsletter", "news@news.example.com")
         assert msg["List-Unsubscribe-Post"] == "List-Unsubscribe=One-Click"
         unsub = re.findall(r"<([^>]+)>", msg["List-Unsubscribe"])
-        assert unsub[0].startswith("http://127.0.0.1:8025/u/") and unsub[1].startswith("mailto:unsubscribe+")
-        assert received.mail_from.startswith("bounces+") and received.mail_from.endswith("@news.example.com")
+        assert unsub[0].startswith("http://127.0.0.1:8025/u/") and unsub[1].startswith(
+            "mailto:unsubscribe+"
+        )
+        assert received.mail_from.startswith("bounces+") and received.mail_from.endswith(
+            "@news.example.com"
+        )
         assert msg["List-Id"] == f"Everyone <{big_campaign['audience_id']}.news.example.com>"
         assert msg["Feedback-ID"] == f"{big_campaign['id']}:{tenant.account_id}:mailcast"
         message_ids.add(msg["Message-ID"])
         html = msg.get_body(("html",)).get_content()
         text = msg.get_body(("plain",)).get_content()
         if i == 5:
-            # Data stays text: the merge tag in the name is not evaluated. (Tracking URLs are left out of
-            # the "42" check: their random tokens can contain those digits.)
+            # Data stays text: the merge tag in the name is not evaluated. (Tracking URLs are left
+            # out of the "42" check: their random tokens can contain those digits.)
             content = re.sub(r'(?:href|src)="[^"]*"', "", html)
             assert "{{ 7 | times: 6 }} &lt;b&gt;" in content and "42" not in content
         else:
             assert f"Hello Reader{i}" in html and f"Weather in City{i % 7}" in html
         assert "This week only" in html  # the preheader
-        assert "https://shop.example.com" not in html and html.count("/t/c/") == 2  # links rewritten
+        assert (
+            "https://shop.example.com" not in html and html.count("/t/c/") == 2
+        )  # links rewritten
         assert "/t/o/" in html and html.count(unsub[0]) == 1  # pixel; the unsubscribe link is ours
         assert "Sale (http://127.0.0.1:8025/t/c/" in text  # plain text derived from the HTML
     assert len(message_ids) == 4
 
 
-async def test_stats_follow_opens_clicks_and_unsubscribes(tenant, big_campaign, worker, relay, clock):
+async def test_stats_follow_opens_clicks_and_unsubscribes(
+    tenant, big_campaign, worker, relay, clock
+):
     await worker.run_until_idle()
     messages = {m.rcpt_to: m.message for m in relay.handler.messages}
     clock.advance(minutes=10)
-    browser = {"User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) AppleWebKit/605.1.15 Version/17.5"}
+    browser = {
+        "User-Agent": "Mozilla/5.0 (Macintosh; Intel Mac OS X 14_5) "
+        "AppleWebKit/605.1.15 Version/17.5"
+    }
 
     def links(i: int) -> tuple[str, list[str], str]:
         html = messages[f"reader{i}@example.org"].get_body(("html",)).get_content()
@@ -104,12 +134,17 @@ async def test_stats_follow_opens_clicks_and_unsubscribes(tenant, big_campaign, 
     for i in range(20, 40):  # 20 click (10 of them never loaded images)
         _, clicks, _ = links(i)
         r = await tenant.client.get(clicks[0], headers=browser)
-        assert r.status_code == 302 and r.headers["location"] == "https://shop.example.com/sale?ref=mail"
+        assert (
+            r.status_code == 302
+            and r.headers["location"] == "https://shop.example.com/sale?ref=mail"
+        )
     for i in range(100, 103):  # 3 unsubscribe, one of them twice
         _, _, unsub = links(i)
         page = await tenant.client.get(unsub)
         assert page.status_code == 200 and "Unsubscribe" in page.text
-        assert (await tenant.client.post(unsub, data={"List-Unsubscribe": "One-Click"})).status_code == 200
+        assert (
+            await tenant.client.post(unsub, data={"List-Unsubscribe": "One-Click"})
+        ).status_code == 200
     assert (await tenant.client.post(links(100)[2])).status_code == 200
 
     stats = (await tenant.get(f"/v1/campaigns/{big_campaign['id']}/stats")).json()
@@ -118,7 +153,9 @@ async def test_stats_follow_opens_clicks_and_unsubscribes(tenant, big_campaign, 
     assert contact["unsubscribed"] is True
 
 
-async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenant, worker, relay, sessions, dns):
+async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(
+    tenant, worker, relay, sessions, dns
+):
     import dkim
     from sqlalchemy import select
 
@@ -126,7 +163,9 @@ async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenan
 
     await tenant.verified_domain("news.example.com")  # --trusted: verified without DNS
     async with sessions() as session:
-        domain = (await session.execute(select(Domain).where(Domain.account_id == tenant.account_id))).scalar_one()
+        domain = (
+            await session.execute(select(Domain).where(Domain.account_id == tenant.account_id))
+        ).scalar_one()
     record = f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}".encode()
     audience = await tenant.audience(contacts=2)
     await tenant.campaign(audience, draft=None)
@@ -134,7 +173,10 @@ async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenan
     assert len(relay.handler.messages) == 2
     for received in relay.handler.messages:
         assert b"DKIM-Signature:" in received.data
-        lookup = lambda name, timeout=5: record if name == b"mailcast._domainkey.news.example.com." else None  # noqa: E731
+
+        def lookup(name, timeout=5):
+            return record if name == b"mailcast._domainkey.news.example.com." else None
+
         assert dkim.verify(received.data, dnsfunc=lookup)
         signed = received.message["DKIM-Signature"].replace("\r\n", "").replace(" ", "")
         assert "list-id" in signed.lower() and "feedback-id" in signed.lower()
@@ -148,15 +190,23 @@ async def test_a_trusted_domain_signs_until_a_lookup_finds_its_key_missing(tenan
     assert all(b"DKIM-Signature:" not in m.data for m in relay.handler.messages)
 
 
-@pytest.mark.parametrize("body", [
-    {"html": "<html><body><p>No way out here</p></body></html>"},
-    {"html": "<p>No way out here</p>", "text": "No way out here either"},
-    {"html": None, "text": "Only text, {{ first_name }}"},
-])
-async def test_a_body_without_an_unsubscribe_link_gets_a_footer_with_one(tenant, worker, relay, body):
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"html": "<html><body><p>No way out here</p></body></html>"},
+        {"html": "<p>No way out here</p>", "text": "No way out here either"},
+        {"html": None, "text": "Only text, {{ first_name }}"},
+    ],
+)
+async def test_a_body_without_an_unsubscribe_link_gets_a_footer_with_one(
+    tenant, worker, relay, body
+):
     await tenant.verified_domain()
-    assert (await tenant.request("PATCH", "/v1/account",
-                                 json={"postal_address": "Acme <Inc>\n1 Main St"})).status_code == 200
+    assert (
+        await tenant.request(
+            "PATCH", "/v1/account", json={"postal_address": "Acme <Inc>\n1 Main St"}
+        )
+    ).status_code == 200
     audience = await tenant.audience(contacts=1)
     await tenant.campaign(audience, draft=None, **body)
     await worker.run_until_idle()
@@ -176,7 +226,9 @@ async def test_a_body_without_an_unsubscribe_link_gets_a_footer_with_one(tenant,
 async def test_a_body_with_its_own_unsubscribe_link_gets_no_footer(tenant, worker, relay):
     await tenant.verified_domain()
     audience = await tenant.audience(contacts=1)
-    await tenant.campaign(audience, draft=None, html='<p>Hi <a href="{{unsubscribe_url}}">leave</a></p>')
+    await tenant.campaign(
+        audience, draft=None, html='<p>Hi <a href="{{unsubscribe_url}}">leave</a></p>'
+    )
     await worker.run_until_idle()
     (received,) = relay.handler.messages
     assert "You receive this email" not in received.message.get_body(("html",)).get_content()

@@ -35,19 +35,32 @@ LEASE = 10  # seconds (MAILCAST_WORKER_LEASE_SECONDS): a dead process's batch is
 
 
 def _env(settings, relay_url: str, extra: dict | None = None) -> dict:
-    return {**os.environ, "MAILCAST_DATABASE_URL": settings.database_url, "MAILCAST_DATA_DIR": str(settings.data_dir),
-            "MAILCAST_QUEUE_FILL_CHUNK": str(settings.queue_fill_chunk),
-            "MAILCAST_SECRET_KEY": settings.secret_key.get_secret_value(), "MAILCAST_SMTP_URL": relay_url,
-            "MAILCAST_SMTP_POOL_SIZE": str(POOL), "MAILCAST_WORKER_LEASE_SECONDS": str(LEASE),
-            "MAILCAST_WORKER_BATCH_SIZE": "200", "MAILCAST_WORKER_CONCURRENCY": "50",
-            "MAILCAST_WORKER_POLL_SECONDS": "0.2", "MAILCAST_RETRY_BASE_SECONDS": "1",
-            # the campaign was queued at the tests' fixed time, long before the workers' now
-            "MAILCAST_RETRY_LIFETIME_HOURS": "100000", **(extra or {})}
+    return {
+        **os.environ,
+        "MAILCAST_DATABASE_URL": settings.database_url,
+        "MAILCAST_DATA_DIR": str(settings.data_dir),
+        "MAILCAST_QUEUE_FILL_CHUNK": str(settings.queue_fill_chunk),
+        "MAILCAST_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "MAILCAST_SMTP_URL": relay_url,
+        "MAILCAST_SMTP_POOL_SIZE": str(POOL),
+        "MAILCAST_WORKER_LEASE_SECONDS": str(LEASE),
+        "MAILCAST_WORKER_BATCH_SIZE": "200",
+        "MAILCAST_WORKER_CONCURRENCY": "50",
+        "MAILCAST_WORKER_POLL_SECONDS": "0.2",
+        "MAILCAST_RETRY_BASE_SECONDS": "1",
+        # the campaign was queued at the tests' fixed time, long before the workers' now
+        "MAILCAST_RETRY_LIFETIME_HOURS": "100000",
+        **(extra or {}),
+    }
 
 
 def _spawn_worker(settings, relay, worker_env: dict | None = None) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "mailcast.cli", "worker"], env=_env(settings, relay.url, worker_env),
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailcast.cli", "worker"],
+        env=_env(settings, relay.url, worker_env),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _spawn_server(settings, relay) -> subprocess.Popen:
@@ -55,8 +68,12 @@ def _spawn_server(settings, relay) -> subprocess.Popen:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    return subprocess.Popen([sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port), "--no-access-log"],
-                            env=_env(settings, relay.url), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    return subprocess.Popen(
+        [sys.executable, "-m", "mailcast.cli", "serve", "--port", str(port), "--no-access-log"],
+        env=_env(settings, relay.url),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
 
 
 def _senders(settings, relay, engine) -> list[subprocess.Popen]:
@@ -75,8 +92,11 @@ async def _kill(processes: list[subprocess.Popen], sig=signal.SIGKILL) -> None:
 
 async def _statuses(sessions, campaign_id: str) -> dict[str, int]:
     async with sessions() as session:
-        rows = await session.execute(select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id)
-                                     .group_by(Delivery.status))
+        rows = await session.execute(
+            select(Delivery.status, func.count())
+            .where(Delivery.campaign_id == campaign_id)
+            .group_by(Delivery.status)
+        )
         return dict(rows.all())
 
 
@@ -86,27 +106,37 @@ async def _figures_agree(tenant, campaign_id: str, statuses: dict[str, int]) -> 
     stats = (await tenant.get(f"/v1/campaigns/{campaign_id}/stats")).json()
     bounced = statuses.get("bounced", 0)
     assert (stats["total"], stats["sent"], stats["bounced"]) == (
-        sum(statuses.values()), statuses.get("sent", 0) + bounced, bounced)
+        sum(statuses.values()),
+        statuses.get("sent", 0) + bounced,
+        bounced,
+    )
 
 
-async def _books_balance(tenant, sessions, relay, campaign_id: str, n: int, connections: int, case: str,
-                         seconds: float) -> None:
+async def _books_balance(
+    tenant, sessions, relay, campaign_id: str, n: int, connections: int, case: str, seconds: float
+) -> None:
     """Asserts the promises, and prints the case's figures (docs/reliability.md reports them)."""
     statuses = await _statuses(sessions, campaign_id)
     assert sum(statuses.values()) == n
     assert sum(statuses.get(s, 0) for s in ("sent", "failed", "bounced", "unknown")) == n, statuses
     counts = relay.handler.counts()
     async with sessions() as session:
-        rows = (await session.execute(select(Delivery.email, Delivery.in_doubt)
-                                      .where(Delivery.campaign_id == campaign_id))).all()
+        rows = (
+            await session.execute(
+                select(Delivery.email, Delivery.in_doubt).where(Delivery.campaign_id == campaign_id)
+            )
+        ).all()
     missing = [email for email, _ in rows if counts[email] == 0]
     assert not missing, f"{len(missing)} recipients never received the campaign"
     twice = [email for email, in_doubt in rows if counts[email] > 1 and not in_doubt]
     assert not twice, f"{len(twice)} recipients got it twice without being flagged in doubt"
     in_doubt = sum(1 for _, flagged in rows if flagged)
-    print(f"\nFAULT {case}: recipients {n}, lost {len(missing)}, received twice "
-          f"{sum(1 for email, _ in rows if counts[email] > 1)}, in doubt {in_doubt} (connections {connections}), "
-          f"unknown {statuses.get('unknown', 0)}, finished {seconds:.1f} s after the fault")
+    print(
+        f"\nFAULT {case}: recipients {n}, lost {len(missing)}, received twice "
+        f"{sum(1 for email, _ in rows if counts[email] > 1)}, in doubt {in_doubt} (connections "
+        f"{connections}), "
+        f"unknown {statuses.get('unknown', 0)}, finished {seconds:.1f} s after the fault"
+    )
     assert in_doubt <= connections, f"{in_doubt} rows in doubt, {connections} relay connections"
     await _figures_agree(tenant, campaign_id, statuses)
 
@@ -125,6 +155,7 @@ async def _wait_until_sent(tenant, campaign: dict, timeout: float = 180) -> None
     async def done():
         r = await tenant.get(f"/v1/campaigns/{campaign['id']}")
         return r.json() if r.status_code == 200 and r.json()["status"] == "sent" else None
+
     await _wait_for(done, timeout, "the campaign to finish")
 
 
@@ -132,7 +163,9 @@ async def _campaign(tenant, n: int) -> dict:
     await tenant.verified_domain()
     audience = (await tenant.post("/v1/audiences", json={"name": "Crash"})).json()["id"]
     rows = [{"email": f"r{i}@example.org", "first_name": f"R{i}"} for i in range(n)]
-    assert (await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})).status_code == 200
+    assert (
+        await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})
+    ).status_code == 200
     return await tenant.campaign(audience, draft=None)
 
 
@@ -141,7 +174,9 @@ async def _received(relay, n: int) -> bool:
 
 
 @pytest.mark.parametrize("at", [0.1, 0.5, 0.9], ids=["at-10%", "at-50%", "at-90%"])
-async def test_kill_minus_nine_at_any_moment_loses_nobody(tenant, sessions, settings, relay, engine, at):
+async def test_kill_minus_nine_at_any_moment_loses_nobody(
+    tenant, sessions, settings, relay, engine, at
+):
     n = 3000
     settings.queue_fill_chunk = 700  # the workers queue the snapshot as they send, too
     campaign = await _campaign(tenant, n)
@@ -160,11 +195,21 @@ async def test_kill_minus_nine_at_any_moment_loses_nobody(tenant, sessions, sett
         await _kill(second, signal.SIGTERM)
     seconds = time.monotonic() - restarted
     assert seconds < 60, "the campaign took more than a minute after the restart"
-    await _books_balance(tenant, sessions, relay, campaign["id"], n, POOL * len(first),
-                         f"kill -9 at {at:.0%} ({engine.dialect.name})", seconds)
+    await _books_balance(
+        tenant,
+        sessions,
+        relay,
+        campaign["id"],
+        n,
+        POOL * len(first),
+        f"kill -9 at {at:.0%} ({engine.dialect.name})",
+        seconds,
+    )
 
 
-async def test_a_relay_that_dies_and_comes_back_loses_nobody(tenant, sessions, settings, relay, engine):
+async def test_a_relay_that_dies_and_comes_back_loses_nobody(
+    tenant, sessions, settings, relay, engine
+):
     n = 3000
     campaign = await _campaign(tenant, n)
     senders = _senders(settings, relay, engine)
@@ -178,8 +223,16 @@ async def test_a_relay_that_dies_and_comes_back_loses_nobody(tenant, sessions, s
         seconds = time.monotonic() - killed
     finally:
         await _kill(senders, signal.SIGTERM)
-    await _books_balance(tenant, sessions, relay, campaign["id"], n, POOL * len(senders),
-                         f"relay killed, back after 2 s ({engine.dialect.name})", seconds)
+    await _books_balance(
+        tenant,
+        sessions,
+        relay,
+        campaign["id"],
+        n,
+        POOL * len(senders),
+        f"relay killed, back after 2 s ({engine.dialect.name})",
+        seconds,
+    )
 
 
 async def test_several_workers_share_one_campaign(tenant, sessions, settings, relay, engine):
@@ -188,7 +241,9 @@ async def test_several_workers_share_one_campaign(tenant, sessions, settings, re
     n = 3000
     settings.queue_fill_chunk = 700
     campaign = await _campaign(tenant, n)
-    workers = [_spawn_worker(settings, relay, {"MAILCAST_WORKER_BATCH_SIZE": "100"}) for _ in range(3)]
+    workers = [
+        _spawn_worker(settings, relay, {"MAILCAST_WORKER_BATCH_SIZE": "100"}) for _ in range(3)
+    ]
     try:
         await _wait_until_sent(tenant, campaign)
     finally:
@@ -216,17 +271,30 @@ class PrivatePostgres:
         self.as_owner = ["runuser", "-u", "postgres", "--"] if os.geteuid() == 0 else []
 
     def ctl(self, *args: str) -> None:
-        subprocess.run([*self.as_owner, _postgres_tool("pg_ctl"), "-D", str(self.directory), "-w",
-                        "-l", str(self.directory / "log"),
-                        "-o", f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
-                        *args], check=True, stdout=subprocess.DEVNULL)
+        subprocess.run(
+            [
+                *self.as_owner,
+                _postgres_tool("pg_ctl"),
+                "-D",
+                str(self.directory),
+                "-w",
+                "-l",
+                str(self.directory / "log"),
+                "-o",
+                f"-p {self.port} -k {self.directory} -c listen_addresses=127.0.0.1 -c fsync=off",
+                *args,
+            ],
+            check=True,
+            stdout=subprocess.DEVNULL,
+        )
 
 
 @pytest.fixture
 def private_postgres():
     if not _postgres_tool("initdb") or not _postgres_tool("pg_ctl"):
         pytest.skip("PostgreSQL's initdb and pg_ctl are not installed")
-    # Not under pytest's folder: the cluster's owner (postgres, when the tests run as root) must reach it.
+    # Not under pytest's folder: the cluster's owner (postgres, when the tests run as root) must
+    # reach it.
     directory = Path(tempfile.mkdtemp(prefix="mailcast-cluster-"))
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -234,8 +302,19 @@ def private_postgres():
     cluster = PrivatePostgres(directory, port)
     if cluster.as_owner:
         shutil.chown(directory, "postgres", "postgres")
-    subprocess.run([*cluster.as_owner, _postgres_tool("initdb"), "-D", str(directory), "-U", "postgres",
-                    "--auth=trust"], check=True, stdout=subprocess.DEVNULL)
+    subprocess.run(
+        [
+            *cluster.as_owner,
+            _postgres_tool("initdb"),
+            "-D",
+            str(directory),
+            "-U",
+            "postgres",
+            "--auth=trust",
+        ],
+        check=True,
+        stdout=subprocess.DEVNULL,
+    )
     cluster.ctl("start")
     try:
         yield cluster
@@ -249,15 +328,24 @@ async def test_a_postgresql_restart_loses_nobody(private_postgres, tmp_path, dns
     engine = create_engine(private_postgres.url)
     await upgrade(engine)
     clock = FixedClock(datetime.now(UTC))
-    settings = Settings(data_dir=tmp_path, database_url=private_postgres.url, dns_nameservers=dns_server.nameserver,
-                        secret_key="test-secret-key-0123456789abcdef", queue_fill_chunk=700)
+    settings = Settings(
+        data_dir=tmp_path,
+        database_url=private_postgres.url,
+        dns_nameservers=dns_server.nameserver,
+        secret_key="test-secret-key-0123456789abcdef",
+        queue_fill_chunk=700,
+    )
     sessions = session_factory(engine)
     app = create_app(settings, engine=engine, clock=clock)
     transport = httpx.ASGITransport(app=app, raise_app_exceptions=False)
     try:
-        async with httpx.AsyncClient(transport=transport, base_url="http://mailcast.test") as client:
+        async with httpx.AsyncClient(
+            transport=transport, base_url="http://mailcast.test"
+        ) as client:
             async with sessions() as session:
-                account, _key, raw = await accounts.create_account(session, "Restart", "business", clock())
+                account, _key, raw = await accounts.create_account(
+                    session, "Restart", "business", clock()
+                )
                 await session.commit()
             tenant = Tenant(account.id, raw, client, sessions, clock, settings)
             n = 3000
@@ -272,7 +360,15 @@ async def test_a_postgresql_restart_loses_nobody(private_postgres, tmp_path, dns
                 await _kill(workers, signal.SIGTERM)
             seconds = time.monotonic() - restarted
             assert seconds < 60, "the campaign took more than a minute after the restart"
-            await _books_balance(tenant, sessions, relay, campaign["id"], n, POOL * len(workers),
-                                 "PostgreSQL restarted (postgresql)", seconds)
+            await _books_balance(
+                tenant,
+                sessions,
+                relay,
+                campaign["id"],
+                n,
+                POOL * len(workers),
+                "PostgreSQL restarted (postgresql)",
+                seconds,
+            )
     finally:
         await engine.dispose()

@@ -33,8 +33,14 @@ async def _campaign(tenant, tenant_audience=None, n: int = 5, **overrides) -> di
 async def _still_queued(sessions) -> str:
     """A recipient the first batch did not take (the queue's order is not the audience's)."""
     async with sessions() as session:
-        return (await session.execute(select(Delivery.email).where(Delivery.status == "queued")
-                                      .order_by(Delivery.email).limit(1))).scalar_one()
+        return (
+            await session.execute(
+                select(Delivery.email)
+                .where(Delivery.status == "queued")
+                .order_by(Delivery.email)
+                .limit(1)
+            )
+        ).scalar_one()
 
 
 async def _get(tenant, campaign) -> dict:
@@ -52,7 +58,9 @@ async def test_scheduled_campaign_starts_when_due(tenant, worker, relay, clock):
     assert got["send_started_at"].startswith("2026-03-02T11:00")
 
 
-async def test_scheduled_campaign_that_cannot_start_returns_to_draft(tenant, worker, relay, clock, settings):
+async def test_scheduled_campaign_that_cannot_start_returns_to_draft(
+    tenant, worker, relay, clock, settings
+):
     campaign = await _campaign(tenant, scheduled_at=(clock() + timedelta(hours=1)).isoformat())
     domain = (await tenant.get("/v1/domains")).json()["data"][0]
     await tenant.request("DELETE", f"/v1/domains/{domain['id']}")  # the sender domain is gone
@@ -89,8 +97,9 @@ async def test_pause_resume_and_cancel(tenant, worker, relay, settings):
 
 
 @pytest.mark.parametrize("leaves", ["unsubscribes", "is deleted"])
-async def test_a_contact_who_leaves_mid_campaign_gets_nothing_from_the_next_batch(tenant, worker, relay, settings,
-                                                                                    sessions, leaves):
+async def test_a_contact_who_leaves_mid_campaign_gets_nothing_from_the_next_batch(
+    tenant, worker, relay, settings, sessions, leaves
+):
     worker.sender.concurrency = 5
     settings.worker_batch_size = 5
     campaign = await _campaign(tenant, n=10)
@@ -111,21 +120,29 @@ async def test_a_contact_who_leaves_mid_campaign_gets_nothing_from_the_next_batc
     assert (await _get(tenant, campaign))["status"] == "sent"
 
 
-async def test_deleting_a_cancelled_campaign_removes_its_deliveries(tenant, worker, relay, settings, sessions):
+async def test_deleting_a_cancelled_campaign_removes_its_deliveries(
+    tenant, worker, relay, settings, sessions
+):
     worker.sender.concurrency = 5
     settings.worker_batch_size = 5
     campaign = await _campaign(tenant, n=10)
     kept = await _campaign(tenant, n=3)
     assert await worker.sender.send_batch() == 5
-    await tenant.post(f"/v1/campaigns/{campaign['id']}/pause")  # sending cannot be cancelled, paused can
-    assert (await tenant.post(f"/v1/campaigns/{campaign['id']}/cancel")).json()["status"] == "cancelled"
+    await tenant.post(
+        f"/v1/campaigns/{campaign['id']}/pause"
+    )  # sending cannot be cancelled, paused can
+    assert (await tenant.post(f"/v1/campaigns/{campaign['id']}/cancel")).json()[
+        "status"
+    ] == "cancelled"
     assert (await tenant.request("DELETE", f"/v1/campaigns/{campaign['id']}")).status_code == 200
     async with sessions() as session:
         left = (await session.execute(select(Delivery.campaign_id))).scalars().all()
     assert set(left) == {kept["id"]}
 
 
-async def test_temporary_failures_give_up_after_the_lifetime(tenant, worker, relay, clock, settings, sessions):
+async def test_temporary_failures_give_up_after_the_lifetime(
+    tenant, worker, relay, clock, settings, sessions
+):
     settings.retry_lifetime_hours = 1
     relay.handler.reject = set()
     campaign = await _campaign(tenant, n=1)
@@ -133,12 +150,15 @@ async def test_temporary_failures_give_up_after_the_lifetime(tenant, worker, rel
 
     async def refuse(server, session, envelope, address, rcpt_options):
         return "452 4.2.2 mailbox full"
+
     relay.handler.handle_RCPT = refuse
     for _ in range(8):
         await worker.run_until_idle()
         clock.advance(minutes=16)
     async with sessions() as session:
-        row = (await session.execute(select(Delivery).where(Delivery.email == always_busy))).scalar_one()
+        row = (
+            await session.execute(select(Delivery).where(Delivery.email == always_busy))
+        ).scalar_one()
     assert row.status == "failed" and "gave up" in row.smtp_response and row.attempts >= 3
     assert (await _get(tenant, campaign))["status"] == "sent"
 
@@ -149,13 +169,19 @@ async def test_bounce_suppresses_the_contact(tenant, worker, relay):
     await worker.run_until_idle()
     contact = (await tenant.get("/v1/contacts", params={"email": "p1@"})).json()["data"][0]
     assert contact["suppressed"] is True
-    second = await tenant.campaign((await tenant.get("/v1/audiences")).json()["data"][0]["id"], draft=None)
+    second = await tenant.campaign(
+        (await tenant.get("/v1/audiences")).json()["data"][0]["id"], draft=None
+    )
     assert second["stats"]["total_recipients"] == 2
 
 
 @pytest.mark.parametrize("algorithm", ["rsa", "ed25519"])
 async def test_dkim_signed_when_the_key_is_published(tenant, worker, relay, dns, algorithm):
-    domain = (await tenant.post("/v1/domains", json={"name": "signed.example.com", "dkim_algorithm": algorithm})).json()
+    domain = (
+        await tenant.post(
+            "/v1/domains", json={"name": "signed.example.com", "dkim_algorithm": algorithm}
+        )
+    ).json()
     assert domain["dkim_algorithm"] == algorithm
     for record in domain["dns_records"]:
         dns.publish(record["host"], record["value"])
@@ -182,14 +208,21 @@ async def test_file_outbox_when_no_relay_is_configured(tenant, sessions, setting
 
 
 async def test_one_unrenderable_message_does_not_stop_the_campaign(tenant, worker, relay, sessions):
-    # A filter that raises for one subscriber's data: that delivery fails with the reason, the rest go.
+    # A filter that raises for one subscriber's data: that delivery fails with the reason, the rest
+    # go.
     campaign = await _campaign(tenant, n=3, html="<p>{{ metadata.n | divided_by: metadata.d }}</p>")
     contacts = (await tenant.get("/v1/contacts", params={"limit": 10})).json()["data"]
     for c in contacts:
-        await tenant.request("PATCH", f"/v1/contacts/{c['id']}", json={"metadata": {"n": 6, "d": 0 if c["email"] == "p1@example.org" else 2}})
+        await tenant.request(
+            "PATCH",
+            f"/v1/contacts/{c['id']}",
+            json={"metadata": {"n": 6, "d": 0 if c["email"] == "p1@example.org" else 2}},
+        )
     await worker.run_until_idle()
     assert set(relay.handler.counts()) == {"p0@example.org", "p2@example.org"}
     async with sessions() as session:
-        row = (await session.execute(select(Delivery).where(Delivery.email == "p1@example.org"))).scalar_one()
+        row = (
+            await session.execute(select(Delivery).where(Delivery.email == "p1@example.org"))
+        ).scalar_one()
     assert row.status == "failed" and "render" in row.smtp_response
     assert (await _get(tenant, campaign))["status"] == "sent"

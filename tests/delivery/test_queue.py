@@ -70,7 +70,9 @@ async def _record_sent(sessions, worker: str, rows, now) -> None:
     """Mark these rows sending, then record them sent."""
     assert await _mark(sessions, worker, rows, now) == {x.id for x in rows}
     async with sessions() as session:
-        await queue.record(session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in rows])
+        await queue.record(
+            session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in rows]
+        )
         await session.commit()
 
 
@@ -92,7 +94,9 @@ async def _stop_early(sessions, worker: str, batch) -> None:
 async def _start(sessions, campaign_id: str) -> int | None:
     """The id of the row where the campaign's claims start reading (None: the head)."""
     async with sessions() as session:
-        return (await session.execute(select(Campaign.queue_from_id).where(Campaign.id == campaign_id))).scalar_one()
+        return (
+            await session.execute(select(Campaign.queue_from_id).where(Campaign.id == campaign_id))
+        ).scalar_one()
 
 
 def _ids(batch) -> list[int]:
@@ -144,10 +148,19 @@ async def test_the_start_does_not_move_past_an_older_lease(tenant, sessions, clo
     now = clock()
     a = await _claim(sessions, "a", now, limit=2)
     async with sessions() as session:  # a retry due before the start (written by a clock behind)
-        late = (await session.execute(select(Delivery.id).where(Delivery.campaign_id == a[0].campaign_id)
-                                      .order_by(Delivery.id.desc()).limit(1))).scalar_one()
-        await session.execute(update(Delivery).where(Delivery.id == late)
-                              .values(status="deferred", next_attempt_at=now - timedelta(hours=1)))
+        late = (
+            await session.execute(
+                select(Delivery.id)
+                .where(Delivery.campaign_id == a[0].campaign_id)
+                .order_by(Delivery.id.desc())
+                .limit(1)
+            )
+        ).scalar_one()
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == late)
+            .values(status="deferred", next_attempt_at=now - timedelta(hours=1))
+        )
         await session.commit()
     b = await _claim(sessions, "b", now, limit=10)  # 3 from the start, so from the head: all 4
     assert _ids(b)[0] == late and len(b) == 4
@@ -157,7 +170,9 @@ async def test_the_start_does_not_move_past_an_older_lease(tenant, sessions, clo
     assert _ids(c) == _ids(b[:3])
 
 
-async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(tenant, sessions, clock):
+async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(
+    tenant, sessions, clock
+):
     """Claims start reading a campaign's queue where its oldest live lease began, past the rows
     sent before. A retry whose due time comes before that (a worker whose clock is behind wrote
     it) is found all the same, by the claim that finds less than a full batch from there."""
@@ -171,8 +186,11 @@ async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(tena
     left = await _claim(sessions, "b", now, limit=2)  # the last two, leased and let go unsent
     async with sessions() as session:
         await queue.end_leases(session, "b", {x.lease_id for x in left})
-        await session.execute(update(Delivery).where(Delivery.id == left[0].id)
-                              .values(status="deferred", next_attempt_at=now - timedelta(hours=1)))
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id == left[0].id)
+            .values(status="deferred", next_attempt_at=now - timedelta(hours=1))
+        )
         await session.commit()
     again = await _claim(sessions, "c", now, limit=2)
     assert {x.id for x in again} == {x.id for x in left}
@@ -184,8 +202,10 @@ async def test_a_batch_reads_its_contacts_as_they_are_when_it_sends(tenant, sess
     await _sending_campaign(tenant, 3)
     now = clock()
     batch = await _claim(sessions, "a", now)
-    leaving, deleted, renamed = [(await tenant.get("/v1/contacts", params={"email": d.email})).json()["data"][0]
-                                 for d in batch]
+    leaving, deleted, renamed = [
+        (await tenant.get("/v1/contacts", params={"email": d.email})).json()["data"][0]
+        for d in batch
+    ]
     await tenant.request("PATCH", f"/v1/contacts/{leaving['id']}", json={"unsubscribed": True})
     assert (await tenant.request("DELETE", f"/v1/contacts/{deleted['id']}")).status_code == 200
     await tenant.request("PATCH", f"/v1/contacts/{renamed['id']}", json={"first_name": "Renamed"})

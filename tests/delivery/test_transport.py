@@ -6,19 +6,31 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 from aiosmtpd.smtp import SMTP as SMTPServer
 from aiosmtpd.smtp import AuthResult, LoginPassword
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
-from mailcast.delivery.transport import Envelope, FileOutbox, Outcome, RateLimiter, RelayConfig, Router, SmtpRelay
+from mailcast.delivery.transport import (
+    Envelope,
+    FileOutbox,
+    Outcome,
+    RateLimiter,
+    RelayConfig,
+    Router,
+    SmtpRelay,
+)
 from tests.smtpserver import RecordingHandler, self_signed_context
 
-MESSAGE = b"From: a@news.example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n.leading dot\r\n"
+MESSAGE = (
+    b"From: a@news.example.com\r\nTo: b@example.org\r\nSubject: hi\r\n\r\nbody\r\n.leading dot\r\n"
+)
 
 
 def envelope(rcpt: str = "b@example.org", domain: str = "news.example.com") -> Envelope:
-    return Envelope(sender=f"bounces+x@{domain}", recipient=rcpt, data=MESSAGE, sender_domain=domain)
+    return Envelope(
+        sender=f"bounces+x@{domain}", recipient=rcpt, data=MESSAGE, sender_domain=domain
+    )
 
 
 async def _serve(handler, **server_kwargs) -> tuple[asyncio.AbstractServer, int, list]:
@@ -30,26 +42,46 @@ async def _serve(handler, **server_kwargs) -> tuple[asyncio.AbstractServer, int,
         sessions.append(server)
         return server
 
-    server = await asyncio.get_running_loop().create_server(factory, "127.0.0.1", 0, ssl=ssl_context)
+    server = await asyncio.get_running_loop().create_server(
+        factory, "127.0.0.1", 0, ssl=ssl_context
+    )
     return server, server.sockets[0].getsockname()[1], sessions
 
 
 def _auth(server, session, envelope, mechanism, auth_data):
-    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (b"mailer", b"s3cret")
+    ok = isinstance(auth_data, LoginPassword) and (auth_data.login, auth_data.password) == (
+        b"mailer",
+        b"s3cret",
+    )
     return AuthResult(success=ok, handled=False)
 
 
 async def test_starttls_and_auth():
     handler = RecordingHandler()
-    server, port, _ = await _serve(handler, tls_context=self_signed_context(), require_starttls=True,
-                                   authenticator=_auth, auth_require_tls=True)
+    server, port, _ = await _serve(
+        handler,
+        tls_context=self_signed_context(),
+        require_starttls=True,
+        authenticator=_auth,
+        auth_require_tls=True,
+    )
     try:
-        good = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=true&verify=false"))
+        good = SmtpRelay(
+            RelayConfig.from_url(
+                f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=true&verify=false"
+            )
+        )
         assert (await good.send(envelope())).outcome is Outcome.SENT
         await good.close()
-        assert handler.messages[0].data.endswith(b".leading dot\r\n")  # dot-stuffing undone by the server
-        bad = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:wrong@127.0.0.1:{port}?starttls=true&verify=false"),
-                        timeout=10)
+        assert handler.messages[0].data.endswith(
+            b".leading dot\r\n"
+        )  # dot-stuffing undone by the server
+        bad = SmtpRelay(
+            RelayConfig.from_url(
+                f"smtp://mailer:wrong@127.0.0.1:{port}?starttls=true&verify=false"
+            ),
+            timeout=10,
+        )
         result = await bad.send(envelope())
         await bad.close()
         # A refused login is the relay refusing us, not the recipient: retry, never bounce.
@@ -100,12 +132,15 @@ class Misbehaving(RecordingHandler):
         return await super().handle_DATA(server, session, envelope)
 
 
-@pytest.mark.parametrize("mode,outcome", [
-    ("drop-at-rcpt", Outcome.DEFERRED),  # before the message was complete: safe to retry
-    ("drop-after-dot", Outcome.UNKNOWN),  # after: it may have been taken (sent again, in doubt)
-    ("refuse-sender", Outcome.DEFERRED),  # our sender refused: not the recipient's fault
-    ("reject-body", Outcome.BOUNCED),
-])
+@pytest.mark.parametrize(
+    "mode,outcome",
+    [
+        ("drop-at-rcpt", Outcome.DEFERRED),  # before the message was complete: safe to retry
+        ("drop-after-dot", Outcome.UNKNOWN),  # after: it may have been taken (sent again, in doubt)
+        ("refuse-sender", Outcome.DEFERRED),  # our sender refused: not the recipient's fault
+        ("reject-body", Outcome.BOUNCED),
+    ],
+)
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-at-a-time"])
 async def test_failures_by_phase(mode, outcome, pipelining):
     handler = Misbehaving(mode, pipelining)
@@ -124,10 +159,13 @@ async def test_failures_by_phase(mode, outcome, pipelining):
     assert handler.messages == [] if mode != "drop-after-dot" else len(handler.messages) == 2
 
 
-@pytest.mark.parametrize("rcpt", ["plain@example.org", "jörg@example.org"], ids=["ascii", "smtputf8"])
+@pytest.mark.parametrize(
+    "rcpt", ["plain@example.org", "jörg@example.org"], ids=["ascii", "smtputf8"]
+)
 @pytest.mark.parametrize("pipelining", [True, False], ids=["pipelined", "one-command-at-a-time"])
 async def test_a_recipient_the_relay_cannot_verify_gets_the_message(rcpt, pipelining):
-    """252 to RCPT takes the recipient: the message is written and sent, not called sent unwritten."""
+    """252 to RCPT takes the recipient: the message is written and sent, not called sent
+    unwritten."""
     handler = Misbehaving("cannot-verify", pipelining)
     server, port, _ = await _serve(handler, enable_SMTPUTF8=True)
     try:
@@ -165,7 +203,11 @@ class ScriptedRelay:
                 writer.write(b"221 bye\r\n")
                 break
             group = [first, await reader.readline(), await reader.readline()]
-            assert [line.split(b":")[0] for line in group] == [b"MAIL FROM", b"RCPT TO", b"DATA\r\n"], group
+            assert [line.split(b":")[0] for line in group] == [
+                b"MAIL FROM",
+                b"RCPT TO",
+                b"DATA\r\n",
+            ], group
             if self.split is None:
                 writer.write(b"".join(self.replies))
             else:
@@ -180,7 +222,11 @@ class ScriptedRelay:
                 body = b"".join(lines)
                 if self.replies[1].startswith(b"250"):
                     self.bodies.append(body)
-                writer.write(b"250 2.0.0 queued\r\n" if self.replies[1].startswith(b"250") else b"554 no recipients\r\n")
+                writer.write(
+                    b"250 2.0.0 queued\r\n"
+                    if self.replies[1].startswith(b"250")
+                    else b"554 no recipients\r\n"
+                )
             rset = await reader.readline() if not self.replies[1].startswith(b"250") else None
             if rset is not None:
                 assert rset == b"RSET\r\n", rset
@@ -190,26 +236,42 @@ class ScriptedRelay:
 
 
 @pytest.mark.parametrize("split", [None, 0, 0.001], ids=["one-write", "back-to-back", "apart"])
-@pytest.mark.parametrize("replies,outcome", [
-    ((b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"), Outcome.SENT),
-    ((b"250 ok\r\n", b"550-5.1.1 no such\r\n550 5.1.1 user\r\n", b"554 no valid recipients\r\n"), Outcome.BOUNCED),
-    ((b"250 ok\r\n", b"451 4.7.1 later\r\n", b"554 no valid recipients\r\n"), Outcome.DEFERRED),
-    # a relay that takes DATA although it refused the recipient: ended empty, reported as refused
-    ((b"250 ok\r\n", b"550 5.1.1 unknown\r\n", b"354 go on\r\n"), Outcome.BOUNCED),
-], ids=["sent", "refused", "deferred", "data-despite-refusal"])
+@pytest.mark.parametrize(
+    "replies,outcome",
+    [
+        ((b"250 ok\r\n", b"250 ok\r\n", b"354 go on\r\n"), Outcome.SENT),
+        (
+            (
+                b"250 ok\r\n",
+                b"550-5.1.1 no such\r\n550 5.1.1 user\r\n",
+                b"554 no valid recipients\r\n",
+            ),
+            Outcome.BOUNCED,
+        ),
+        ((b"250 ok\r\n", b"451 4.7.1 later\r\n", b"554 no valid recipients\r\n"), Outcome.DEFERRED),
+        # a relay that takes DATA although it refused the recipient: ended empty, reported as
+        # refused
+        ((b"250 ok\r\n", b"550 5.1.1 unknown\r\n", b"354 go on\r\n"), Outcome.BOUNCED),
+    ],
+    ids=["sent", "refused", "deferred", "data-despite-refusal"],
+)
 async def test_pipelined_replies_are_read_in_order_however_they_arrive(replies, outcome, split):
     scripted = ScriptedRelay(replies, split)
     port = await scripted.start()
     try:
         relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), pool_size=1, timeout=5)
-        results = [await relay.send(envelope(f"r{i}@example.org")) for i in range(20)]  # one connection
+        results = [
+            await relay.send(envelope(f"r{i}@example.org")) for i in range(20)
+        ]  # one connection
         await relay.close()
     finally:
         scripted.server.close()
     assert [r.outcome for r in results] == [outcome] * 20, results[0]
     assert len(scripted.bodies) == (20 if outcome is Outcome.SENT else 0)
     if outcome is Outcome.SENT:
-        assert all(body.endswith(b".leading dot\r\n.\r\n") for body in scripted.bodies)  # dot-stuffed
+        assert all(
+            body.endswith(b".leading dot\r\n.\r\n") for body in scripted.bodies
+        )  # dot-stuffed
 
 
 async def test_connections_are_pooled_and_reused():
@@ -218,7 +280,9 @@ async def test_connections_are_pooled_and_reused():
     server, port, sessions = await _serve(handler)
     try:
         relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), pool_size=2)
-        results = await asyncio.gather(*(relay.send(envelope(f"r{i}@example.org")) for i in range(60)))
+        results = await asyncio.gather(
+            *(relay.send(envelope(f"r{i}@example.org")) for i in range(60))
+        )
         await relay.close()
     finally:
         server.close()
@@ -232,8 +296,10 @@ async def test_router_picks_the_relay_by_sender_domain(tmp_path):
     server_a, port_a, _ = await _serve(a)
     server_b, port_b, _ = await _serve(b)
     try:
-        router = Router(SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_a}")),
-                        {"Brand.example": SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_b}"))})
+        router = Router(
+            SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_a}")),
+            {"Brand.example": SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port_b}"))},
+        )
         await router.send(envelope(domain="news.example.com"))
         await router.send(envelope(domain="brand.example"))
         await router.close()
@@ -289,13 +355,22 @@ async def test_a_reply_that_arrives_before_the_one_ahead_of_it_was_taken_is_not_
     await asyncio.sleep(0)
     protocol.data_received(b"354 go on\r\n")
     assert [(r.code, r.message) for r in await reader] == [
-        (250, "2.1.0 sender ok"), (250, "2.1.5 recipient ok"), (354, "go on")]
+        (250, "2.1.0 sender ok"),
+        (250, "2.1.5 recipient ok"),
+        (354, "go on"),
+    ]
 
 
 def test_relay_urls():
     c = RelayConfig.from_url("smtp://us%40er:p%3Ass@mail.example.com:587?starttls=true")
     assert (c.host, c.port, c.username, c.password, c.start_tls, c.use_tls) == (
-        "mail.example.com", 587, "us@er", "p:ss", True, False)
+        "mail.example.com",
+        587,
+        "us@er",
+        "p:ss",
+        True,
+        False,
+    )
     assert RelayConfig.from_url("smtps://relay.example").port == 465
     with pytest.raises(ValueError):
         RelayConfig.from_url("http://relay.example")
@@ -309,8 +384,12 @@ async def test_file_outbox_writes_complete_files(tmp_path):
 
 
 @settings(max_examples=300, deadline=None)
-@given(data=st.binary(max_size=64) | st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b".."]), max_size=20)
-       .map(b"".join))
+@given(
+    data=st.binary(max_size=64)
+    | st.lists(st.sampled_from([b".", b"\r", b"\n", b"\r\n", b"a", b".."]), max_size=20).map(
+        b"".join
+    )
+)
 def test_wire_body_is_what_aiosmtplib_would_send(data):
     # The fast path must send exactly what the library's own DATA writes.
     from aiosmtplib.protocol import PERIOD_REGEX, normalize_message_line_endings
@@ -319,8 +398,11 @@ def test_wire_body_is_what_aiosmtplib_would_send(data):
 
     expected = PERIOD_REGEX.sub(b"..", normalize_message_line_endings(data)) + b".\r\n"
     assert wire_body(data) == expected
-    if data.count(b"\r\n") == data.count(b"\n") == data.count(b"\r") and not data.startswith(b".") \
-            and b"\n." not in data:  # what the sender marks as ready for the wire
+    if (
+        data.count(b"\r\n") == data.count(b"\n") == data.count(b"\r")
+        and not data.startswith(b".")
+        and b"\n." not in data
+    ):  # what the sender marks as ready for the wire
         assert wire_body(data, wire_ready=True) == expected
 
 
@@ -336,7 +418,10 @@ async def test_non_ascii_recipients_still_go_through_the_library():
     finally:
         await transport.close()
         server.close()
-    assert [m.rcpt_to for m in handler.messages] == ["plain.name+tag@example.org", "jörg@example.org"]
+    assert [m.rcpt_to for m in handler.messages] == [
+        "plain.name+tag@example.org",
+        "jörg@example.org",
+    ]
     assert [m.mail_from for m in handler.messages] == ["bounces+x@news.example.com"] * 2
     assert handler.messages[-1].data.endswith(b"\r\n.leading dot\r\n")
 
@@ -354,7 +439,10 @@ async def test_internationalised_address_without_smtputf8_fails_that_recipient_o
 
 
 def test_a_relay_url_never_shows_its_password():
-    for url in ("smtp://mailer:s3cret@relay.example:notaport", "http://mailer:s3cret@relay.example"):
+    for url in (
+        "smtp://mailer:s3cret@relay.example:notaport",
+        "http://mailer:s3cret@relay.example",
+    ):
         with pytest.raises(ValueError) as refused:
             RelayConfig.from_url(url)
         assert "s3cret" not in str(refused.value) and "mailer:***@" in str(refused.value)
@@ -373,12 +461,16 @@ async def test_credentials_never_cross_a_connection_without_tls():
 
     server, port, _ = await _serve(handler, authenticator=record, auth_require_tls=False)
     try:
-        relay = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}"), timeout=10)
+        relay = SmtpRelay(
+            RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}"), timeout=10
+        )
         result = await relay.send(envelope())
         await relay.close()
         assert result.outcome is Outcome.DEFERRED and "STARTTLS" in result.message.upper()
         assert logins == [] and handler.messages == []
-        knowingly = SmtpRelay(RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=false"))
+        knowingly = SmtpRelay(
+            RelayConfig.from_url(f"smtp://mailer:s3cret@127.0.0.1:{port}?starttls=false")
+        )
         assert (await knowingly.send(envelope())).outcome is Outcome.SENT
         await knowingly.close()
         assert len(logins) == 1
@@ -403,7 +495,9 @@ async def test_a_relay_that_is_down_is_paused_and_probed_until_it_answers():
     server = await LoopbackRelay().start()
     await server.kill()  # the port is known and nothing listens on it
     ticks = Ticking()
-    relay = SmtpRelay(RelayConfig.from_url(server.url), pool_size=2, breaker=Breaker(3, 8.0, monotonic=ticks))
+    relay = SmtpRelay(
+        RelayConfig.from_url(server.url), pool_size=2, breaker=Breaker(3, 8.0, monotonic=ticks)
+    )
     assert relay.health()[0].down_since is None and relay.paused_for() == 0
     tried = [await relay.send(envelope(f"r{i}@example.org")) for i in range(3)]
     assert [r.outcome for r in tried] == [Outcome.DEFERRED] * 3  # each one a failed connection
@@ -429,10 +523,14 @@ async def test_a_relay_that_is_down_is_paused_and_probed_until_it_answers():
         ticks.now += 8
         assert (await relay.send(envelope("probe2@example.org"))).outcome is Outcome.SENT
         assert relay.health()[0].down_since is None and relay.paused_for() == 0
-        after = await asyncio.gather(*(relay.send(envelope(f"a{i}@example.org")) for i in range(10)))
+        after = await asyncio.gather(
+            *(relay.send(envelope(f"a{i}@example.org")) for i in range(10))
+        )
         assert {r.outcome for r in after} == {Outcome.SENT}
         assert server.handler.messages[0].rcpt_to == "probe2@example.org"
-        assert sorted(m.rcpt_to for m in server.handler.messages[1:]) == sorted(f"a{i}@example.org" for i in range(10))
+        assert sorted(m.rcpt_to for m in server.handler.messages[1:]) == sorted(
+            f"a{i}@example.org" for i in range(10)
+        )
     finally:
         await relay.close()
         await server.stop()

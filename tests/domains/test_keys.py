@@ -21,12 +21,16 @@ from mailcast.domains.keys import KeySealer, KeyUnreadable, generate_keypair
 
 async def _stored(sessions, domain_id: str) -> str:
     async with sessions() as session:
-        return (await session.execute(select(Domain.dkim_private_key).where(Domain.id == domain_id))).scalar_one()
+        return (
+            await session.execute(select(Domain.dkim_private_key).where(Domain.id == domain_id))
+        ).scalar_one()
 
 
 def _public_of(pem: str) -> str:
     key = serialization.load_pem_private_key(pem.encode(), password=None)
-    der = key.public_key().public_bytes(serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo)
+    der = key.public_key().public_bytes(
+        serialization.Encoding.DER, serialization.PublicFormat.SubjectPublicKeyInfo
+    )
     return base64.b64encode(der).decode()
 
 
@@ -57,14 +61,25 @@ async def test_a_key_stored_in_clear_is_sealed_and_signs_the_same(tenant, sessio
         assert await domains.seal_stored_keys(session, settings) == 0
 
 
-def _cli(settings, secret: str, *args: str, previous: str | None = None) -> subprocess.CompletedProcess:
-    env = {**os.environ, "MAILCAST_DATABASE_URL": settings.database_url, "MAILCAST_DATA_DIR": str(settings.data_dir),
-           "MAILCAST_SECRET_KEY": secret}
+def _cli(
+    settings, secret: str, *args: str, previous: str | None = None
+) -> subprocess.CompletedProcess:
+    env = {
+        **os.environ,
+        "MAILCAST_DATABASE_URL": settings.database_url,
+        "MAILCAST_DATA_DIR": str(settings.data_dir),
+        "MAILCAST_SECRET_KEY": secret,
+    }
     env.pop("MAILCAST_PREVIOUS_SECRET_KEY", None)
     if previous is not None:
         env["MAILCAST_PREVIOUS_SECRET_KEY"] = previous
-    return subprocess.run([sys.executable, "-m", "mailcast.cli", *args], env=env, capture_output=True, text=True,
-                          timeout=120)
+    return subprocess.run(
+        [sys.executable, "-m", "mailcast.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 async def test_reseal_keys_after_the_secret_key_changed(client, sessions, settings):
@@ -75,9 +90,13 @@ async def test_reseal_keys_after_the_secret_key_changed(client, sessions, settin
     domain_id = json.loads(added.stdout)["id"]
     pem = KeySealer(old.encode()).open(await _stored(sessions, domain_id))
 
-    wrong = _cli(settings, new, "domains", "reseal-keys", previous="not-the-secret-key-it-was-sealed-under")
+    wrong = _cli(
+        settings, new, "domains", "reseal-keys", previous="not-the-secret-key-it-was-sealed-under"
+    )
     assert wrong.returncode == 1 and "cannot be opened" in wrong.stderr
-    assert KeySealer(old.encode()).open(await _stored(sessions, domain_id)) == pem  # nothing was written
+    assert (
+        KeySealer(old.encode()).open(await _stored(sessions, domain_id)) == pem
+    )  # nothing was written
 
     done = _cli(settings, new, "domains", "reseal-keys", previous=old)
     assert done.returncode == 0 and "sealed" in done.stderr, done.stderr
@@ -87,7 +106,9 @@ async def test_reseal_keys_after_the_secret_key_changed(client, sessions, settin
         KeySealer(old.encode()).open(stored)
 
 
-async def test_a_key_the_secret_key_cannot_open_pauses_its_campaign(tenant, sessions, settings, worker, relay):
+async def test_a_key_the_secret_key_cannot_open_pauses_its_campaign(
+    tenant, sessions, settings, worker, relay
+):
     settings.smtp_url = relay.url
     await tenant.verified_domain()  # trusted: its messages are signed
     campaign = await tenant.campaign(await tenant.audience(contacts=3), draft=None)
@@ -95,17 +116,25 @@ async def test_a_key_the_secret_key_cannot_open_pauses_its_campaign(tenant, sess
         domain = await domains_repo.by_name(session, tenant.account_id, "news.example.com")
         pem = KeySealer(settings.secret()).open(domain.dkim_private_key)
         # as if the secret key changed and nobody resealed the keys
-        await domains_repo.set_private_key(session, domain.id, KeySealer(b"a secret key of another day").seal(pem))
+        await domains_repo.set_private_key(
+            session, domain.id, KeySealer(b"a secret key of another day").seal(pem)
+        )
         await session.commit()
     await worker.run_until_idle()
     shown = (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()
     assert shown["status"] == "paused" and "reseal-keys" in shown["last_error"]
-    assert relay.handler.messages == [] and shown["stats"]["failed_count"] == 0  # nothing lost, nothing unsigned
+    assert (
+        relay.handler.messages == [] and shown["stats"]["failed_count"] == 0
+    )  # nothing lost, nothing unsigned
 
     async with sessions() as session:
-        assert await domains.seal_stored_keys(session, settings, [b"a secret key of another day"]) == 1
+        assert (
+            await domains.seal_stored_keys(session, settings, [b"a secret key of another day"]) == 1
+        )
         await session.commit()
     assert (await tenant.post(f"/v1/campaigns/{campaign['id']}/resume")).status_code == 200
     await worker.run_until_idle()
     assert (await tenant.get(f"/v1/campaigns/{campaign['id']}")).json()["status"] == "sent"
-    assert len(relay.handler.messages) == 3 and all(b"DKIM-Signature:" in m.data for m in relay.handler.messages)
+    assert len(relay.handler.messages) == 3 and all(
+        b"DKIM-Signature:" in m.data for m in relay.handler.messages
+    )

@@ -1,4 +1,5 @@
-"""A signed-in browser's view of the dashboard, over the ASGI app (the browser tests use uvicorn)."""
+"""A signed-in browser's view of the dashboard, over the ASGI app (the browser tests use
+uvicorn)."""
 
 from __future__ import annotations
 
@@ -16,8 +17,10 @@ class Browser:
     """An httpx client that keeps its cookies, as a browser does, and knows its CSRF token."""
 
     def __init__(self, app, tenant) -> None:
-        self.client = httpx.AsyncClient(transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
-                                        base_url="http://mailcast.test")
+        self.client = httpx.AsyncClient(
+            transport=httpx.ASGITransport(app=app, raise_app_exceptions=False),
+            base_url="http://mailcast.test",
+        )
         self.tenant = tenant
         self.csrf = ""
 
@@ -31,15 +34,21 @@ class Browser:
     async def get(self, path: str, **kw) -> httpx.Response:
         return await self.client.get(path, **kw)
 
-    async def post(self, path: str, data: dict | None = None, csrf: bool = True, **kw) -> httpx.Response:
-        return await self.client.post(path, data={**(data or {}), **({"csrf": self.csrf} if csrf else {})}, **kw)
+    async def post(
+        self, path: str, data: dict | None = None, csrf: bool = True, **kw
+    ) -> httpx.Response:
+        return await self.client.post(
+            path, data={**(data or {}), **({"csrf": self.csrf} if csrf else {})}, **kw
+        )
 
 
 @pytest.fixture
 def make_user(sessions, clock):
     async def make(tenant, email: str, role: str = "owner"):
         async with sessions() as session:
-            user = await users.create_user(session, tenant.account_id, email, users.Role(role), PASSWORD, clock())
+            user = await users.create_user(
+                session, tenant.account_id, email, users.Role(role), PASSWORD, clock()
+            )
             await session.commit()
         return user
 
@@ -74,6 +83,16 @@ CHROMIUM = "/usr/bin/chromium"
 def browser_type_launch_args(browser_type_launch_args):
     """Debian's Chromium (Playwright's own download does not work here), headless, without the
     background traffic a closed network refuses."""
-    return {**browser_type_launch_args, "executable_path": CHROMIUM, "headless": True,
-            "args": ["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                     "--disable-component-update", "--disable-sync", "--no-first-run"]}
+    return {
+        **browser_type_launch_args,
+        "executable_path": CHROMIUM,
+        "headless": True,
+        "args": [
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--no-first-run",
+        ],
+    }

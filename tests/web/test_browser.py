@@ -15,14 +15,19 @@ from playwright.async_api import Page, expect
 from tests.conftest import LiveServer
 from tests.web.conftest import CHROMIUM, PASSWORD
 
-pytestmark = pytest.mark.skipif(not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)")
+pytestmark = pytest.mark.skipif(
+    not Path(CHROMIUM).exists(), reason="needs Debian's chromium (make test installs it)"
+)
 DOCS = Path(__file__).resolve().parents[2] / "docs"
 
 
 async def _shot(page: Page, output_path: str, name: str) -> None:
     Path(output_path).mkdir(parents=True, exist_ok=True)
     await page.screenshot(path=f"{output_path}/{name}.png", full_page=True)
-    if os.environ.get("MAILCAST_DOCS_SCREENSHOTS") and name in ("campaign", "review"):  # the README's pictures
+    if os.environ.get("MAILCAST_DOCS_SCREENSHOTS") and name in (
+        "campaign",
+        "review",
+    ):  # the README's pictures
         await page.screenshot(path=DOCS / f"dashboard-{name}.png", full_page=True)
 
 
@@ -44,11 +49,17 @@ async def _sign_in(page: Page, server) -> None:
     await expect(page.get_by_role("heading", name="Campaigns")).to_be_visible()
 
 
-async def test_review_test_send_and_watch_it_send(page: Page, served, tenant, relay, clock, output_path):
+async def test_review_test_send_and_watch_it_send(
+    page: Page, served, tenant, relay, clock, output_path
+):
     audience = await tenant.audience(contacts=40)
-    draft = await tenant.campaign(audience, name="Spring sale", subject="Spring, {{ first_name }}",
-                                  html='<h1>Hi {{ first_name }}</h1><p><a href="https://shop.example/sale">Sale</a></p>'
-                                       '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>')
+    await tenant.campaign(
+        audience,
+        name="Spring sale",
+        subject="Spring, {{ first_name }}",
+        html='<h1>Hi {{ first_name }}</h1><p><a href="https://shop.example/sale">Sale</a></p>'
+        '<p><a href="{{ unsubscribe_url }}">Unsubscribe</a></p>',
+    )
     await _sign_in(page, served)
     await _shot(page, output_path, "campaigns")
     await page.get_by_role("link", name="Spring sale").click()
@@ -69,7 +80,9 @@ async def test_review_test_send_and_watch_it_send(page: Page, served, tenant, re
     relay.handler.messages.clear()
 
     await page.get_by_role("button", name="Send now…").first.click()
-    await expect(page.get_by_role("heading", name=re.compile("Send .Spring sale. now"))).to_be_visible()
+    await expect(
+        page.get_by_role("heading", name=re.compile("Send .Spring sale. now"))
+    ).to_be_visible()
     await _shot(page, output_path, "confirm")
     await page.get_by_role("button", name="Send to 40 recipients").click()
     # The counters move on their own (htmx) until every recipient is sent: no reload.
@@ -80,11 +93,17 @@ async def test_review_test_send_and_watch_it_send(page: Page, served, tenant, re
 
     # One recipient reads it (a person, minutes later): the open rate shows it.
     clock.advance(minutes=5)
-    pixel = re.search(r'src="(http://127\.0\.0\.1:8025/t/o/[^"]+)"',
-                      relay.handler.messages[0].message.get_body(("html",)).get_content()).group(1)
+    pixel = re.search(
+        r'src="(http://127\.0\.0\.1:8025/t/o/[^"]+)"',
+        relay.handler.messages[0].message.get_body(("html",)).get_content(),
+    ).group(1)
     async with httpx.AsyncClient() as client:
-        r = await client.get(pixel.replace("http://127.0.0.1:8025", served.url),
-                             headers={"User-Agent": "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 Version/17.0 Safari"})
+        r = await client.get(
+            pixel.replace("http://127.0.0.1:8025", served.url),
+            headers={
+                "User-Agent": "Mozilla/5.0 (Macintosh) AppleWebKit/605.1.15 Version/17.0 Safari"
+            },
+        )
         assert r.status_code == 200
     await page.reload()
     await expect(page.locator('[data-figure="opened"]')).to_have_text("1")
@@ -92,10 +111,16 @@ async def test_review_test_send_and_watch_it_send(page: Page, served, tenant, re
     await _shot(page, output_path, "campaign")
 
 
-async def test_pick_a_winner_then_resend_to_non_openers(page: Page, served, tenant, clock, output_path):
+async def test_pick_a_winner_then_resend_to_non_openers(
+    page: Page, served, tenant, clock, output_path
+):
     audience = await tenant.audience(contacts=20)
-    ab_test = {"enabled": True, "sample_percent": 50, "winner_metric": "open_rate",
-               "variant_b": {"subject": "The B subject"}}
+    ab_test = {
+        "enabled": True,
+        "sample_percent": 50,
+        "winner_metric": "open_rate",
+        "variant_b": {"subject": "The B subject"},
+    }
     campaign = await tenant.campaign(audience, name="Launch", draft=None, ab_test=ab_test)
     await _sign_in(page, served)
     await page.goto(f"{served.url}/dashboard/company/{tenant.account_id}/campaign/{campaign['id']}")
@@ -109,7 +134,9 @@ async def test_pick_a_winner_then_resend_to_non_openers(page: Page, served, tena
     await page.reload()
     await page.get_by_role("button", name="Resend to non-openers…").click()
     await expect(page.get_by_role("status")).to_contain_text("draft for the non-openers")
-    await expect(page.get_by_role("heading", name=re.compile(r"Launch \(Non-openers\)"))).to_be_visible()
+    await expect(
+        page.get_by_role("heading", name=re.compile(r"Launch \(Non-openers\)"))
+    ).to_be_visible()
     await expect(page.locator('[data-preview="subject"]')).to_have_text("The B subject")
     await expect(page.locator("[data-recipients]")).to_have_text("20")
     await _shot(page, output_path, "resend-review")
@@ -117,7 +144,9 @@ async def test_pick_a_winner_then_resend_to_non_openers(page: Page, served, tena
 
 async def test_import_a_csv_and_watch_it_finish(page: Page, served, tenant, tmp_path, output_path):
     audience = await tenant.audience(name="Imported")
-    lines = ["Email Address,First Name,City"] + [f"p{i}@example.org,P{i},C{i % 3}" for i in range(3000)]
+    lines = ["Email Address,First Name,City"] + [
+        f"p{i}@example.org,P{i},C{i % 3}" for i in range(3000)
+    ]
     lines[1500] = "not-an-address,Bad,Row"
     path = tmp_path / "list.csv"
     path.write_text("\n".join(lines) + "\n")
@@ -130,13 +159,24 @@ async def test_import_a_csv_and_watch_it_finish(page: Page, served, tenant, tmp_
     await expect(page.locator("[data-import-status]")).to_have_text("done", timeout=30_000)
     await expect(page.locator("[data-import-rows]")).to_have_text("3,000")
     await expect(page.locator("[data-import-rejected]")).to_have_text("1")
-    await expect(page.get_by_role("link", name=re.compile("Download the rejected rows"))).to_be_visible()
+    await expect(
+        page.get_by_role("link", name=re.compile("Download the rejected rows"))
+    ).to_be_visible()
     await _shot(page, output_path, "import")
     assert (await tenant.get(f"/v1/audiences/{audience}")).json()["member_count"] == 2999
     # Every other page, as a marketer reaches it from the top bar.
-    for section, shot in (("Audiences", "audiences"), ("Contacts", "contacts"), ("Domains", "domains"),
-                          ("API keys", "keys"), ("Account", "account")):
-        await page.get_by_role("navigation", name="Sections").get_by_role("link", name=section).click()
+    for section, shot in (
+        ("Audiences", "audiences"),
+        ("Contacts", "contacts"),
+        ("Domains", "domains"),
+        ("API keys", "keys"),
+        ("Account", "account"),
+    ):
+        await (
+            page.get_by_role("navigation", name="Sections")
+            .get_by_role("link", name=section)
+            .click()
+        )
         await expect(page.get_by_role("heading", level=1)).to_be_visible()
         await _shot(page, output_path, shot)
         if shot == "contacts":

@@ -3,21 +3,38 @@ from __future__ import annotations
 from fastapi import APIRouter
 
 from mailcast.accounts import service
-from mailcast.accounts.schemas import AccountOut, AccountUpdate, ApiKeyCreate, ApiKeyCreated, ApiKeyOut, QuotaOut
+from mailcast.accounts.schemas import (
+    AccountOut,
+    AccountUpdate,
+    ApiKeyCreate,
+    ApiKeyCreated,
+    ApiKeyOut,
+    QuotaOut,
+)
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
-from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.pagination import Page, page_of
+from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 
 router = APIRouter(prefix="/v1/api-keys", tags=["API keys"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=ApiKeyCreated)
-async def create_api_key(body: ApiKeyCreate, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def create_api_key(
+    body: ApiKeyCreate, principal: FullKey, session: SessionDep, clock: ClockDep
+):
     """Create an API key. The full key is in this response only; store it now."""
-    key, raw = await service.create_api_key(session, principal.account_id, body.name, body.scope, clock())
-    return ApiKeyCreated(id=key.id, name=key.name, scope=key.scope, key=raw, key_prefix=key.prefix,
-                         created_at=key.created_at)
+    key, raw = await service.create_api_key(
+        session, principal.account_id, body.name, body.scope, clock()
+    )
+    return ApiKeyCreated(
+        id=key.id,
+        name=key.name,
+        scope=key.scope,
+        key=raw,
+        key_prefix=key.prefix,
+        created_at=key.created_at,
+    )
 
 
 @router.get("", response_model=Page[ApiKeyOut])
@@ -25,7 +42,9 @@ async def list_api_keys(principal: ReadKey, session: SessionDep, page: PageDep):
     """List the account's active keys (prefixes only, never the secret)."""
     rows = await service.list_api_keys(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
-    return Page[ApiKeyOut](data=[ApiKeyOut.of(k) for k in items], has_more=has_more, next_cursor=cursor)
+    return Page[ApiKeyOut](
+        data=[ApiKeyOut.of(k) for k in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 @router.delete("/{key_id}", response_model=Deleted)
@@ -40,24 +59,37 @@ account_router = APIRouter(prefix="/v1/account", tags=["Account"], responses=ERR
 
 async def _account_out(session, settings, account, now) -> AccountOut:
     period, quota, used = await service.quota_used(session, settings, account, now)
-    return AccountOut(id=account.id, name=account.name, plan=account.plan, postal_address=account.postal_address,
-                      campaign_limit=settings.campaign_limit(account.plan),
-                      quota=QuotaOut(period=period, limit=quota, used=used, remaining=max(0, quota - used)),
-                      created_at=account.created_at)
+    return AccountOut(
+        id=account.id,
+        name=account.name,
+        plan=account.plan,
+        postal_address=account.postal_address,
+        campaign_limit=settings.campaign_limit(account.plan),
+        quota=QuotaOut(period=period, limit=quota, used=used, remaining=max(0, quota - used)),
+        created_at=account.created_at,
+    )
 
 
 @account_router.get("", response_model=AccountOut)
-async def get_account(principal: ReadKey, session: SessionDep, clock: ClockDep, settings: SettingsDep):
+async def get_account(
+    principal: ReadKey, session: SessionDep, clock: ClockDep, settings: SettingsDep
+):
     """The key's account: plan, limits, this month's quota, postal address."""
     account = await service.get_account(session, principal.account_id)
     return await _account_out(session, settings, account, clock())
 
 
-async def update_account(body: AccountUpdate, principal: FullKey, session: SessionDep, clock: ClockDep,
-                         settings: SettingsDep) -> AccountOut:
+async def update_account(
+    body: AccountUpdate,
+    principal: FullKey,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> AccountOut:
     """Change the account's name or postal address (fields left out are kept)."""
-    account = await service.update_account(session, principal.account_id,
-                                           {f: getattr(body, f) for f in body.model_fields_set})
+    account = await service.update_account(
+        session, principal.account_id, {f: getattr(body, f) for f in body.model_fields_set}
+    )
     return await _account_out(session, settings, account, clock())
 
 

@@ -5,8 +5,8 @@ from datetime import datetime
 from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.db.owned import paginate_query
 from mailcast.db.models import Account, AccountUsage, ApiKey, LoginFailure, User, WebSession
+from mailcast.db.owned import paginate_query
 from mailcast.db.upsert import insert_for
 
 
@@ -33,13 +33,17 @@ async def touch_key(session: AsyncSession, key_id: str, now: datetime) -> None:
     await session.execute(update(ApiKey).where(ApiKey.id == key_id).values(last_used_at=now))
 
 
-async def list_keys(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[ApiKey]:
+async def list_keys(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[ApiKey]:
     stmt = select(ApiKey).where(ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))
     return list((await session.execute(paginate_query(stmt, ApiKey.id, limit, cursor))).scalars())
 
 
 async def get_key(session: AsyncSession, account_id: str, key_id: str) -> ApiKey | None:
-    stmt = select(ApiKey).where(ApiKey.id == key_id, ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None))
+    stmt = select(ApiKey).where(
+        ApiKey.id == key_id, ApiKey.account_id == account_id, ApiKey.revoked_at.is_(None)
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -52,7 +56,9 @@ async def usage(session: AsyncSession, account_id: str, period: str) -> int:
 
 async def add_usage(session: AsyncSession, account_id: str, period: str, emails: int) -> None:
     insert = insert_for(session)
-    stmt = insert(AccountUsage).values(account_id=account_id, period=period, marketing_emails=emails)
+    stmt = insert(AccountUsage).values(
+        account_id=account_id, period=period, marketing_emails=emails
+    )
     stmt = stmt.on_conflict_do_update(
         index_elements=[AccountUsage.account_id, AccountUsage.period],
         set_={"marketing_emails": AccountUsage.marketing_emails + emails},
@@ -74,22 +80,37 @@ async def users_of(session: AsyncSession, account_id: str) -> list[User]:
     return list((await session.execute(stmt)).scalars())
 
 
-async def failures_since(session: AsyncSession, email: str, address: str, since: datetime) -> tuple[int, int]:
+async def failures_since(
+    session: AsyncSession, email: str, address: str, since: datetime
+) -> tuple[int, int]:
     """Failed sign-ins since `since`: (for this email, from this address)."""
-    by_email = select(func.count()).select_from(LoginFailure).where(LoginFailure.email == email,
-                                                                     LoginFailure.at > since)
-    by_address = select(func.count()).select_from(LoginFailure).where(LoginFailure.address == address,
-                                                                       LoginFailure.at > since)
-    return (await session.execute(by_email)).scalar_one(), (await session.execute(by_address)).scalar_one()
+    by_email = (
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.email == email, LoginFailure.at > since)
+    )
+    by_address = (
+        select(func.count())
+        .select_from(LoginFailure)
+        .where(LoginFailure.address == address, LoginFailure.at > since)
+    )
+    return (await session.execute(by_email)).scalar_one(), (
+        await session.execute(by_address)
+    ).scalar_one()
 
 
-async def oldest_failure_since(session: AsyncSession, email: str, address: str, since: datetime) -> datetime | None:
+async def oldest_failure_since(
+    session: AsyncSession, email: str, address: str, since: datetime
+) -> datetime | None:
     stmt = select(func.min(LoginFailure.at)).where(
-        (LoginFailure.email == email) | (LoginFailure.address == address), LoginFailure.at > since)
+        (LoginFailure.email == email) | (LoginFailure.address == address), LoginFailure.at > since
+    )
     return (await session.execute(stmt)).scalar_one()
 
 
-async def add_failure(session: AsyncSession, email: str, address: str, at: datetime, forget_before: datetime) -> None:
+async def add_failure(
+    session: AsyncSession, email: str, address: str, at: datetime, forget_before: datetime
+) -> None:
     """Record a failed sign-in; the ones older than the window are forgotten on the way."""
     await session.execute(delete(LoginFailure).where(LoginFailure.at <= forget_before))
     await session.execute(insert(LoginFailure).values(email=email, address=address, at=at))
@@ -100,7 +121,11 @@ async def clear_failures(session: AsyncSession, email: str) -> None:
 
 
 async def web_session(session: AsyncSession, session_id: str) -> tuple[WebSession, User] | None:
-    stmt = select(WebSession, User).join(User, User.id == WebSession.user_id).where(WebSession.id == session_id)
+    stmt = (
+        select(WebSession, User)
+        .join(User, User.id == WebSession.user_id)
+        .where(WebSession.id == session_id)
+    )
     row = (await session.execute(stmt)).first()
     return None if row is None else (row[0], row[1])
 

@@ -36,9 +36,15 @@ class ApiKeyOut(Output):
     created_at: Timestamp
 
     @classmethod
-    def of(cls, key) -> "ApiKeyOut":
-        return cls(id=key.id, name=key.name, scope=key.scope, key_prefix=key.prefix,
-                   last_used_at=key.last_used_at, created_at=key.created_at)
+    def of(cls, key) -> ApiKeyOut:
+        return cls(
+            id=key.id,
+            name=key.name,
+            scope=key.scope,
+            key_prefix=key.prefix,
+            last_used_at=key.last_used_at,
+            created_at=key.created_at,
+        )
 
 
 class ApiKeyCreated(Output):
@@ -62,7 +68,9 @@ class AccountOut(Output):
     name: str
     plan: str
     postal_address: str | None
-    campaign_limit: int | None = Field(description="Campaigns that may exist at once; null: unlimited")
+    campaign_limit: int | None = Field(
+        description="Campaigns that may exist at once; null: unlimited"
+    )
     quota: QuotaOut = Field(description="Marketing emails this calendar month (UTC)")
     created_at: Timestamp
 
@@ -70,5 +78,7 @@ class AccountOut(Output):
 class AccountUpdate(Input):
     name: SingleLine | None = Field(default=None, min_length=1, max_length=200)
     postal_address: PostalAddress | None = Field(
-        default=None, description="Shown in the footer added to a campaign whose body has no unsubscribe link "
-                                  "(lines separated by newlines); null removes it")
+        default=None,
+        description="Shown in the footer added to a campaign whose body has no unsubscribe link "
+        "(lines separated by newlines); null removes it",
+    )

@@ -14,7 +14,13 @@ from mailcast.accounts import repository as repo
 from mailcast.accounts.scopes import Principal, Scope
 from mailcast.config import PLANS, Settings
 from mailcast.db.models import Account, ApiKey
-from mailcast.errors import NotFound, PlanLimitReached, QuotaExceeded, Unauthorized, ValidationFailed
+from mailcast.errors import (
+    NotFound,
+    PlanLimitReached,
+    QuotaExceeded,
+    Unauthorized,
+    ValidationFailed,
+)
 from mailcast.ids import new_id
 
 KEY_PREFIX = "mc_live_"
@@ -31,11 +37,21 @@ def _new_raw_key() -> str:
     return KEY_PREFIX + secrets.token_urlsafe(32)
 
 
-async def create_account(session: AsyncSession, name: str, plan: str, now: datetime,
-                         postal_address: str | None = None) -> tuple[Account, ApiKey, str]:
+async def create_account(
+    session: AsyncSession, name: str, plan: str, now: datetime, postal_address: str | None = None
+) -> tuple[Account, ApiKey, str]:
     if plan not in PLANS:
-        raise ValidationFailed(f"plan must be one of {', '.join(PLANS)}", [{"field": "plan", "message": "unknown plan"}])
-    account = Account(id=new_id("acc"), name=name, plan=plan, postal_address=postal_address or None, created_at=now)
+        raise ValidationFailed(
+            f"plan must be one of {', '.join(PLANS)}",
+            [{"field": "plan", "message": "unknown plan"}],
+        )
+    account = Account(
+        id=new_id("acc"),
+        name=name,
+        plan=plan,
+        postal_address=postal_address or None,
+        created_at=now,
+    )
     session.add(account)
     await session.flush()
     key, raw = await create_api_key(session, account.id, "Default key", Scope.FULL_ACCESS, now)
@@ -55,12 +71,16 @@ async def get_account(session: AsyncSession, account_id: str) -> Account:
     return account
 
 
-async def update_account(session: AsyncSession, account_id: str, changes: dict[str, Any]) -> Account:
+async def update_account(
+    session: AsyncSession, account_id: str, changes: dict[str, Any]
+) -> Account:
     """`changes`: name and/or postal_address (None or "" removes the address)."""
     account = await get_account(session, account_id)
     if "name" in changes:
         if not changes["name"]:
-            raise ValidationFailed("name: cannot be null", [{"field": "name", "message": "cannot be null"}])
+            raise ValidationFailed(
+                "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
+            )
         account.name = changes["name"]
     if "postal_address" in changes:
         account.postal_address = changes["postal_address"] or None
@@ -68,11 +88,16 @@ async def update_account(session: AsyncSession, account_id: str, changes: dict[s
     return account
 
 
-async def quota_used(session: AsyncSession, settings: Settings, account: Account, at: datetime
-                     ) -> tuple[str, int, int]:
+async def quota_used(
+    session: AsyncSession, settings: Settings, account: Account, at: datetime
+) -> tuple[str, int, int]:
     """(period, quota, used) of the month of `at`."""
     period = period_of(at)
-    return period, settings.monthly_quota(account.plan), await repo.usage(session, account.id, period)
+    return (
+        period,
+        settings.monthly_quota(account.plan),
+        await repo.usage(session, account.id, period),
+    )
 
 
 async def create_api_key(
@@ -110,11 +135,15 @@ async def authenticate(session: AsyncSession, authorization: str, now: datetime)
     return Principal(account_id=key.account_id, key_id=key.id, scope=Scope(key.scope))
 
 
-async def list_api_keys(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[ApiKey]:
+async def list_api_keys(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[ApiKey]:
     return await repo.list_keys(session, account_id, limit, cursor)
 
 
-async def revoke_api_key(session: AsyncSession, account_id: str, key_id: str, now: datetime) -> None:
+async def revoke_api_key(
+    session: AsyncSession, account_id: str, key_id: str, now: datetime
+) -> None:
     key = await repo.get_key(session, account_id, key_id)
     if key is None:
         raise NotFound("No such API key")
@@ -143,7 +172,9 @@ def period_of(moment: datetime) -> str:
     return moment.strftime("%Y-%m")
 
 
-async def check_quota(session: AsyncSession, settings: Settings, account: Account, needed: int, at: datetime) -> None:
+async def check_quota(
+    session: AsyncSession, settings: Settings, account: Account, needed: int, at: datetime
+) -> None:
     """Refuse when `needed` marketing emails do not fit in what is left of the month of `at`."""
     quota = settings.monthly_quota(account.plan)
     period = period_of(at)
@@ -152,11 +183,19 @@ async def check_quota(session: AsyncSession, settings: Settings, account: Accoun
         raise QuotaExceeded(
             f"Sending {needed} emails would exceed the {account.plan} plan's monthly quota "
             f"({used} of {quota} used in {period})",
-            {"quota": quota, "used": used, "needed": needed, "period": period, "plan": account.plan},
+            {
+                "quota": quota,
+                "used": used,
+                "needed": needed,
+                "period": period,
+                "plan": account.plan,
+            },
         )
 
 
-async def consume_quota(session: AsyncSession, settings: Settings, account: Account, emails: int, at: datetime) -> None:
+async def consume_quota(
+    session: AsyncSession, settings: Settings, account: Account, emails: int, at: datetime
+) -> None:
     await check_quota(session, settings, account, emails, at)
     if emails:
         await repo.add_usage(session, account.id, period_of(at), emails)

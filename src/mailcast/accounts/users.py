@@ -38,7 +38,11 @@ class Role(StrEnum):
     VIEWER = "viewer"  # reads only, like a read_only key
 
 
-_SCOPES = {Role.OWNER: Scope.FULL_ACCESS, Role.EDITOR: Scope.FULL_ACCESS, Role.VIEWER: Scope.READ_ONLY}
+_SCOPES = {
+    Role.OWNER: Scope.FULL_ACCESS,
+    Role.EDITOR: Scope.FULL_ACCESS,
+    Role.VIEWER: Scope.READ_ONLY,
+}
 
 
 class WrongCredentials(MailcastError):
@@ -60,7 +64,9 @@ class SignedIn:
 
     @property
     def principal(self) -> Principal:
-        return Principal(account_id=self.user.account_id, key_id=f"user:{self.user.id}", scope=_SCOPES[self.role])
+        return Principal(
+            account_id=self.user.account_id, key_id=f"user:{self.user.id}", scope=_SCOPES[self.role]
+        )
 
     @property
     def manages_access(self) -> bool:
@@ -70,8 +76,10 @@ class SignedIn:
 
 def _password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise ValidationFailed(f"password: at least {MIN_PASSWORD} characters",
-                               [{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}])
+        raise ValidationFailed(
+            f"password: at least {MIN_PASSWORD} characters",
+            [{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}],
+        )
     return _HASHER.hash(password)
 
 
@@ -82,15 +90,23 @@ def _email(raw: str) -> str:
         raise ValidationFailed(f"email: {exc}", [{"field": "email", "message": str(exc)}]) from None
 
 
-async def create_user(session: AsyncSession, account_id: str, email: str, role: Role, password: str,
-                      now: datetime) -> User:
+async def create_user(
+    session: AsyncSession, account_id: str, email: str, role: Role, password: str, now: datetime
+) -> User:
     if await repo.get_account(session, account_id) is None:
         raise NotFound("No such account")
     email = _email(email)
     if await repo.user_by_email(session, email) is not None:
         raise Conflict(f"A user with the email {email} exists already", {"email": email})
-    user = User(id=new_id("usr"), account_id=account_id, email=email, role=Role(role).value,
-                password_hash=_password(password), created_at=now, updated_at=now)
+    user = User(
+        id=new_id("usr"),
+        account_id=account_id,
+        email=email,
+        role=Role(role).value,
+        password_hash=_password(password),
+        created_at=now,
+        updated_at=now,
+    )
     session.add(user)
     await session.flush()
     return user
@@ -116,8 +132,9 @@ def _digest(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-async def sign_in(session: AsyncSession, email: str, password: str, address: str, now: datetime
-                  ) -> tuple[str, WebSession]:
+async def sign_in(
+    session: AsyncSession, email: str, password: str, address: str, now: datetime
+) -> tuple[str, WebSession]:
     """A new session's token (for the cookie) and the session. The same answer for an unknown
     email and a wrong password; after FAILURES_ALLOWED failures for one email or from one address
     within FAILURE_WINDOW, RateLimited until the oldest of them leaves the window."""
@@ -130,7 +147,9 @@ async def sign_in(session: AsyncSession, email: str, password: str, address: str
     if by_email >= FAILURES_ALLOWED or by_address >= FAILURES_ALLOWED:
         oldest = await repo.oldest_failure_since(session, email, address, since) or now
         retry = max(1, int((oldest + FAILURE_WINDOW - now).total_seconds()) + 1)
-        raise RateLimited("Too many failed sign-ins; try again later", {"retry_after": retry}, retry_after=retry)
+        raise RateLimited(
+            "Too many failed sign-ins; try again later", {"retry_after": retry}, retry_after=retry
+        )
     user = await repo.user_by_email(session, email)
     try:
         _HASHER.verify(user.password_hash if user else _DUMMY_HASH, password)
@@ -144,15 +163,22 @@ async def sign_in(session: AsyncSession, email: str, password: str, address: str
     user.last_login_at = now
     await repo.clear_failures(session, email)
     token = secrets.token_urlsafe(32)
-    web = WebSession(id=_digest(token), user_id=user.id, csrf=secrets.token_urlsafe(32), created_at=now,
-                     expires_at=now + SESSION_IDLE, last_seen_at=now)
+    web = WebSession(
+        id=_digest(token),
+        user_id=user.id,
+        csrf=secrets.token_urlsafe(32),
+        created_at=now,
+        expires_at=now + SESSION_IDLE,
+        last_seen_at=now,
+    )
     session.add(web)
     await session.flush()
     return token, web
 
 
 async def signed_in(session: AsyncSession, token: str | None, now: datetime) -> SignedIn | None:
-    """The session of a cookie's token, if it has not expired (its idle expiry moves on with use)."""
+    """The session of a cookie's token, if it has not expired (its idle expiry moves on with
+    use)."""
     if not token:
         return None
     found = await repo.web_session(session, _digest(token))

@@ -7,7 +7,6 @@ import gc
 import logging
 import re
 from contextlib import asynccontextmanager
-
 from pathlib import Path
 
 from fastapi import FastAPI
@@ -29,10 +28,10 @@ from mailcast.clock import Clock, system_clock
 from mailcast.config import Settings
 from mailcast.contacts.endpoints import router as contacts_router
 from mailcast.db.engine import create_engine, session_factory
-from mailcast.domains.dns import Resolver, TxtLookup
-from mailcast.domains.endpoints import router as domains_router
 from mailcast.delivery.tokens import TokenCodec
 from mailcast.delivery.transports import build_transport
+from mailcast.domains.dns import Resolver, TxtLookup
+from mailcast.domains.endpoints import router as domains_router
 from mailcast.templates.endpoints import router as templates_router
 from mailcast.tracking.endpoints import TrackingFastPath
 from mailcast.tracking.endpoints import router as tracking_router
@@ -52,8 +51,13 @@ Authenticate with `Authorization: Bearer mc_live_...`. Scopes: `read_only` < `se
 `full_access`. Errors are `{"error": {"code", "message", "details"}}`."""
 
 
-def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clock = system_clock,
-               dns: TxtLookup | None = None, run_worker: bool = False) -> FastAPI:
+def create_app(
+    settings: Settings,
+    engine: AsyncEngine | None = None,
+    clock: Clock = system_clock,
+    dns: TxtLookup | None = None,
+    run_worker: bool = False,
+) -> FastAPI:
     """`run_worker`: also run the scheduler and sender in this process (what `mailcast serve` does
     on the embedded default)."""
     owns_engine = engine is None
@@ -62,14 +66,17 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     @asynccontextmanager
     async def lifespan(app: FastAPI):
         # What start-up built (modules, the app, the mappers) lives as long as the process: out of
-        # the collector's sight, a full collection no longer walks it (pauses of tens of ms under load).
+        # the collector's sight, a full collection no longer walks it (pauses of tens of ms under
+        # load).
         gc.freeze()
         stop = asyncio.Event()
         task = transport = None
         if run_worker:
             transport, where = build_transport(settings)
             log.warning(where)
-            task = asyncio.create_task(Worker(app.state.sessions, settings, transport, clock).run(stop))
+            task = asyncio.create_task(
+                Worker(app.state.sessions, settings, transport, clock).run(stop)
+            )
         try:
             yield
         finally:
@@ -85,7 +92,9 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
                 await engine.dispose()
 
     _redact_access_log()
-    app = MailcastAPI(title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan)
+    app = MailcastAPI(
+        title="mailcast", version=__version__, description=DESCRIPTION, lifespan=lifespan
+    )
     app.state.settings = settings
     app.state.engine = engine
     app.state.sessions = session_factory(engine)
@@ -93,19 +102,38 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     app.state.dns = dns or Resolver(settings.dns_nameservers, settings.dns_timeout_seconds)
     app.state.codec = TokenCodec(settings.secret())
     app.state.limits = RateLimits(settings) if settings.rate_limits_enabled else None
-    app.state.events = EventWriter(app.state.sessions, settings.machine_open_window_seconds, is_machine,
-                                   settings.tracking_flush_seconds, settings.tracking_max_buffered)
+    app.state.events = EventWriter(
+        app.state.sessions,
+        settings.machine_open_window_seconds,
+        is_machine,
+        settings.tracking_flush_seconds,
+        settings.tracking_max_buffered,
+    )
     app.state.clicks = ClickResolver(app.state.codec)
     app.state.transport = None
 
     errors.install(app)
-    routers = (account_router, api_keys_router, domains_router, audiences_router, contacts_router, templates_router,
-               campaigns_router, sequenzy_router, tracking_router, dashboard_router, dashboard_people_router,
-               dashboard_settings_router)
+    routers = (
+        account_router,
+        api_keys_router,
+        domains_router,
+        audiences_router,
+        contacts_router,
+        templates_router,
+        campaigns_router,
+        sequenzy_router,
+        tracking_router,
+        dashboard_router,
+        dashboard_people_router,
+        dashboard_settings_router,
+    )
     for router in routers:
         app.include_router(router)
-    app.mount("/dashboard/static", StaticFiles(directory=Path(dashboard_pages.__file__).parent / "static"),
-              name="dashboard-static")
+    app.mount(
+        "/dashboard/static",
+        StaticFiles(directory=Path(dashboard_pages.__file__).parent / "static"),
+        name="dashboard-static",
+    )
 
     @app.get("/", include_in_schema=False)
     async def root() -> RedirectResponse:
@@ -115,18 +143,24 @@ def create_app(settings: Settings, engine: AsyncEngine | None = None, clock: Clo
     async def healthz() -> dict[str, str]:
         return {"status": "ok"}
 
-    app.state.route_methods = errors.route_methods([*app.router.routes, *(r for router in routers
-                                                                           for r in router.routes)])
+    app.state.route_methods = errors.route_methods(
+        [*app.router.routes, *(r for router in routers for r in router.routes)]
+    )
 
     # Outermost first: the body limit sees every request, then authentication for /v1, then the
     # idempotency keys (they belong to the caller's account).
     app.add_middleware(Idempotency)
     app.add_middleware(ApiKeyAuth)
-    app.add_middleware(BodyLimit, default_limit=settings.max_body_bytes,
-                       overrides={"/v1/contacts/import": settings.import_max_body_bytes,
-                                  # the file, and a multipart form's few lines around it
-                                  "/v1/contacts/imports": settings.import_max_file_bytes + 65_536,
-                                  "/dashboard/company/[^/]+/imports": settings.import_max_file_bytes + 65_536})
+    app.add_middleware(
+        BodyLimit,
+        default_limit=settings.max_body_bytes,
+        overrides={
+            "/v1/contacts/import": settings.import_max_body_bytes,
+            # the file, and a multipart form's few lines around it
+            "/v1/contacts/imports": settings.import_max_file_bytes + 65_536,
+            "/dashboard/company/[^/]+/imports": settings.import_max_file_bytes + 65_536,
+        },
+    )
     app.add_middleware(AddressLimit)
     app.add_middleware(NoNulInUrl)
     app.tracking = TrackingFastPath(app.state)  # in front of all of it: see MailcastAPI

@@ -56,18 +56,23 @@ SettingsDep = Annotated[Settings, Depends(get_app_settings)]
 CodecDep = Annotated[TokenCodec, Depends(get_codec)]
 TransportDep = Annotated[Transport, Depends(get_transport)]
 
-_bearer = HTTPBearer(auto_error=False, description="An API key: `Authorization: Bearer mc_live_...`")
+_bearer = HTTPBearer(
+    auto_error=False, description="An API key: `Authorization: Bearer mc_live_...`"
+)
 
 
 def require(scope: Scope):
-    """The caller, if its key's scope is at least `scope` (authentication itself ran in middleware)."""
+    """The caller, if its key's scope is at least `scope` (authentication itself ran in
+    middleware)."""
 
     def dependency(request: Request, _credentials=Depends(_bearer)) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
             raise Unauthorized()
         if not principal.allows(scope):
-            raise InsufficientScope(details={"required": scope.value, "granted": principal.scope.value})
+            raise InsufficientScope(
+                details={"required": scope.value, "granted": principal.scope.value}
+            )
         return principal
 
     return dependency
@@ -82,7 +87,9 @@ class PageParams:
     def __init__(
         self,
         limit: Annotated[int, Query(ge=1, le=100, description="Items per page (1-100)")] = 20,
-        cursor: Annotated[str | None, Query(max_length=64, description="next_cursor of the previous page")] = None,
+        cursor: Annotated[
+            str | None, Query(max_length=64, description="next_cursor of the previous page")
+        ] = None,
     ) -> None:
         self.limit = limit
         self.cursor = cursor

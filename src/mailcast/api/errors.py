@@ -50,18 +50,34 @@ _SEQUENZY_STATUS = {403: 400, 405: 400, 409: 400, 413: 400, 415: 400, 422: 400}
 _RETRYABLE = {"too_early", "rate_limited"}  # and every 5xx
 
 
-def _sequenzy(status: int, code: str, message: str, details: Any,
-              headers: dict[str, str] | None = None) -> JSONResponse:
+def _sequenzy(
+    status: int, code: str, message: str, details: Any, headers: dict[str, str] | None = None
+) -> JSONResponse:
     issues = None
-    if isinstance(details, list) and details and all(isinstance(d, dict) and "field" in d for d in details):
+    if (
+        isinstance(details, list)
+        and details
+        and all(isinstance(d, dict) and "field" in d for d in details)
+    ):
         issues = [{"path": d["field"], "message": d.get("message", "")} for d in details[:10]]
-    body = {"success": False, "error": message, "code": code, "issues": issues,
-            "retryable": code in _RETRYABLE or status >= 500}
+    body = {
+        "success": False,
+        "error": message,
+        "code": code,
+        "issues": issues,
+        "retryable": code in _RETRYABLE or status >= 500,
+    }
     return JSONResponse(body, status_code=_SEQUENZY_STATUS.get(status, status), headers=headers)
 
 
-def respond(path: str, status: int, code: str, message: str, details: Any = None,
-            headers: dict[str, str] | None = None) -> Response:
+def respond(
+    path: str,
+    status: int,
+    code: str,
+    message: str,
+    details: Any = None,
+    headers: dict[str, str] | None = None,
+) -> Response:
     """An error in the dialect of the path it answers (the dashboard's: a page)."""
     if path.startswith(DASHBOARD_PREFIX):
         from mailcast.web.errors import error_page
@@ -87,8 +103,14 @@ def _field(loc: tuple) -> str:
 
 
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
-    return [{"field": _field(tuple(e.get("loc", ()))), "message": e.get("msg", ""), "type": e.get("type", "")}
-            for e in errors]
+    return [
+        {
+            "field": _field(tuple(e.get("loc", ()))),
+            "message": e.get("msg", ""),
+            "type": e.get("type", ""),
+        }
+        for e in errors
+    ]
 
 
 async def _mailcast_error(request: Request, exc: MailcastError) -> Response:
@@ -118,14 +140,22 @@ _BODY_UNPARSABLE = "There was an error parsing the body"
 
 def route_methods(routes) -> list[tuple[Any, set[str]]]:
     """(path pattern, methods) of every route with methods: what `Allow` is made from."""
-    return [(route.path_regex, set(route.methods)) for route in routes if getattr(route, "methods", None)
-            and getattr(route, "path_regex", None) is not None]
+    return [
+        (route.path_regex, set(route.methods))
+        for route in routes
+        if getattr(route, "methods", None) and getattr(route, "path_regex", None) is not None
+    ]
 
 
 def _allowed(request: Request) -> str:
     """Every method some route of this path takes (Starlette's 405 names only the first route's)."""
     path = request.url.path
-    methods = {m for pattern, found in request.app.state.route_methods if pattern.match(path) for m in found}
+    methods = {
+        m
+        for pattern, found in request.app.state.route_methods
+        if pattern.match(path)
+        for m in found
+    }
     return ", ".join(sorted(methods))
 
 
@@ -143,7 +173,9 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
 async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
     # A uniqueness race that the service's own check could not see (two requests at once).
     log.info("integrity error answered as 409: %s", exc.orig)
-    return respond(request.url.path, 409, "conflict", "The request conflicts with the current state; retry it")
+    return respond(
+        request.url.path, 409, "conflict", "The request conflicts with the current state; retry it"
+    )
 
 
 async def _unexpected(request: Request, exc: Exception) -> JSONResponse:

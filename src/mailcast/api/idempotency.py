@@ -30,24 +30,34 @@ class Idempotency:
         self.app = app
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        key = Headers(scope=scope).get(HEADER) if scope["type"] == "http" and scope["method"] == "POST" else None
+        key = (
+            Headers(scope=scope).get(HEADER)
+            if scope["type"] == "http" and scope["method"] == "POST"
+            else None
+        )
         principal = scope.get("state", {}).get("principal") if key is not None else None
         if principal is None:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
         if not _KEY.match(key):
-            await error_response(ValidationFailed(
-                "Idempotency-Key: 1 to 255 printable characters without spaces",
-                [{"field": "Idempotency-Key", "message": "1 to 255 printable characters"}]), path)(scope, receive, send)
+            await error_response(
+                ValidationFailed(
+                    "Idempotency-Key: 1 to 255 printable characters without spaces",
+                    [{"field": "Idempotency-Key", "message": "1 to 255 printable characters"}],
+                ),
+                path,
+            )(scope, receive, send)
             return
         state = scope["app"].state
         account_id = principal.account_id
         now = state.clock()
         async with state.sessions() as session:
             found = await repo.get(session, account_id, key)
-            if found is not None and (found.expires_at <= now or (
-                    found.status_code is None and now - found.created_at > RUNNING_AT_MOST)):
+            if found is not None and (
+                found.expires_at <= now
+                or (found.status_code is None and now - found.created_at > RUNNING_AT_MOST)
+            ):
                 await repo.forget(session, account_id, key)
                 await session.commit()
                 found = None
@@ -55,11 +65,19 @@ class Idempotency:
                 began = await repo.begin(session, account_id, key, now, now + KEPT)
                 await session.commit()
         if found is not None and found.status_code is None or found is None and not began:
-            await error_response(Conflict("A request with this Idempotency-Key is still being answered; retry "
-                                          "it in a moment", {"idempotency_key": key}), path)(scope, receive, send)
+            await error_response(
+                Conflict(
+                    "A request with this Idempotency-Key is still being answered; retry "
+                    "it in a moment",
+                    {"idempotency_key": key},
+                ),
+                path,
+            )(scope, receive, send)
             return
-        digest = hashlib.sha256(f"{scope['method']} {path}?{scope.get('query_string', b'').decode('latin-1')}\n"
-                                .encode())
+        digest = hashlib.sha256(
+            f"{scope['method']} "
+            f"{path}?{scope.get('query_string', b'').decode('latin-1')}\n".encode()
+        )
         if found is not None:  # answered before: the same request gets the same answer
             while True:
                 message = await receive()
@@ -67,14 +85,23 @@ class Idempotency:
                 if not message.get("more_body", False):
                     break
             if digest.hexdigest() != found.request_hash:
-                await error_response(ValidationFailed(
-                    "This Idempotency-Key was used with another request; use a new key for a new request",
-                    [{"field": "Idempotency-Key", "message": "used with another request"}]), path)(
-                    scope, receive, send)
+                await error_response(
+                    ValidationFailed(
+                        "This Idempotency-Key was used with another request; use a new key for a "
+                        "new request",
+                        [{"field": "Idempotency-Key", "message": "used with another request"}],
+                    ),
+                    path,
+                )(scope, receive, send)
                 return
-            headers = [(b"content-type", (found.content_type or "application/json").encode()),
-                       (b"content-length", str(len(found.body or b"")).encode()), (b"idempotent-replayed", b"true")]
-            await send({"type": "http.response.start", "status": found.status_code, "headers": headers})
+            headers = [
+                (b"content-type", (found.content_type or "application/json").encode()),
+                (b"content-length", str(len(found.body or b"")).encode()),
+                (b"idempotent-replayed", b"true"),
+            ]
+            await send(
+                {"type": "http.response.start", "status": found.status_code, "headers": headers}
+            )
             await send({"type": "http.response.body", "body": found.body or b""})
             return
         await self._first(scope, receive, send, key, account_id, digest)
@@ -106,6 +133,13 @@ class Idempotency:
                 if answer["status"] >= 500 or not answer["kept"]:
                     await repo.forget(session, account_id, key)
                 else:
-                    await repo.finish(session, account_id, key, digest.hexdigest(), answer["status"],
-                                      answer["content_type"], bytes(answer["body"]))
+                    await repo.finish(
+                        session,
+                        account_id,
+                        key,
+                        digest.hexdigest(),
+                        answer["status"],
+                        answer["content_type"],
+                        bytes(answer["body"]),
+                    )
                 await session.commit()

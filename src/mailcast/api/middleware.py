@@ -5,6 +5,7 @@ Authentication runs before the body is parsed, so an anonymous caller learns not
 
 from __future__ import annotations
 
+import contextlib
 import re
 
 from starlette.datastructures import Headers
@@ -29,8 +30,10 @@ class NoNulInUrl:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] == "http" and ("\x00" in scope["path"] or b"%00" in scope["query_string"]):
-            await error_response(ValidationFailed("URLs must not contain NUL characters"),
-                                 scope["path"].replace("\x00", ""))(scope, receive, send)
+            await error_response(
+                ValidationFailed("URLs must not contain NUL characters"),
+                scope["path"].replace("\x00", ""),
+            )(scope, receive, send)
             return
         await self.app(scope, receive, send)
 
@@ -54,7 +57,9 @@ class BodyLimit:
             await self.app(scope, receive, send)
             return
         limit = self._limit(scope["path"].rstrip("/"))
-        too_large = PayloadTooLarge(f"The request body is larger than {limit} bytes", {"limit_bytes": limit})
+        too_large = PayloadTooLarge(
+            f"The request body is larger than {limit} bytes", {"limit_bytes": limit}
+        )
         length = Headers(scope=scope).get("content-length")
         if length is not None and length.isdigit() and int(length) > limit:
             await error_response(too_large, scope["path"])(scope, receive, send)
@@ -84,10 +89,8 @@ class BodyLimit:
                 return
             await send(message)
 
-        try:
+        with contextlib.suppress(_TooLarge):
             await self.app(scope, limited_receive, guarded_send)
-        except _TooLarge:
-            pass
         if exceeded and not replaced:
             await error_response(too_large, scope["path"])(scope, receive, send)
 
@@ -119,8 +122,11 @@ class ApiKeyAuth:
                     await limits.failed_key(address)
                 raise
             if limits is not None:
-                await limits.caller(principal.key_id, principal.account_id,
-                                    lambda: _plan(state.sessions, principal.account_id))
+                await limits.caller(
+                    principal.key_id,
+                    principal.account_id,
+                    lambda: _plan(state.sessions, principal.account_id),
+                )
         except MailcastError as exc:
             await error_response(exc, scope["path"])(scope, receive, send)
             return

@@ -7,7 +7,6 @@ from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
 
-
 T = TypeVar("T")
 
 
@@ -17,7 +16,9 @@ class Page(BaseModel, Generic[T]):
     next_cursor: str | None
 
 
-def page_of(rows: Sequence[Any], limit: int, key=lambda row: row.id) -> tuple[list[Any], bool, str | None]:
+def page_of(
+    rows: Sequence[Any], limit: int, key=lambda row: row.id
+) -> tuple[list[Any], bool, str | None]:
     """Split a limit+1 fetch into (items, has_more, next_cursor)."""
     items = list(rows[:limit])
     has_more = len(rows) > limit

@@ -9,8 +9,8 @@ import time
 from collections.abc import Awaitable, Callable
 
 from limits import RateLimitItem, parse_many
-from limits.storage import storage_from_string
 from limits.aio.strategies import FixedWindowRateLimiter
+from limits.storage import storage_from_string
 
 from mailcast.config import PLANS, Settings
 from mailcast.errors import MailcastError
@@ -25,23 +25,34 @@ class RateLimited(MailcastError):
 
     def __init__(self, what: str, item: RateLimitItem, reset_at: float) -> None:
         wait = max(1, math.ceil(reset_at - time.time()))
-        super().__init__(f"Too many requests for this {what} (limit {item}); try again in {wait} s",
-                         {"limit": str(item), "retry_after": wait})
-        self.headers = {"Retry-After": str(wait), "RateLimit-Limit": str(item.amount), "RateLimit-Remaining": "0",
-                        "RateLimit-Reset": str(wait),
-                        "RateLimit-Policy": f"{item.amount};w={item.get_expiry()}"}
+        super().__init__(
+            f"Too many requests for this {what} (limit {item}); try again in {wait} s",
+            {"limit": str(item), "retry_after": wait},
+        )
+        self.headers = {
+            "Retry-After": str(wait),
+            "RateLimit-Limit": str(item.amount),
+            "RateLimit-Remaining": "0",
+            "RateLimit-Reset": str(wait),
+            "RateLimit-Policy": f"{item.amount};w={item.get_expiry()}",
+        }
 
 
 class RateLimits:
     def __init__(self, settings: Settings) -> None:
         storage = settings.rate_limit_storage
-        self.limiter = FixedWindowRateLimiter(storage_from_string(storage if storage.startswith("async+")
-                                                                  else f"async+{storage}"))
+        self.limiter = FixedWindowRateLimiter(
+            storage_from_string(storage if storage.startswith("async+") else f"async+{storage}")
+        )
         self.key = parse_many(settings.rate_limit_key)
-        self.account = {plan: parse_many(getattr(settings, f"rate_limit_account_{plan}")) for plan in PLANS}
+        self.account = {
+            plan: parse_many(getattr(settings, f"rate_limit_account_{plan}")) for plan in PLANS
+        }
         self.failed_keys = parse_many(settings.rate_limit_failed_keys)
-        self.posts = {"sign-in": parse_many(settings.rate_limit_sign_in),
-                      "unsubscribe": parse_many(settings.rate_limit_unsubscribe)}
+        self.posts = {
+            "sign-in": parse_many(settings.rate_limit_sign_in),
+            "unsubscribe": parse_many(settings.rate_limit_unsubscribe),
+        }
         self._plans: dict[str, tuple[str, float]] = {}
 
     async def _hit(self, items: list[RateLimitItem], what: str, *identifiers: str) -> None:
@@ -50,7 +61,9 @@ class RateLimits:
                 stats = await self.limiter.get_window_stats(item, what, *identifiers)
                 raise RateLimited(what, item, stats.reset_time)
 
-    async def caller(self, key_id: str, account_id: str, plan: Callable[[], Awaitable[str]]) -> None:
+    async def caller(
+        self, key_id: str, account_id: str, plan: Callable[[], Awaitable[str]]
+    ) -> None:
         """One request of an authenticated caller: its key's limit, then its account's."""
         await self._hit(self.key, "API key", key_id)
         known = self._plans.get(account_id)

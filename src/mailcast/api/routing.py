@@ -24,10 +24,18 @@ ERROR_RESPONSES = {
 SEQUENZY_ERROR_RESPONSES = {
     status: {"model": SequenzyErrorOut, "description": description}
     for status, description in {
-        400: "Refused: too early (code too_early), not sent (not_sent), a plan limit, or an invalid request",
-        401: "Missing, unknown or revoked API key, or one whose scope is too weak (insufficient_scope)",
+        400: (
+            "Refused: too early (code too_early), not sent (not_sent), a plan limit, "
+            "or an invalid request"
+        ),
+        401: (
+            "Missing, unknown or revoked API key, or one whose scope is too weak "
+            "(insufficient_scope)"
+        ),
         404: "No such campaign in this account",
-        429: "A rate limit was reached (rate_limited, retryable); Retry-After says when to try again",
+        429: (
+            "A rate limit was reached (rate_limited, retryable); Retry-After says when to try again"
+        ),
         500: "An unexpected error (retryable)",
     }.items()
 }
@@ -37,4 +45,6 @@ def put_and_patch(router: APIRouter, path: str, endpoint: Callable, **kwargs) ->
     """Register an update under both PUT (what the sendry SDK sends) and PATCH (the spec), each
     with its own operation id. Both are partial updates: fields left out are left as they are."""
     for method in ("PUT", "PATCH"):
-        router.add_api_route(path, endpoint, methods=[method], name=f"{endpoint.__name__}_{method.lower()}", **kwargs)
+        router.add_api_route(
+            path, endpoint, methods=[method], name=f"{endpoint.__name__}_{method.lower()}", **kwargs
+        )

@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import re
 from datetime import UTC, datetime
-from typing import Annotated
-
-import json
-from typing import Any
+from typing import Annotated, Any
 
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, PlainSerializer, model_validator
 
@@ -22,7 +20,11 @@ def _single_line(value: str) -> str:
 
 
 # The pattern documents the rule in the OpenAPI schema; the validator gives the readable message.
-SingleLine = Annotated[str, AfterValidator(_single_line), Field(json_schema_extra={"pattern": f"^[^{_CONTROL_CLASS}]*$"})]
+SingleLine = Annotated[
+    str,
+    AfterValidator(_single_line),
+    Field(json_schema_extra={"pattern": f"^[^{_CONTROL_CLASS}]*$"}),
+]
 
 
 def _iso(value: datetime) -> str:

@@ -7,15 +7,27 @@ from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.audiences import service
-from mailcast.audiences.schemas import AddContacts, AddContactsResult, AudienceCreate, AudienceOut, AudienceUpdate
+from mailcast.audiences.schemas import (
+    AddContacts,
+    AddContactsResult,
+    AudienceCreate,
+    AudienceOut,
+    AudienceUpdate,
+)
 from mailcast.contacts.schemas import ContactOut
 
 router = APIRouter(prefix="/v1/audiences", tags=["Audiences"], responses=ERROR_RESPONSES)
 
 
 def _out(audience, count: int) -> AudienceOut:
-    return AudienceOut(id=audience.id, name=audience.name, description=audience.description, member_count=count,
-                       created_at=audience.created_at, updated_at=audience.updated_at)
+    return AudienceOut(
+        id=audience.id,
+        name=audience.name,
+        description=audience.description,
+        member_count=count,
+        created_at=audience.created_at,
+        updated_at=audience.updated_at,
+    )
 
 
 async def _one(session, audience) -> AudienceOut:
@@ -24,8 +36,12 @@ async def _one(session, audience) -> AudienceOut:
 
 
 @router.post("", status_code=201, response_model=AudienceOut)
-async def create_audience(body: AudienceCreate, principal: FullKey, session: SessionDep, clock: ClockDep):
-    return await _one(session, await service.create_audience(session, principal.account_id, body, clock()))
+async def create_audience(
+    body: AudienceCreate, principal: FullKey, session: SessionDep, clock: ClockDep
+):
+    return await _one(
+        session, await service.create_audience(session, principal.account_id, body, clock())
+    )
 
 
 @router.get("", response_model=Page[AudienceOut])
@@ -33,18 +49,25 @@ async def list_audiences(principal: ReadKey, session: SessionDep, page: PageDep)
     rows = await service.list_audiences(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
     counts = await service.member_counts(session, items)
-    return Page[AudienceOut](data=[_out(a, counts[a.id]) for a in items], has_more=has_more, next_cursor=cursor)
+    return Page[AudienceOut](
+        data=[_out(a, counts[a.id]) for a in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 @router.get("/{audience_id}", response_model=AudienceOut)
 async def get_audience(audience_id: str, principal: ReadKey, session: SessionDep):
-    return await _one(session, await service.get_audience(session, principal.account_id, audience_id))
+    return await _one(
+        session, await service.get_audience(session, principal.account_id, audience_id)
+    )
 
 
-async def update_audience(audience_id: str, body: AudienceUpdate, principal: FullKey, session: SessionDep,
-                          clock: ClockDep) -> AudienceOut:
+async def update_audience(
+    audience_id: str, body: AudienceUpdate, principal: FullKey, session: SessionDep, clock: ClockDep
+) -> AudienceOut:
     """Rename an audience or change its description."""
-    audience = await service.update_audience(session, principal.account_id, audience_id, body, clock())
+    audience = await service.update_audience(
+        session, principal.account_id, audience_id, body, clock()
+    )
     return await _one(session, audience)
 
 
@@ -59,22 +82,33 @@ async def delete_audience(audience_id: str, principal: FullKey, session: Session
 
 
 @router.post("/{audience_id}/contacts", response_model=AddContactsResult)
-async def add_contacts(audience_id: str, body: AddContacts, principal: FullKey, session: SessionDep,
-                       clock: ClockDep):
+async def add_contacts(
+    audience_id: str, body: AddContacts, principal: FullKey, session: SessionDep, clock: ClockDep
+):
     """Add existing contacts by id (up to 1,000 per call); `added` counts the new memberships."""
-    added = await service.add_contacts(session, principal.account_id, audience_id, body.contact_ids, clock())
+    added = await service.add_contacts(
+        session, principal.account_id, audience_id, body.contact_ids, clock()
+    )
     return AddContactsResult(added=added)
 
 
 @router.get("/{audience_id}/contacts", response_model=Page[ContactOut])
-async def list_audience_contacts(audience_id: str, principal: ReadKey, session: SessionDep, page: PageDep):
-    rows = await service.list_members(session, principal.account_id, audience_id, page.limit, page.cursor)
+async def list_audience_contacts(
+    audience_id: str, principal: ReadKey, session: SessionDep, page: PageDep
+):
+    rows = await service.list_members(
+        session, principal.account_id, audience_id, page.limit, page.cursor
+    )
     items, has_more, cursor = page_of(rows, page.limit)
-    return Page[ContactOut](data=[ContactOut.of(c) for c in items], has_more=has_more, next_cursor=cursor)
+    return Page[ContactOut](
+        data=[ContactOut.of(c) for c in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 @router.delete("/{audience_id}/contacts/{contact_id}", response_model=Deleted)
-async def remove_audience_contact(audience_id: str, contact_id: str, principal: FullKey, session: SessionDep):
+async def remove_audience_contact(
+    audience_id: str, contact_id: str, principal: FullKey, session: SessionDep
+):
     """Take a contact out of the audience (the contact itself stays)."""
     await service.remove_contact(session, principal.account_id, audience_id, contact_id)
     return Deleted(id=contact_id, object="audience_member")

@@ -20,12 +20,17 @@ async def get(session: AsyncSession, account_id: str, audience_id: str) -> Audie
 async def hold(session: AsyncSession | AsyncConnection, account_id: str, audience_id: str) -> bool:
     """Whether the account has this audience, held (FOR KEY SHARE, as a foreign key's check
     would) until the transaction ends: memberships added meanwhile cannot outlive a delete of it."""
-    stmt = (select(Audience.id).where(Audience.id == audience_id, Audience.account_id == account_id)
-            .with_for_update(read=True, key_share=True))
+    stmt = (
+        select(Audience.id)
+        .where(Audience.id == audience_id, Audience.account_id == account_id)
+        .with_for_update(read=True, key_share=True)
+    )
     return (await session.execute(stmt)).first() is not None
 
 
-async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Audience]:
+async def list_page(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Audience]:
     return await owned.page(session, Audience, account_id, limit, cursor)
 
 
@@ -48,44 +53,65 @@ async def eligible_count(session: AsyncSession, audience_id: str) -> int:
         select(func.count())
         .select_from(AudienceMember)
         .join(Contact, Contact.id == AudienceMember.contact_id)
-        .where(AudienceMember.audience_id == audience_id, Contact.unsubscribed.is_(False),
-               Contact.suppressed_reason.is_(None))
+        .where(
+            AudienceMember.audience_id == audience_id,
+            Contact.unsubscribed.is_(False),
+            Contact.suppressed_reason.is_(None),
+        )
     )
     return (await session.execute(stmt)).scalar_one()
 
 
 async def audiences_of(session: AsyncSession, account_id: str, contact_id: str) -> list[Audience]:
-    stmt = (select(Audience).join(AudienceMember, AudienceMember.audience_id == Audience.id)
-            .where(AudienceMember.contact_id == contact_id, Audience.account_id == account_id)
-            .order_by(Audience.name))
+    stmt = (
+        select(Audience)
+        .join(AudienceMember, AudienceMember.audience_id == Audience.id)
+        .where(AudienceMember.contact_id == contact_id, Audience.account_id == account_id)
+        .order_by(Audience.name)
+    )
     return list((await session.execute(stmt)).scalars())
 
 
 async def reachable_members(session: AsyncSession, audience_id: str, limit: int) -> list[Contact]:
     """The first members (by contact id) who can be mailed: whom a preview is shown as."""
-    stmt = (select(Contact).join(AudienceMember, AudienceMember.contact_id == Contact.id)
-            .where(AudienceMember.audience_id == audience_id, Contact.unsubscribed.is_(False),
-                   Contact.suppressed_reason.is_(None))
-            .order_by(AudienceMember.contact_id).limit(limit))
+    stmt = (
+        select(Contact)
+        .join(AudienceMember, AudienceMember.contact_id == Contact.id)
+        .where(
+            AudienceMember.audience_id == audience_id,
+            Contact.unsubscribed.is_(False),
+            Contact.suppressed_reason.is_(None),
+        )
+        .order_by(AudienceMember.contact_id)
+        .limit(limit)
+    )
     return list((await session.execute(stmt)).scalars())
 
 
-async def existing_members(session: AsyncSession, audience_id: str, contact_ids: Sequence[str]) -> set[str]:
+async def existing_members(
+    session: AsyncSession, audience_id: str, contact_ids: Sequence[str]
+) -> set[str]:
     found: set[str] = set()
     ids = list(contact_ids)
     for start in range(0, len(ids), _CHUNK):
         stmt = select(AudienceMember.contact_id).where(
-            AudienceMember.audience_id == audience_id, AudienceMember.contact_id.in_(ids[start : start + _CHUNK])
+            AudienceMember.audience_id == audience_id,
+            AudienceMember.contact_id.in_(ids[start : start + _CHUNK]),
         )
         found.update((await session.execute(stmt)).scalars())
     return found
 
 
-async def add_members(session: AsyncSession, audience_id: str, contact_ids: Sequence[str], now: datetime) -> None:
+async def add_members(
+    session: AsyncSession, audience_id: str, contact_ids: Sequence[str], now: datetime
+) -> None:
     insert = insert_for(session)
     ids = list(dict.fromkeys(contact_ids))
     for start in range(0, len(ids), _CHUNK):
-        rows = [{"audience_id": audience_id, "contact_id": cid, "created_at": now} for cid in ids[start : start + _CHUNK]]
+        rows = [
+            {"audience_id": audience_id, "contact_id": cid, "created_at": now}
+            for cid in ids[start : start + _CHUNK]
+        ]
         await session.execute(insert(AudienceMember).values(rows).on_conflict_do_nothing())
 
 

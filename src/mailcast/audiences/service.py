@@ -15,9 +15,17 @@ from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
 
-async def create_audience(session: AsyncSession, account_id: str, body: AudienceCreate, now: datetime) -> Audience:
-    audience = Audience(id=new_id("aud"), account_id=account_id, name=body.name, description=body.description,
-                        created_at=now, updated_at=now)
+async def create_audience(
+    session: AsyncSession, account_id: str, body: AudienceCreate, now: datetime
+) -> Audience:
+    audience = Audience(
+        id=new_id("aud"),
+        account_id=account_id,
+        name=body.name,
+        description=body.description,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(audience)
     await session.flush()
     return audience
@@ -30,7 +38,9 @@ async def get_audience(session: AsyncSession, account_id: str, audience_id: str)
     return audience
 
 
-async def list_audiences(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Audience]:
+async def list_audiences(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Audience]:
     return await repo.list_page(session, account_id, limit, cursor)
 
 
@@ -43,12 +53,15 @@ async def audiences_of(session: AsyncSession, account_id: str, contact_id: str) 
     return await repo.audiences_of(session, account_id, contact_id)
 
 
-async def update_audience(session: AsyncSession, account_id: str, audience_id: str, body: AudienceUpdate,
-                          now: datetime) -> Audience:
+async def update_audience(
+    session: AsyncSession, account_id: str, audience_id: str, body: AudienceUpdate, now: datetime
+) -> Audience:
     audience = await get_audience(session, account_id, audience_id)
     if "name" in body.model_fields_set:
         if body.name is None:
-            raise ValidationFailed("name: cannot be null", [{"field": "name", "message": "cannot be null"}])
+            raise ValidationFailed(
+                "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
+            )
         audience.name = body.name
     if "description" in body.model_fields_set:
         audience.description = body.description
@@ -63,13 +76,15 @@ async def delete_audience(session: AsyncSession, account_id: str, audience_id: s
     await get_audience(session, account_id, audience_id)
     users = await campaigns_repo.active_using_audience(session, account_id, audience_id)
     if users:
-        raise Conflict("Campaigns that have not finished still use this audience",
-                       {"campaign_ids": users})
+        raise Conflict(
+            "Campaigns that have not finished still use this audience", {"campaign_ids": users}
+        )
     await repo.delete_one(session, account_id, audience_id)
 
 
-async def add_contacts(session: AsyncSession, account_id: str, audience_id: str, contact_ids: list[str],
-                       now: datetime) -> int:
+async def add_contacts(
+    session: AsyncSession, account_id: str, audience_id: str, contact_ids: list[str], now: datetime
+) -> int:
     if not await repo.hold(session, account_id, audience_id):
         raise NotFound("No such audience")
     wanted = list(dict.fromkeys(contact_ids))
@@ -83,13 +98,18 @@ async def add_contacts(session: AsyncSession, account_id: str, audience_id: str,
     return len(new)
 
 
-async def list_members(session: AsyncSession, account_id: str, audience_id: str, limit: int,
-                       cursor: str | None) -> list[Contact]:
+async def list_members(
+    session: AsyncSession, account_id: str, audience_id: str, limit: int, cursor: str | None
+) -> list[Contact]:
     await get_audience(session, account_id, audience_id)
-    return await contacts_repo.list_page(session, account_id, limit, cursor, audience_id=audience_id)
+    return await contacts_repo.list_page(
+        session, account_id, limit, cursor, audience_id=audience_id
+    )
 
 
-async def remove_contact(session: AsyncSession, account_id: str, audience_id: str, contact_id: str) -> None:
+async def remove_contact(
+    session: AsyncSession, account_id: str, audience_id: str, contact_id: str
+) -> None:
     await get_audience(session, account_id, audience_id)
     if not await repo.remove_member(session, audience_id, contact_id):
         raise NotFound("That contact is not in this audience")

@@ -56,8 +56,13 @@ async def insights(session: AsyncSession, campaign: Campaign, now: datetime) -> 
     fresh = _FRESH_SECONDS.get(Status(campaign.status), _FRESH_DEFAULT)
     if kept is not None and time.monotonic() - kept[0] < fresh:
         return kept[1]
-    found = Insights(start, seconds, unit, await repo.engagement_series(session, campaign.id, start, seconds, buckets),
-                     await repo.clicks_per_link(session, campaign.id))
+    found = Insights(
+        start,
+        seconds,
+        unit,
+        await repo.engagement_series(session, campaign.id, start, seconds, buckets),
+        await repo.clicks_per_link(session, campaign.id),
+    )
     if len(_cache) >= _KEPT:
         _cache.clear()
     _cache[key] = (time.monotonic(), found)

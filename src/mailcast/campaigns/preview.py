@@ -66,12 +66,16 @@ class TestSend:
 def _variant(campaign: Campaign, variant: str | None) -> str:
     variant = variant or "a"
     if variant == "b" and not ab.enabled(campaign):
-        raise ValidationFailed("variant: this campaign has no A/B test, so no variant b",
-                               [{"field": "variant", "message": "no variant b"}])
+        raise ValidationFailed(
+            "variant: this campaign has no A/B test, so no variant b",
+            [{"field": "variant", "message": "no variant b"}],
+        )
     return variant
 
 
-async def _contact(session: AsyncSession, campaign: Campaign, contact_id: str | None) -> Contact | None:
+async def _contact(
+    session: AsyncSession, campaign: Campaign, contact_id: str | None
+) -> Contact | None:
     if contact_id:
         contact = await contacts_repo.get(session, campaign.account_id, contact_id)
         if contact is None:
@@ -81,37 +85,76 @@ async def _contact(session: AsyncSession, campaign: Campaign, contact_id: str | 
     return first[0] if first else None
 
 
-async def render_preview(session: AsyncSession, settings: Settings, codec: TokenCodec, campaign: Campaign,
-                         contact_id: str | None, variant: str | None, now: datetime) -> Preview:
+async def render_preview(
+    session: AsyncSession,
+    settings: Settings,
+    codec: TokenCodec,
+    campaign: Campaign,
+    contact_id: str | None,
+    variant: str | None,
+    now: datetime,
+) -> Preview:
     """The message as `contact_id` (by default the audience's first member who can be mailed, or
     else a sample contact) would get it: merge tags filled, links tracked, the pixel and the
     unsubscribe link in place."""
     variant = _variant(campaign, variant)
     contact = await _contact(session, campaign, contact_id)
-    plan = await plan_for(session, settings, await campaigns.content_as_sent(session, campaign), variant)
+    plan = await plan_for(
+        session, settings, await campaigns.content_as_sent(session, campaign), variant
+    )
     email = contact.email if contact else SAMPLE_EMAIL
     try:
-        _, _, rendered = compose(plan, codec, settings, now, NO_DELIVERY, email,
-                                 contact.first_name if contact else None, contact.last_name if contact else None,
-                                 contact.attributes if contact else None)
+        _, _, rendered = compose(
+            plan,
+            codec,
+            settings,
+            now,
+            NO_DELIVERY,
+            email,
+            contact.first_name if contact else None,
+            contact.last_name if contact else None,
+            contact.attributes if contact else None,
+        )
         preview = _preview_text(plan.compiled.preview_text, contact, email)
     except RenderError as exc:
-        raise ValidationFailed(f"The campaign cannot be rendered: {exc}", [{"field": "html", "message": str(exc)}])
-    return Preview(rendered.subject, preview, rendered.html, rendered.text, variant, email,
-                   contact.id if contact else None)
+        raise ValidationFailed(
+            f"The campaign cannot be rendered: {exc}", [{"field": "html", "message": str(exc)}]
+        ) from exc
+    return Preview(
+        rendered.subject,
+        preview,
+        rendered.html,
+        rendered.text,
+        variant,
+        email,
+        contact.id if contact else None,
+    )
 
 
 def _preview_text(template, contact: Contact | None, email: str) -> str | None:
     if template is None:
         return None
-    context = recipient_context(email, contact.first_name if contact else None, contact.last_name if contact else None,
-                                contact.attributes if contact else None, "")
+    context = recipient_context(
+        email,
+        contact.first_name if contact else None,
+        contact.last_name if contact else None,
+        contact.attributes if contact else None,
+        "",
+    )
     return template.render(**context)
 
 
-async def send_test(session: AsyncSession, settings: Settings, codec: TokenCodec, transport: Transport,
-                    account_id: str, campaign_id: str, emails: list[str], variant: str | None,
-                    now: datetime) -> TestSend:
+async def send_test(
+    session: AsyncSession,
+    settings: Settings,
+    codec: TokenCodec,
+    transport: Transport,
+    account_id: str,
+    campaign_id: str,
+    emails: list[str],
+    variant: str | None,
+    now: datetime,
+) -> TestSend:
     """Send the campaign's message now to these addresses only, the subject marked "[Test] ", each
     personalised as the contact with that address if there is one. Counted neither in the
     campaign's figures nor in the quota; at most TEST_SENDS_PER_HOUR messages a campaign an hour."""
@@ -122,32 +165,51 @@ async def send_test(session: AsyncSession, settings: Settings, codec: TokenCodec
         try:
             addresses.append(normalise_email(raw))
         except ValueError as exc:
-            raise ValidationFailed(f"emails.{i}: {exc}", [{"field": f"emails.{i}", "message": str(exc)}])
+            raise ValidationFailed(
+                f"emails.{i}: {exc}", [{"field": f"emails.{i}", "message": str(exc)}]
+            ) from exc
     addresses = list(dict.fromkeys(addresses))
     since = now - timedelta(hours=1)
     sent = await repo.test_sends_since(session, campaign.id, since)
     if sent + len(addresses) > TEST_SENDS_PER_HOUR:
         oldest = await repo.oldest_test_send_since(session, campaign.id, since)
         retry = max(1, int(((oldest or now) + timedelta(hours=1) - now).total_seconds()) + 1)
-        raise RateLimited(f"At most {TEST_SENDS_PER_HOUR} test messages a campaign an hour; {sent} were sent in "
-                          "the last hour", {"limit": TEST_SENDS_PER_HOUR, "used": sent, "retry_after": retry},
-                          retry_after=retry)
-    plan = await plan_for(session, settings, await campaigns.content_as_sent(session, campaign), variant)
+        raise RateLimited(
+            f"At most {TEST_SENDS_PER_HOUR} test messages a campaign an hour; {sent} were sent in "
+            "the last hour",
+            {"limit": TEST_SENDS_PER_HOUR, "used": sent, "retry_after": retry},
+            retry_after=retry,
+        )
+    plan = await plan_for(
+        session, settings, await campaigns.content_as_sent(session, campaign), variant
+    )
     result = TestSend(campaign.id, variant, "")
     for email in addresses:
         contact = await contacts_repo.by_email(session, account_id, email)
         try:
             data, message_id, rendered = compose(
-                plan, codec, settings, now, NO_DELIVERY, email, contact.first_name if contact else None,
-                contact.last_name if contact else None, contact.attributes if contact else None,
-                subject_prefix=TEST_SUBJECT_PREFIX)
+                plan,
+                codec,
+                settings,
+                now,
+                NO_DELIVERY,
+                email,
+                contact.first_name if contact else None,
+                contact.last_name if contact else None,
+                contact.attributes if contact else None,
+                subject_prefix=TEST_SUBJECT_PREFIX,
+            )
         except RenderError as exc:
             result.recipients.append(TestSent(email, "failed", str(exc)))
             continue
         result.subject = rendered.subject
-        envelope = Envelope(sender=f"bounces+{codec.encode(NO_DELIVERY, Purpose.BOUNCE)}@{plan.bounce_domain}",
-                            recipient=email, data=data, sender_domain=plan.sender_domain,
-                            wire_ready=mime.builds_itself(email))
+        envelope = Envelope(
+            sender=f"bounces+{codec.encode(NO_DELIVERY, Purpose.BOUNCE)}@{plan.bounce_domain}",
+            recipient=email,
+            data=data,
+            sender_domain=plan.sender_domain,
+            wire_ready=mime.builds_itself(email),
+        )
         answer = await transport.send(envelope)
         # A relay that is down answers for itself: the test was not tried, as a 4xx would say.
         status = "deferred" if answer.outcome is Outcome.PAUSED else answer.outcome.value

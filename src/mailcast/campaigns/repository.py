@@ -8,11 +8,18 @@ from typing import Any
 from sqlalchemy import and_, case, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.db import owned
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
+from mailcast.db import owned
 from mailcast.db.lists import among, is_postgresql
 from mailcast.db.models import (
-    CONTACT_UNREACHABLE, AudienceMember, Campaign, CampaignCount, CampaignTestSend, Contact, Delivery, Event,
+    CONTACT_UNREACHABLE,
+    AudienceMember,
+    Campaign,
+    CampaignCount,
+    CampaignTestSend,
+    Contact,
+    Delivery,
+    Event,
     RelayStatus,
 )
 from mailcast.db.types import UTCDateTime
@@ -42,13 +49,16 @@ async def count(session: AsyncSession, account_id: str) -> int:
     return (await session.execute(stmt)).scalar_one()
 
 
-async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None,
-                    status: Status | None) -> list[Campaign]:
+async def list_page(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None, status: Status | None
+) -> list[Campaign]:
     where = [Campaign.status == status.value] if status is not None else []
     return await owned.page(session, Campaign, account_id, limit, cursor, *where)
 
 
-async def compare_and_set(session: AsyncSession, campaign_id: str, expected: Status, values: dict[str, Any]) -> bool:
+async def compare_and_set(
+    session: AsyncSession, campaign_id: str, expected: Status, values: dict[str, Any]
+) -> bool:
     """The guarded update: changes the row only if it is still in `expected`, so of two
     processes racing on one campaign exactly one wins."""
     stmt = (
@@ -65,8 +75,11 @@ async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -
     stmt = delete(Campaign).where(Campaign.id == campaign_id, Campaign.status == expected.value)
     if (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount != 1:
         return False
-    await session.execute(delete(Delivery).where(Delivery.campaign_id == campaign_id)
-                          .execution_options(synchronize_session=False))
+    await session.execute(
+        delete(Delivery)
+        .where(Delivery.campaign_id == campaign_id)
+        .execution_options(synchronize_session=False)
+    )
     return True
 
 
@@ -75,10 +88,15 @@ def _engaged(kind: str, campaign_id: str):
     query. Read from the delivery (`opened_at` / `clicked_at`, found through the (campaign,
     contact) index)."""
     first = Delivery.opened_at if kind == "open" else Delivery.clicked_at
-    return (select(Delivery.id)
-            .where(Delivery.campaign_id == campaign_id, Delivery.contact_id == AudienceMember.contact_id,
-                   first.is_not(None))
-            .exists())
+    return (
+        select(Delivery.id)
+        .where(
+            Delivery.campaign_id == campaign_id,
+            Delivery.contact_id == AudienceMember.contact_id,
+            first.is_not(None),
+        )
+        .exists()
+    )
 
 
 def rule_condition(rule: dict[str, Any]):
@@ -97,8 +115,14 @@ def rule_condition(rule: dict[str, Any]):
     return value.icontains(rule["value"], autoescape=True)
 
 
-def _eligible(campaign: Campaign, *columns, after: str | None = None, upto: str | None = None,
-              members_at: datetime | None = None, join_contacts: bool = True):
+def _eligible(
+    campaign: Campaign,
+    *columns,
+    after: str | None = None,
+    upto: str | None = None,
+    members_at: datetime | None = None,
+    join_contacts: bool = True,
+):
     """The campaign's recipients among its audience's members (in contact id order from `after`
     to `upto`, each end open when None): subscribed, not suppressed, kept by the campaign's rules,
     and members since before sending started (or `members_at`, for a campaign not started).
@@ -117,38 +141,71 @@ def _eligible(campaign: Campaign, *columns, after: str | None = None, upto: str 
         conditions.append(AudienceMember.contact_id <= upto)
     stmt = select(*columns).select_from(AudienceMember)
     if not join_contacts:
-        unreachable = select(Contact.id).where(Contact.id == AudienceMember.contact_id, CONTACT_UNREACHABLE)
+        unreachable = select(Contact.id).where(
+            Contact.id == AudienceMember.contact_id, CONTACT_UNREACHABLE
+        )
         return stmt.where(~unreachable.exists(), *conditions)
-    return (stmt.join(Contact, Contact.id == AudienceMember.contact_id)
-            .where(Contact.account_id == campaign.account_id, Contact.unsubscribed.is_(False),
-                   Contact.suppressed_reason.is_(None), *conditions))
+    return stmt.join(Contact, Contact.id == AudienceMember.contact_id).where(
+        Contact.account_id == campaign.account_id,
+        Contact.unsubscribed.is_(False),
+        Contact.suppressed_reason.is_(None),
+        *conditions,
+    )
 
 
-async def _queue(session: AsyncSession, campaign: Campaign, now: datetime, after: str | None,
-                 limit: int | None) -> tuple[int, str | None]:
+async def _queue(
+    session: AsyncSession, campaign: Campaign, now: datetime, after: str | None, limit: int | None
+) -> tuple[int, str | None]:
     """Queue the recipients among the campaign's next `limit` members after the member `after`
     (all of them: None; from the first: None), in one INSERT ... SELECT. Returns how many were
     queued, and the last member's id of the range (None: the range reached the audience's end)."""
     upto = None
     if limit is not None:
-        members = select(AudienceMember.contact_id).where(AudienceMember.audience_id == campaign.audience_id)
+        members = select(AudienceMember.contact_id).where(
+            AudienceMember.audience_id == campaign.audience_id
+        )
         if after is not None:
             members = members.where(AudienceMember.contact_id > after)
-        upto = (await session.execute(members.order_by(AudienceMember.contact_id).offset(limit - 1).limit(1))
-                ).scalar_one_or_none()
+        upto = (
+            await session.execute(
+                members.order_by(AudienceMember.contact_id).offset(limit - 1).limit(1)
+            )
+        ).scalar_one_or_none()
     ts = literal(now, UTCDateTime())
-    rows = _eligible(campaign, literal(campaign.id), Contact.id, Contact.email, literal("a"), literal("queued"),
-                     literal(0), ts, ts, ts, after=after, upto=upto)
+    rows = _eligible(
+        campaign,
+        literal(campaign.id),
+        Contact.id,
+        Contact.email,
+        literal("a"),
+        literal("queued"),
+        literal(0),
+        ts,
+        ts,
+        ts,
+        after=after,
+        upto=upto,
+    )
     stmt = insert(Delivery).from_select(
-        ["campaign_id", "contact_id", "email", "variant", "status", "attempts", "next_attempt_at",
-         "created_at", "updated_at"],
+        [
+            "campaign_id",
+            "contact_id",
+            "email",
+            "variant",
+            "status",
+            "attempts",
+            "next_attempt_at",
+            "created_at",
+            "updated_at",
+        ],
         rows,
     )
     return (await session.execute(stmt)).rowcount, upto
 
 
-async def snapshot_recipients(session: AsyncSession, campaign: Campaign, now: datetime,
-                              first: int | None = None) -> int:
+async def snapshot_recipients(
+    session: AsyncSession, campaign: Campaign, now: datetime, first: int | None = None
+) -> int:
     """The recipient snapshot, when sending starts: the recipients are counted, and the first
     `first` audience members (all: None) are queued, one delivery per recipient. The rest are
     queued by the workers as the campaign sends (`fill_queue`), in chunks of members in contact
@@ -183,22 +240,37 @@ async def recipient_count(session: AsyncSession, campaign: Campaign, at: datetim
     return (await session.execute(stmt)).scalar_one()
 
 
-_FILL_LOCK = 0x6D63_6669  # "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill
+_FILL_LOCK = (
+    0x6D63_6669  # "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill
+)
 
 
-async def fill_queue(session: AsyncSession, campaign_id: str, now: datetime, limit: int) -> tuple[int, bool] | None:
+async def fill_queue(
+    session: AsyncSession, campaign_id: str, now: datetime, limit: int
+) -> tuple[int, bool] | None:
     """The worker's part of the snapshot: queue the recipients among a sending campaign's next
     `limit` members (more chunks if one had none). Returns (queued, whether the queue is now
     full), or None when there was nothing to do: the campaign is not sending or is full, or
     another worker is filling it (PostgreSQL: one fill a campaign at a time, the others skip).
     The fill key moves with a guarded update, so a fill that raced a pause or another fill
     changes nothing (the caller rolls back)."""
-    if is_postgresql(session) and not (await session.execute(
-            text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:id))"), {"cls": _FILL_LOCK, "id": campaign_id})
-            ).scalar():
+    if (
+        is_postgresql(session)
+        and not (
+            await session.execute(
+                text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:id))"),
+                {"cls": _FILL_LOCK, "id": campaign_id},
+            )
+        ).scalar()
+    ):
         return None
-    campaign = (await session.execute(
-        select(Campaign).where(Campaign.id == campaign_id).execution_options(populate_existing=True))).scalar_one_or_none()
+    campaign = (
+        await session.execute(
+            select(Campaign)
+            .where(Campaign.id == campaign_id)
+            .execution_options(populate_existing=True)
+        )
+    ).scalar_one_or_none()
     if campaign is None or campaign.status != "sending" or campaign.queue_filled:
         return None
     after, queued, upto = campaign.queue_fill_after, 0, campaign.queue_fill_after
@@ -207,11 +279,19 @@ async def fill_queue(session: AsyncSession, campaign_id: str, now: datetime, lim
         queued += n
         if n or upto is None:
             break
-    stmt = (update(Campaign)
-            .where(Campaign.id == campaign_id, Campaign.status == "sending", Campaign.queue_filled.is_(False),
-                   Campaign.queue_fill_after.is_(None) if after is None else Campaign.queue_fill_after == after)
-            .values(queue_fill_after=upto, queue_filled=upto is None)
-            .execution_options(synchronize_session=False))
+    stmt = (
+        update(Campaign)
+        .where(
+            Campaign.id == campaign_id,
+            Campaign.status == "sending",
+            Campaign.queue_filled.is_(False),
+            Campaign.queue_fill_after.is_(None)
+            if after is None
+            else Campaign.queue_fill_after == after,
+        )
+        .values(queue_fill_after=upto, queue_filled=upto is None)
+        .execution_options(synchronize_session=False)
+    )
     if (await session.execute(stmt)).rowcount != 1:
         return None
     return queued, upto is None
@@ -225,8 +305,9 @@ async def filling(session: AsyncSession) -> list[str]:
 
 async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     """Remove deliveries that were never handed to a relay (a cancelled remainder)."""
-    stmt = delete(Delivery).where(Delivery.campaign_id == campaign_id,
-                                  Delivery.status.in_(("queued", "deferred", "held")))
+    stmt = delete(Delivery).where(
+        Delivery.campaign_id == campaign_id, Delivery.status.in_(("queued", "deferred", "held"))
+    )
     return (await session.execute(stmt)).rowcount
 
 
@@ -240,11 +321,14 @@ async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str,
     result = {cid: Stats() for cid in campaign_ids}
     if not campaign_ids:
         return result
-    sums = (select(CampaignCount.campaign_id, *[func.sum(getattr(CampaignCount, f)) for f in _FIGURES])
-            .where(among(session, CampaignCount.campaign_id, list(campaign_ids))).group_by(CampaignCount.campaign_id))
+    sums = (
+        select(CampaignCount.campaign_id, *[func.sum(getattr(CampaignCount, f)) for f in _FIGURES])
+        .where(among(session, CampaignCount.campaign_id, list(campaign_ids)))
+        .group_by(CampaignCount.campaign_id)
+    )
     for campaign_id, *values in await session.execute(sums):
         s = result[campaign_id]
-        for figure, value in zip(_FIGURES, values):
+        for figure, value in zip(_FIGURES, values, strict=True):
             setattr(s, figure, int(value))  # PostgreSQL's sum of bigints is a numeric
         s.sent += s.bounced  # what reached the relay: bounced mail was sent too
     for s in result.values():
@@ -258,11 +342,13 @@ async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str,
 # while it runs are not in its snapshot and stay; two folds at once each sum only what they deleted.
 _FOLD_COUNTS = text(
     "WITH locked AS (SELECT id FROM campaigns WHERE id IN "
-    "(SELECT campaign_id FROM campaign_counts GROUP BY campaign_id HAVING count(*) > 1) FOR KEY SHARE), "
+    "(SELECT campaign_id FROM campaign_counts GROUP BY campaign_id HAVING count(*) > 1) FOR KEY "
+    "SHARE), "
     "folded AS (DELETE FROM campaign_counts WHERE campaign_id IN (SELECT id FROM locked) "
     f"RETURNING campaign_id, {', '.join(_FIGURES)}) "
     f"INSERT INTO campaign_counts (campaign_id, {', '.join(_FIGURES)}) "
-    f"SELECT campaign_id, {', '.join(f'sum({f})' for f in _FIGURES)} FROM folded GROUP BY campaign_id"
+    f"SELECT campaign_id, {', '.join(f'sum({f})' for f in _FIGURES)} FROM folded GROUP BY "
+    "campaign_id"
 )
 
 
@@ -276,20 +362,31 @@ async def fold_counts(session: AsyncSession) -> int:
     if not is_postgresql(session):
         return 0
     # One fold at a time (the others skip their turn): two would wait on each other's rows.
-    if not (await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})).scalar():
+    if not (
+        await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})
+    ).scalar():
         return 0
     return (await session.execute(_FOLD_COUNTS)).rowcount
 
 
 # Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
-_FACTS = {**{status: Delivery.status == status for status in ("sent", "bounced", "failed", "unknown")},
-          "opened": Delivery.opened_at.is_not(None), "clicked": Delivery.clicked_at.is_not(None),
-          "complained": Delivery.complained_at.is_not(None), "unsubscribed": Delivery.unsubscribed_at.is_not(None),
-          "machine_opened": and_(Delivery.machine_opened_at.is_not(None), Delivery.opened_at.is_(None))}
+_FACTS = {
+    **{status: Delivery.status == status for status in ("sent", "bounced", "failed", "unknown")},
+    "opened": Delivery.opened_at.is_not(None),
+    "clicked": Delivery.clicked_at.is_not(None),
+    "complained": Delivery.complained_at.is_not(None),
+    "unsubscribed": Delivery.unsubscribed_at.is_not(None),
+    "machine_opened": and_(Delivery.machine_opened_at.is_not(None), Delivery.opened_at.is_(None)),
+}
 _RECOUNT = insert(CampaignCount).from_select(
     ["campaign_id", *_FIGURES],
-    select(Delivery.campaign_id, func.count(), *[func.sum(case((_FACTS[f], 1), else_=0)) for f in _FIGURES[1:]])
-    .where(Delivery.campaign_id.in_(select(Campaign.id))).group_by(Delivery.campaign_id),
+    select(
+        Delivery.campaign_id,
+        func.count(),
+        *[func.sum(case((_FACTS[f], 1), else_=0)) for f in _FIGURES[1:]],
+    )
+    .where(Delivery.campaign_id.in_(select(Campaign.id)))
+    .group_by(Delivery.campaign_id),
 )
 
 
@@ -304,59 +401,91 @@ async def recount(session: AsyncSession) -> int:
     return (await session.execute(_RECOUNT)).rowcount
 
 
-async def _unfinished_using(session: AsyncSession, account_id: str, column, value: str) -> list[str]:
+async def _unfinished_using(
+    session: AsyncSession, account_id: str, column, value: str
+) -> list[str]:
     stmt = select(Campaign.id).where(
-        and_(Campaign.account_id == account_id, column == value, Campaign.status.in_([s.value for s in UNFINISHED]))
+        and_(
+            Campaign.account_id == account_id,
+            column == value,
+            Campaign.status.in_([s.value for s in UNFINISHED]),
+        )
     )
     return list((await session.execute(stmt)).scalars())
 
 
-async def active_using_audience(session: AsyncSession, account_id: str, audience_id: str) -> list[str]:
+async def active_using_audience(
+    session: AsyncSession, account_id: str, audience_id: str
+) -> list[str]:
     return await _unfinished_using(session, account_id, Campaign.audience_id, audience_id)
 
 
-async def active_using_template(session: AsyncSession, account_id: str, template_id: str) -> list[str]:
+async def active_using_template(
+    session: AsyncSession, account_id: str, template_id: str
+) -> list[str]:
     return await _unfinished_using(session, account_id, Campaign.template_id, template_id)
 
 
-
-
-async def recipients_for_assignment(session: AsyncSession, campaign_id: str) -> list[tuple[int, str | None]]:
+async def recipients_for_assignment(
+    session: AsyncSession, campaign_id: str
+) -> list[tuple[int, str | None]]:
     stmt = select(Delivery.id, Delivery.contact_id).where(Delivery.campaign_id == campaign_id)
     return [(r[0], r[1]) for r in await session.execute(stmt)]
 
 
-async def set_groups(session: AsyncSession, ids: list[int], group: str, variant: str, status: str | None) -> None:
+async def set_groups(
+    session: AsyncSession, ids: list[int], group: str, variant: str, status: str | None
+) -> None:
     values: dict[str, Any] = {"ab_group": group, "variant": variant}
     if status:
         values["status"] = status
     for start in range(0, len(ids), 1000):
-        await session.execute(update(Delivery).where(Delivery.id.in_(ids[start : start + 1000])).values(**values)
-                              .execution_options(synchronize_session=False))
+        await session.execute(
+            update(Delivery)
+            .where(Delivery.id.in_(ids[start : start + 1000]))
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
 
 
-async def release_holdback(session: AsyncSession, campaign_id: str, variant: str, now: datetime) -> int:
-    stmt = (update(Delivery).where(Delivery.campaign_id == campaign_id, Delivery.status == "held")
-            .values(status="queued", variant=variant, next_attempt_at=now, updated_at=now)
-            .execution_options(synchronize_session=False))
+async def release_holdback(
+    session: AsyncSession, campaign_id: str, variant: str, now: datetime
+) -> int:
+    stmt = (
+        update(Delivery)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == "held")
+        .values(status="queued", variant=variant, next_attempt_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return (await session.execute(stmt)).rowcount
 
 
 async def set_winner(session: AsyncSession, campaign_id: str, variant: str, now: datetime) -> bool:
     """Guarded: only the first pick wins."""
-    stmt = (update(Campaign).where(Campaign.id == campaign_id, Campaign.ab_winner.is_(None))
-            .values(ab_winner=variant, ab_winner_evaluated_at=now, updated_at=now)
-            .execution_options(synchronize_session=False))
+    stmt = (
+        update(Campaign)
+        .where(Campaign.id == campaign_id, Campaign.ab_winner.is_(None))
+        .values(ab_winner=variant, ab_winner_evaluated_at=now, updated_at=now)
+        .execution_options(synchronize_session=False)
+    )
     return (await session.execute(stmt)).rowcount == 1
 
 
 async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, dict[str, int]]:
-    """Per A/B group: deliveries sent (accepted or rejected), and deliveries a person opened / clicked."""
+    """Per A/B group: deliveries sent (accepted or rejected), and deliveries a person opened /
+    clicked."""
     out = {g: {"sent": 0, "opened": 0, "clicked": 0, "total": 0} for g in ("a", "b", "holdback")}
     rows = await session.execute(
-        select(Delivery.ab_group, Delivery.status, func.count(), func.count(Delivery.opened_at),
-               func.count(Delivery.clicked_at))
-        .where(Delivery.campaign_id == campaign_id).group_by(Delivery.ab_group, Delivery.status))
+        select(
+            Delivery.ab_group,
+            Delivery.status,
+            func.count(),
+            func.count(Delivery.opened_at),
+            func.count(Delivery.clicked_at),
+        )
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.ab_group, Delivery.status)
+    )
     for group, status, n, opened, clicked in rows:
         out[group]["total"] += n
         if status in ("sent", "bounced"):
@@ -367,35 +496,54 @@ async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, 
 
 
 async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campaign]:
-    """A/B campaigns still without a winner, sending or paused (evaluate_after is checked by the caller)."""
-    stmt = select(Campaign).where(Campaign.status.in_(("sending", "paused")), Campaign.ab_test.is_not(None),
-                                  Campaign.ab_winner.is_(None), Campaign.send_started_at <= now)
+    """A/B campaigns still without a winner, sending or paused (evaluate_after is checked by the
+    caller)."""
+    stmt = select(Campaign).where(
+        Campaign.status.in_(("sending", "paused")),
+        Campaign.ab_test.is_not(None),
+        Campaign.ab_winner.is_(None),
+        Campaign.send_started_at <= now,
+    )
     return list((await session.execute(stmt)).scalars())
 
 
-async def ids_owned(session: AsyncSession, account_id: str, campaign_ids: Sequence[str]) -> set[str]:
+async def ids_owned(
+    session: AsyncSession, account_id: str, campaign_ids: Sequence[str]
+) -> set[str]:
     if not campaign_ids:
         return set()
-    stmt = select(Campaign.id).where(Campaign.account_id == account_id, Campaign.id.in_(list(campaign_ids)))
+    stmt = select(Campaign.id).where(
+        Campaign.account_id == account_id, Campaign.id.in_(list(campaign_ids))
+    )
     return set((await session.execute(stmt)).scalars())
 
 
 async def test_sends_since(session: AsyncSession, campaign_id: str, since: datetime) -> int:
-    stmt = select(func.count()).select_from(CampaignTestSend).where(
-        CampaignTestSend.campaign_id == campaign_id, CampaignTestSend.at > since)
+    stmt = (
+        select(func.count())
+        .select_from(CampaignTestSend)
+        .where(CampaignTestSend.campaign_id == campaign_id, CampaignTestSend.at > since)
+    )
     return (await session.execute(stmt)).scalar_one()
 
 
-async def oldest_test_send_since(session: AsyncSession, campaign_id: str, since: datetime) -> datetime | None:
-    stmt = select(func.min(CampaignTestSend.at)).where(CampaignTestSend.campaign_id == campaign_id,
-                                                         CampaignTestSend.at > since)
+async def oldest_test_send_since(
+    session: AsyncSession, campaign_id: str, since: datetime
+) -> datetime | None:
+    stmt = select(func.min(CampaignTestSend.at)).where(
+        CampaignTestSend.campaign_id == campaign_id, CampaignTestSend.at > since
+    )
     return (await session.execute(stmt)).scalar_one()
 
 
-async def record_test_sends(session: AsyncSession, campaign_id: str, emails: Sequence[str], at: datetime) -> None:
+async def record_test_sends(
+    session: AsyncSession, campaign_id: str, emails: Sequence[str], at: datetime
+) -> None:
     if emails:
-        await session.execute(insert(CampaignTestSend), [{"campaign_id": campaign_id, "email": e, "at": at}
-                                                         for e in emails])
+        await session.execute(
+            insert(CampaignTestSend),
+            [{"campaign_id": campaign_id, "email": e, "at": at} for e in emails],
+        )
 
 
 def _bucket(session: AsyncSession, column, start: datetime, seconds: int):
@@ -405,46 +553,78 @@ def _bucket(session: AsyncSession, column, start: datetime, seconds: int):
     return func.floor((func.strftime("%s", column) - int(start.timestamp())) / seconds)
 
 
-async def engagement_series(session: AsyncSession, campaign_id: str, start: datetime, seconds: int,
-                            buckets: int) -> list[tuple[int, int]]:
+async def engagement_series(
+    session: AsyncSession, campaign_id: str, start: datetime, seconds: int, buckets: int
+) -> list[tuple[int, int]]:
     """People's first opens and first clicks in each of `buckets` buckets of `seconds` from
     `start` (later ones in the last), read from the opened and clicked deliveries' indexes."""
     out = [[0, 0] for _ in range(buckets)]
     for i, column in enumerate((Delivery.opened_at, Delivery.clicked_at)):
         bucket = _bucket(session, column, start, seconds).label("bucket")
-        stmt = (select(bucket, func.count()).where(Delivery.campaign_id == campaign_id, column.is_not(None))
-                .group_by(bucket))
+        stmt = (
+            select(bucket, func.count())
+            .where(Delivery.campaign_id == campaign_id, column.is_not(None))
+            .group_by(bucket)
+        )
         for index, n in await session.execute(stmt):
             out[min(max(int(index), 0), buckets - 1)][i] += n
     return [(a, b) for a, b in out]
 
 
-async def clicks_per_link(session: AsyncSession, campaign_id: str, limit: int = 50) -> list[tuple[str, int, int]]:
+async def clicks_per_link(
+    session: AsyncSession, campaign_id: str, limit: int = 50
+) -> list[tuple[str, int, int]]:
     """(url, clicks by people, people who clicked it), most clicked first: the click events of the
     campaign's deliveries that were clicked (found through their index)."""
-    clicked = (select(Delivery.id).where(Delivery.campaign_id == campaign_id, Delivery.clicked_at.is_not(None))
-               .scalar_subquery())
-    stmt = (select(Event.url, func.count(), func.count(func.distinct(Event.delivery_id)))
-            .where(Event.delivery_id.in_(clicked), Event.type == "click", Event.machine.is_(False))
-            .group_by(Event.url).order_by(func.count().desc()).limit(limit))
+    clicked = (
+        select(Delivery.id)
+        .where(Delivery.campaign_id == campaign_id, Delivery.clicked_at.is_not(None))
+        .scalar_subquery()
+    )
+    stmt = (
+        select(Event.url, func.count(), func.count(func.distinct(Event.delivery_id)))
+        .where(Event.delivery_id.in_(clicked), Event.type == "click", Event.machine.is_(False))
+        .group_by(Event.url)
+        .order_by(func.count().desc())
+        .limit(limit)
+    )
     return [(url or "", n, people) for url, n, people in await session.execute(stmt)]
 
 
-async def deliveries_of_contact(session: AsyncSession, account_id: str, contact_id: str, limit: int = 100
-                                ) -> list[tuple]:
+async def deliveries_of_contact(
+    session: AsyncSession, account_id: str, contact_id: str, limit: int = 100
+) -> list[tuple]:
     """The contact's deliveries, newest campaign first: (campaign id, name, status of the delivery,
     sent_at, opened_at, clicked_at, open count, unsubscribed_at, complained_at). Found campaign by
     campaign through the (campaign, contact) key: deliveries have no index by contact alone (one
     more index for every recipient queued)."""
-    stmt = (select(Campaign.id, Campaign.name, Delivery.status, Delivery.sent_at, Delivery.opened_at,
-                   Delivery.clicked_at, Delivery.open_count, Delivery.unsubscribed_at, Delivery.complained_at)
-            .join(Delivery, and_(Delivery.campaign_id == Campaign.id, Delivery.contact_id == contact_id))
-            .where(Campaign.account_id == account_id).order_by(Campaign.id.desc()).limit(limit))
+    stmt = (
+        select(
+            Campaign.id,
+            Campaign.name,
+            Delivery.status,
+            Delivery.sent_at,
+            Delivery.opened_at,
+            Delivery.clicked_at,
+            Delivery.open_count,
+            Delivery.unsubscribed_at,
+            Delivery.complained_at,
+        )
+        .join(
+            Delivery, and_(Delivery.campaign_id == Campaign.id, Delivery.contact_id == contact_id)
+        )
+        .where(Campaign.account_id == account_id)
+        .order_by(Campaign.id.desc())
+        .limit(limit)
+    )
     return [tuple(row) for row in await session.execute(stmt)]
 
 
 async def relays_down(session: AsyncSession) -> dict[str, tuple[datetime, str | None]]:
     """The relays the workers cannot reach: since when, and the last error."""
-    rows = await session.execute(select(RelayStatus.relay, RelayStatus.down_since, RelayStatus.error)
-                                 .where(RelayStatus.down_since.is_not(None)))
+    rows = await session.execute(
+        select(RelayStatus.relay, RelayStatus.down_since, RelayStatus.error).where(
+            RelayStatus.down_since.is_not(None)
+        )
+    )
     return {relay: (since, error) for relay, since, error in rows}

@@ -1,10 +1,19 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Annotated, Literal
 from urllib.parse import urlsplit
 
-from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StrictBool, StrictFloat, StrictInt, model_validator
-from typing import Annotated, Literal
+from pydantic import (
+    AfterValidator,
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    model_validator,
+)
 
 from mailcast.api.schemas import Input, SingleLine, Timestamp
 from mailcast.campaigns.lifecycle import Status
@@ -40,22 +49,33 @@ Number = StrictInt | StrictFloat
 
 class AbTest(Input):
     enabled: StrictBool
-    split_percent: Number = Field(default=50, ge=1, le=99, description="% of the test sample receiving variant B")
-    sample_percent: Number = Field(default=100, ge=1, le=100,
-                                   description="% of the audience in the test; the rest is the holdback")
+    split_percent: Number = Field(
+        default=50, ge=1, le=99, description="% of the test sample receiving variant B"
+    )
+    sample_percent: Number = Field(
+        default=100,
+        ge=1,
+        le=100,
+        description="% of the audience in the test; the rest is the holdback",
+    )
     winner_metric: Literal["open_rate", "click_rate"] | None = Field(
-        default=None, description="Required when sample_percent < 100")
+        default=None, description="Required when sample_percent < 100"
+    )
     evaluate_after_minutes: Number = Field(default=60, ge=5, le=10080)
     variant_b: VariantB | None = None
 
     @model_validator(mode="after")
-    def _consistent(self) -> "AbTest":
+    def _consistent(self) -> AbTest:
         if self.enabled and not (self.variant_b and self.variant_b.overrides()):
-            raise ValueError("variant_b: at least one override (subject, preview_text, html, text_content or "
-                             "template_id) is required when enabled is true")
+            raise ValueError(
+                "variant_b: at least one override (subject, preview_text, html, text_content or "
+                "template_id) is required when enabled is true"
+            )
         if self.enabled and self.sample_percent < 100 and self.winner_metric is None:
-            raise ValueError("winner_metric: required when sample_percent is below 100 (it picks the winner "
-                             "the holdback receives)")
+            raise ValueError(
+                "winner_metric: required when sample_percent is below 100 (it picks the winner "
+                "the holdback receives)"
+            )
         return self
 
 
@@ -79,20 +99,32 @@ class CampaignCreate(Input):
 
     name: SingleLine = Field(min_length=1, max_length=200)
     subject: SingleLine = Field(min_length=1, max_length=998)
-    from_: SingleLine = Field(alias="from", min_length=3, max_length=400, examples=["Newsletter <news@acme.com>"])
+    from_: SingleLine = Field(
+        alias="from", min_length=3, max_length=400, examples=["Newsletter <news@acme.com>"]
+    )
     audience_id: str = Field(min_length=1, max_length=40)
     html: Body | None = None
     text: Body | None = None
     template_id: str | None = Field(default=None, max_length=40)
     unsubscribe_url: HttpUrlStr = Field(max_length=2000)
-    scheduled_at: datetime | None = Field(default=None, description="ISO 8601; omit to send at once")
+    scheduled_at: datetime | None = Field(
+        default=None, description="ISO 8601; omit to send at once"
+    )
     reply_to: SingleLine | None = Field(default=None, max_length=400)
     preview_text: SingleLine | None = Field(default=None, max_length=500)
-    draft: bool = Field(default=False, description="Keep the campaign a draft instead of sending or scheduling it")
+    draft: bool = Field(
+        default=False, description="Keep the campaign a draft instead of sending or scheduling it"
+    )
     ab_test: AbTest | None = None
-    audience_rules: list[AudienceRule] | None = Field(default=None, max_length=50, description=(
-        "Evaluated when sending starts: opened / not_opened / clicked / not_clicked a campaign, or metadata "
-        "KEY equals / contains VALUE. All must hold."))
+    audience_rules: list[AudienceRule] | None = Field(
+        default=None,
+        max_length=50,
+        description=(
+            "Evaluated when sending starts: opened / not_opened / clicked / not_clicked a "
+            "campaign, or metadata "
+            "KEY equals / contains VALUE. All must hold."
+        ),
+    )
 
 
 class CampaignUpdate(Input):
@@ -106,7 +138,9 @@ class CampaignUpdate(Input):
     text: Body | None = None
     template_id: str | None = Field(default=None, max_length=40)
     unsubscribe_url: HttpUrlStr | None = Field(default=None, max_length=2000)
-    scheduled_at: datetime | None = Field(default=None, description="A new time; null turns a scheduled campaign back into a draft")
+    scheduled_at: datetime | None = Field(
+        default=None, description="A new time; null turns a scheduled campaign back into a draft"
+    )
     reply_to: SingleLine | None = Field(default=None, max_length=400)
     preview_text: SingleLine | None = Field(default=None, max_length=500)
     ab_test: AbTest | None = None
@@ -130,8 +164,10 @@ class CampaignStatsOut(BaseModel):
     unsubscribed_count: int
     failed_count: int
     unknown_count: int
-    machine_opened_count: int = Field(description="Opened only by machines (privacy proxies, scanners): "
-                                                  "not in opened_count, counted as non-openers")
+    machine_opened_count: int = Field(
+        description="Opened only by machines (privacy proxies, scanners): "
+        "not in opened_count, counted as non-openers"
+    )
 
 
 class StatsOut(BaseModel):
@@ -142,8 +178,10 @@ class StatsOut(BaseModel):
     sent: int
     delivered: int
     opened: int
-    machine_opened: int = Field(description="Opened only by machines (privacy proxies, scanners, or within "
-                                            "MAILCAST_MACHINE_OPEN_WINDOW_SECONDS of sending): not in opened")
+    machine_opened: int = Field(
+        description="Opened only by machines (privacy proxies, scanners, or within "
+        "MAILCAST_MACHINE_OPEN_WINDOW_SECONDS of sending): not in opened"
+    )
     clicked: int
     bounced: int
     complained: int
@@ -178,9 +216,13 @@ class CampaignOut(BaseModel):
     created_at: Timestamp
     updated_at: Timestamp
     relay_unreachable_since: Timestamp | None = Field(
-        default=None, description="Sending, and the workers cannot reach its SMTP relay since then: its "
-        "messages wait (they are not failed) and the relay is probed until it answers")
-    relay_error: str | None = Field(default=None, description="The last connection error, while unreachable")
+        default=None,
+        description="Sending, and the workers cannot reach its SMTP relay since then: its "
+        "messages wait (they are not failed) and the relay is probed until it answers",
+    )
+    relay_error: str | None = Field(
+        default=None, description="The last connection error, while unreachable"
+    )
 
 
 class VariantResult(BaseModel):
@@ -228,11 +270,22 @@ class ResendCampaign(BaseModel):
     preview_url: str = Field(serialization_alias="previewUrl")
 
     @classmethod
-    def of(cls, campaign, settings) -> "ResendCampaign":
-        url = settings.public_url(f"/dashboard/company/{campaign.account_id}/campaign/{campaign.id}")
-        return cls(id=campaign.id, name=campaign.name, subject=campaign.subject, status=campaign.status,
-                   email_id=campaign.email_id, scheduled_at=campaign.scheduled_at, sent_at=campaign.sent_at,
-                   created_at=campaign.created_at, url=url, preview_url=f"{url}?step=review")
+    def of(cls, campaign, settings) -> ResendCampaign:
+        url = settings.public_url(
+            f"/dashboard/company/{campaign.account_id}/campaign/{campaign.id}"
+        )
+        return cls(
+            id=campaign.id,
+            name=campaign.name,
+            subject=campaign.subject,
+            status=campaign.status,
+            email_id=campaign.email_id,
+            scheduled_at=campaign.scheduled_at,
+            sent_at=campaign.sent_at,
+            created_at=campaign.created_at,
+            url=url,
+            preview_url=f"{url}?step=review",
+        )
 
 
 class ResendOut(BaseModel):
@@ -251,8 +304,11 @@ class SequenzyResendOut(BaseModel):
 
 class TestSendRequest(Input):
     emails: list[Annotated[str, Field(min_length=3, max_length=320)]] = Field(
-        min_length=1, max_length=5, description="1-5 addresses to send the test to")
-    variant: Literal["a", "b"] | None = Field(default=None, description="The A/B variant to send (default a)")
+        min_length=1, max_length=5, description="1-5 addresses to send the test to"
+    )
+    variant: Literal["a", "b"] | None = Field(
+        default=None, description="The A/B variant to send (default a)"
+    )
 
 
 class TestSentOut(BaseModel):
@@ -274,7 +330,9 @@ class RenderOut(BaseModel):
 
     campaign_id: str
     variant: str
-    contact_id: str | None = Field(description="The contact it was rendered for; null: a sample contact")
+    contact_id: str | None = Field(
+        description="The contact it was rendered for; null: a sample contact"
+    )
     email: str
     subject: str
     preview_text: str | None
@@ -318,7 +376,9 @@ class SequenzyRenderOut(BaseModel):
     subject: str
     tracking_applied: bool = Field(default=False, serialization_alias="trackingApplied")
     # No block conditions here: everything is evaluated.
-    unevaluated_conditions: list[dict] = Field(default=[], serialization_alias="unevaluatedConditions")
+    unevaluated_conditions: list[dict] = Field(
+        default=[], serialization_alias="unevaluatedConditions"
+    )
     unresolved_merge_tags: list[SequenzyMergeTag] = Field(serialization_alias="unresolvedMergeTags")
 
 

@@ -1,4 +1,5 @@
-"""Campaign rules: what may be created, edited, sent, scheduled, paused, resumed, cancelled, deleted.
+"""Campaign rules: what may be created, edited, sent, scheduled, paused, resumed, cancelled,
+deleted.
 
 Every status change is a guarded update (compare-and-set on the status the decision was made
 on); services never commit, the request or job boundary does."""
@@ -28,8 +29,20 @@ from mailcast.ids import new_id
 from mailcast.templates import repository as templates_repo
 from mailcast.templates.syntax import check_fields
 
-CONTENT_FIELDS = ("name", "subject", "from_address", "reply_to", "preview_text", "audience_id", "template_id",
-                  "html", "text", "unsubscribe_url", "ab_test", "audience_rules")
+CONTENT_FIELDS = (
+    "name",
+    "subject",
+    "from_address",
+    "reply_to",
+    "preview_text",
+    "audience_id",
+    "template_id",
+    "html",
+    "text",
+    "unsubscribe_url",
+    "ab_test",
+    "audience_rules",
+)
 
 
 def _invalid(field: str, message: str) -> ValidationFailed:
@@ -48,14 +61,18 @@ def _one_address(value: str, field: str) -> str:
     try:
         return domains.normalise_sender_address(parsed[0][1])
     except ValueError as exc:
-        raise _invalid(field, str(exc))
+        raise _invalid(field, str(exc)) from exc
 
 
 async def check_content(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
-    """What any campaign must satisfy, on create, on update (the merged result) and before sending."""
+    """What any campaign must satisfy, on create, on update (the merged result) and before
+    sending."""
     if await audiences_repo.get(session, account_id, values["audience_id"]) is None:
         raise NotFound("No such audience", {"audience_id": values["audience_id"]})
-    if values.get("template_id") and await templates_repo.get(session, account_id, values["template_id"]) is None:
+    if (
+        values.get("template_id")
+        and await templates_repo.get(session, account_id, values["template_id"]) is None
+    ):
         raise NotFound("No such template", {"template_id": values["template_id"]})
     address = sender_address(values["from_address"])
     domain = address.rpartition("@")[2]
@@ -68,10 +85,16 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
         _one_address(values["reply_to"], "reply_to")
     if not (values.get("html") or values.get("text") or values.get("template_id")):
         raise _invalid("html", "at least one of html, text or template_id is required")
-    check_fields(subject=values["subject"], html=values.get("html"), text=values.get("text"),
-                 preview_text=values.get("preview_text"))
+    check_fields(
+        subject=values["subject"],
+        html=values.get("html"),
+        text=values.get("text"),
+        preview_text=values.get("preview_text"),
+    )
     await ab.check(session, account_id, values)
-    rule_campaigns = {r["campaign_id"] for r in values.get("audience_rules") or [] if "campaign_id" in r}
+    rule_campaigns = {
+        r["campaign_id"] for r in values.get("audience_rules") or [] if "campaign_id" in r
+    }
     missing = rule_campaigns - await repo.ids_owned(session, account_id, list(rule_campaigns))
     if missing:
         raise NotFound("No such campaign", {"campaign_ids": sorted(missing)})
@@ -89,16 +112,25 @@ def _future(scheduled_at: datetime, now: datetime) -> datetime:
     return scheduled_at
 
 
-async def create_campaign(session: AsyncSession, settings: Settings, account_id: str, body: CampaignCreate,
-                          now: datetime) -> Campaign:
+async def create_campaign(
+    session: AsyncSession, settings: Settings, account_id: str, body: CampaignCreate, now: datetime
+) -> Campaign:
     """Without scheduled_at the campaign starts sending at once (the spec) unless draft is true."""
     account = await accounts.lock_account(session, account_id)
     accounts.check_campaign_limit(settings, account, await repo.count(session, account_id))
     values = {
-        "name": body.name, "subject": body.subject, "from_address": body.from_.strip(), "reply_to": body.reply_to,
-        "preview_text": body.preview_text, "audience_id": body.audience_id, "template_id": body.template_id,
-        "html": body.html, "text": body.text, "unsubscribe_url": body.unsubscribe_url,
-        "ab_test": ab.stored(body.ab_test), "audience_rules": _rules(body.audience_rules),
+        "name": body.name,
+        "subject": body.subject,
+        "from_address": body.from_.strip(),
+        "reply_to": body.reply_to,
+        "preview_text": body.preview_text,
+        "audience_id": body.audience_id,
+        "template_id": body.template_id,
+        "html": body.html,
+        "text": body.text,
+        "unsubscribe_url": body.unsubscribe_url,
+        "ab_test": ab.stored(body.ab_test),
+        "audience_rules": _rules(body.audience_rules),
     }
     await check_content(session, account_id, values)
     scheduled_at = _future(body.scheduled_at, now) if body.scheduled_at else None
@@ -106,12 +138,25 @@ async def create_campaign(session: AsyncSession, settings: Settings, account_id:
         status = Status.DRAFT
     elif scheduled_at:
         status = Status.SCHEDULED
-        await accounts.check_quota(session, settings, account,
-                                   await audiences_repo.eligible_count(session, body.audience_id), scheduled_at)
+        await accounts.check_quota(
+            session,
+            settings,
+            account,
+            await audiences_repo.eligible_count(session, body.audience_id),
+            scheduled_at,
+        )
     else:
         status = Status.SENDING
-    campaign = Campaign(id=new_id("camp"), account_id=account_id, status=status.value, scheduled_at=scheduled_at,
-                        email_id=new_id("email"), created_at=now, updated_at=now, **values)
+    campaign = Campaign(
+        id=new_id("camp"),
+        account_id=account_id,
+        status=status.value,
+        scheduled_at=scheduled_at,
+        email_id=new_id("email"),
+        created_at=now,
+        updated_at=now,
+        **values,
+    )
     session.add(campaign)
     await session.flush()
     if status is Status.SENDING:
@@ -119,8 +164,9 @@ async def create_campaign(session: AsyncSession, settings: Settings, account_id:
     return campaign
 
 
-async def _begin_sending(session: AsyncSession, settings: Settings, account, campaign: Campaign,
-                         now: datetime) -> int:
+async def _begin_sending(
+    session: AsyncSession, settings: Settings, account, campaign: Campaign, now: datetime
+) -> int:
     """Queue the recipients and count them against the month's quota, in the transaction that
     moved the campaign to sending: either all of it happens or none of it."""
     campaign.send_started_at = now
@@ -151,7 +197,9 @@ async def freeze_content(session: AsyncSession, campaign: Campaign) -> None:
 async def content_as_sent(session: AsyncSession, campaign: Campaign) -> Campaign:
     """A copy of the campaign with its content as it is (or would be) sent, templates filled in;
     the campaign itself is not changed (a preview, the pre-send checks)."""
-    copy = Campaign(**{attr.key: getattr(campaign, attr.key) for attr in inspect(Campaign).column_attrs})
+    copy = Campaign(
+        **{attr.key: getattr(campaign, attr.key) for attr in inspect(Campaign).column_attrs}
+    )
     await freeze_content(session, copy)
     return copy
 
@@ -168,22 +216,27 @@ async def get_campaign(session: AsyncSession, account_id: str, campaign_id: str)
     return campaign
 
 
-async def list_campaigns(session: AsyncSession, account_id: str, limit: int, cursor: str | None,
-                         status: Status | None) -> list[Campaign]:
+async def list_campaigns(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None, status: Status | None
+) -> list[Campaign]:
     return await repo.list_page(session, account_id, limit, cursor, status)
 
 
 async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Stats]:
     result = await repo.stats(session, [c.id for c in campaigns])
-    for c in campaigns:  # until its queue is full, a campaign's total is its recipients at the start
+    for (
+        c
+    ) in campaigns:  # until its queue is full, a campaign's total is its recipients at the start
         if not c.queue_filled and c.recipients:
             result[c.id].total = max(result[c.id].total, c.recipients)
     return result
 
 
-async def relay_outages(session: AsyncSession, settings: Settings, campaigns: list[Campaign]
-                        ) -> dict[str, tuple[datetime, str | None]]:
-    """Sending campaigns whose relay the workers cannot reach: (since, last error) by campaign id."""
+async def relay_outages(
+    session: AsyncSession, settings: Settings, campaigns: list[Campaign]
+) -> dict[str, tuple[datetime, str | None]]:
+    """Sending campaigns whose relay the workers cannot reach: (since, last error) by campaign
+    id."""
     sending = [c for c in campaigns if c.status == Status.SENDING]
     down = await repo.relays_down(session) if sending else {}
     outages = {}
@@ -201,11 +254,17 @@ async def queues_to_fill(session: AsyncSession, settings: Settings) -> tuple[lis
     if not filling:
         return [], []
     counts = await repo.stats(session, filling)
-    return filling, [c for c in filling if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown
-                     < 2 * settings.queue_fill_chunk]
+    return filling, [
+        c
+        for c in filling
+        if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown
+        < 2 * settings.queue_fill_chunk
+    ]
 
 
-async def fill_queue(session: AsyncSession, settings: Settings, campaign_id: str, now: datetime) -> int | None:
+async def fill_queue(
+    session: AsyncSession, settings: Settings, campaign_id: str, now: datetime
+) -> int | None:
     """Queue a sending campaign's next chunk of recipients (see `repository.fill_queue`). With the
     last chunk, what the quota counted at the start for recipients the snapshot then let go
     (unsubscribed or left the audience meanwhile) is given back. None: nothing was done."""
@@ -215,8 +274,12 @@ async def fill_queue(session: AsyncSession, settings: Settings, campaign_id: str
     queued, full = filled
     if full:
         campaign = await session.get(Campaign, campaign_id)
-        await accounts.release_quota(session, campaign.account_id, await _unqueued(session, campaign),
-                                     campaign.send_started_at or now)
+        await accounts.release_quota(
+            session,
+            campaign.account_id,
+            await _unqueued(session, campaign),
+            campaign.send_started_at or now,
+        )
     return queued
 
 
@@ -224,7 +287,9 @@ async def _unqueued(session: AsyncSession, campaign: Campaign) -> int:
     """Recipients the quota counted at the start that the snapshot has not queued."""
     if campaign.recipients is None:
         return 0
-    return max(0, campaign.recipients - (await repo.stats(session, [campaign.id]))[campaign.id].total)
+    return max(
+        0, campaign.recipients - (await repo.stats(session, [campaign.id]))[campaign.id].total
+    )
 
 
 def _refuse(campaign: Campaign, what: str, allowed: frozenset[Status]) -> InvalidTransition:
@@ -234,8 +299,14 @@ def _refuse(campaign: Campaign, what: str, allowed: frozenset[Status]) -> Invali
     )
 
 
-async def _move(session: AsyncSession, campaign: Campaign, target: Status, values: dict[str, Any],
-                what: str, allowed: frozenset[Status]) -> None:
+async def _move(
+    session: AsyncSession,
+    campaign: Campaign,
+    target: Status,
+    values: dict[str, Any],
+    what: str,
+    allowed: frozenset[Status],
+) -> None:
     source = Status(campaign.status)
     # An edit that keeps the status is no transition, but it is still guarded on the status.
     if source not in allowed or (source is not target and not can(source, target)):
@@ -248,8 +319,14 @@ async def _move(session: AsyncSession, campaign: Campaign, target: Status, value
         setattr(campaign, key, value)
 
 
-async def update_campaign(session: AsyncSession, settings: Settings, account_id: str, campaign_id: str,
-                          body: CampaignUpdate, now: datetime) -> Campaign:
+async def update_campaign(
+    session: AsyncSession,
+    settings: Settings,
+    account_id: str,
+    campaign_id: str,
+    body: CampaignUpdate,
+    now: datetime,
+) -> Campaign:
     """Edit a draft or scheduled campaign. scheduled_at moves the schedule (a draft becomes
     scheduled); scheduled_at: null turns a scheduled campaign back into a draft."""
     account = await accounts.lock_account(session, account_id)
@@ -264,7 +341,13 @@ async def update_campaign(session: AsyncSession, settings: Settings, account_id:
             value = ab.stored(value)
         elif field == "audience_rules":
             value = _rules(value)
-        if value is None and field in ("name", "subject", "from_address", "audience_id", "unsubscribe_url"):
+        if value is None and field in (
+            "name",
+            "subject",
+            "from_address",
+            "audience_id",
+            "unsubscribe_url",
+        ):
             raise _invalid("from" if field == "from_address" else field, "cannot be null")
         changes[field] = value.strip() if field == "from_address" else value
     merged = {field: changes.get(field, getattr(campaign, field)) for field in CONTENT_FIELDS}
@@ -285,26 +368,40 @@ async def update_campaign(session: AsyncSession, settings: Settings, account_id:
     return campaign
 
 
-async def send_campaign(session: AsyncSession, settings: Settings, account_id: str, campaign_id: str,
-                        now: datetime) -> Campaign:
+async def send_campaign(
+    session: AsyncSession, settings: Settings, account_id: str, campaign_id: str, now: datetime
+) -> Campaign:
     """Start sending a draft or scheduled campaign now."""
     account = await accounts.lock_account(session, account_id)
-    return await start_sending(session, settings, account, await get_campaign(session, account_id, campaign_id), now)
+    return await start_sending(
+        session, settings, account, await get_campaign(session, account_id, campaign_id), now
+    )
 
 
-async def start_sending(session: AsyncSession, settings: Settings, account, campaign: Campaign,
-                        now: datetime) -> Campaign:
+async def start_sending(
+    session: AsyncSession, settings: Settings, account, campaign: Campaign, now: datetime
+) -> Campaign:
     sources, target = ACTIONS[Action.SEND]
     if Status(campaign.status) not in sources:
         raise _refuse(campaign, "send", sources)
-    await check_content(session, campaign.account_id, {f: getattr(campaign, f) for f in CONTENT_FIELDS})
-    await _move(session, campaign, target, {"send_started_at": now, "updated_at": now}, "send", sources)
+    await check_content(
+        session, campaign.account_id, {f: getattr(campaign, f) for f in CONTENT_FIELDS}
+    )
+    await _move(
+        session, campaign, target, {"send_started_at": now, "updated_at": now}, "send", sources
+    )
     await _begin_sending(session, settings, account, campaign, now)
     return campaign
 
 
-async def schedule_campaign(session: AsyncSession, settings: Settings, account_id: str, campaign_id: str,
-                            scheduled_at: datetime, now: datetime) -> Campaign:
+async def schedule_campaign(
+    session: AsyncSession,
+    settings: Settings,
+    account_id: str,
+    campaign_id: str,
+    scheduled_at: datetime,
+    now: datetime,
+) -> Campaign:
     account = await accounts.lock_account(session, account_id)
     campaign = await get_campaign(session, account_id, campaign_id)
     sources, target = ACTIONS[Action.SCHEDULE]
@@ -314,11 +411,15 @@ async def schedule_campaign(session: AsyncSession, settings: Settings, account_i
     await check_content(session, account_id, {f: getattr(campaign, f) for f in CONTENT_FIELDS})
     needed = await audiences_repo.eligible_count(session, campaign.audience_id)
     await accounts.check_quota(session, settings, account, needed, when)
-    await _move(session, campaign, target, {"scheduled_at": when, "updated_at": now}, "schedule", sources)
+    await _move(
+        session, campaign, target, {"scheduled_at": when, "updated_at": now}, "schedule", sources
+    )
     return campaign
 
 
-async def pause_campaign(session: AsyncSession, account_id: str, campaign_id: str, now: datetime) -> Campaign:
+async def pause_campaign(
+    session: AsyncSession, account_id: str, campaign_id: str, now: datetime
+) -> Campaign:
     """Stop claiming new deliveries; what was handed to a relay is unaffected."""
     campaign = await get_campaign(session, account_id, campaign_id)
     sources, target = ACTIONS[Action.PAUSE]
@@ -326,48 +427,74 @@ async def pause_campaign(session: AsyncSession, account_id: str, campaign_id: st
     return campaign
 
 
-async def resume_campaign(session: AsyncSession, account_id: str, campaign_id: str, now: datetime) -> Campaign:
+async def resume_campaign(
+    session: AsyncSession, account_id: str, campaign_id: str, now: datetime
+) -> Campaign:
     campaign = await get_campaign(session, account_id, campaign_id)
     sources, target = ACTIONS[Action.RESUME]
     await _move(session, campaign, target, {"updated_at": now}, "resume", sources)
     return campaign
 
 
-async def cancel_campaign(session: AsyncSession, account_id: str, campaign_id: str, now: datetime) -> Campaign:
+async def cancel_campaign(
+    session: AsyncSession, account_id: str, campaign_id: str, now: datetime
+) -> Campaign:
     """Cancel a draft, scheduled or paused campaign. Of a paused one, what was not sent is dropped
-    and given back to the month's quota. A sending or sent campaign cannot be cancelled (pause first)."""
+    and given back to the month's quota. A sending or sent campaign cannot be cancelled (pause
+    first)."""
     campaign = await get_campaign(session, account_id, campaign_id)
     sources, target = ACTIONS[Action.CANCEL]
     was = Status(campaign.status)
     unqueued = 0 if campaign.queue_filled else await _unqueued(session, campaign)
     # The snapshot's rest is never queued: a fill racing this finds the campaign no longer sending.
-    await _move(session, campaign, target, {"cancelled_at": now, "updated_at": now, "queue_filled": True},
-                "cancel", sources)
+    await _move(
+        session,
+        campaign,
+        target,
+        {"cancelled_at": now, "updated_at": now, "queue_filled": True},
+        "cancel",
+        sources,
+    )
     if was is Status.PAUSED:
         dropped = await repo.drop_unsent(session, campaign.id)
-        await accounts.release_quota(session, account_id, dropped + unqueued, campaign.send_started_at or now)
+        await accounts.release_quota(
+            session, account_id, dropped + unqueued, campaign.send_started_at or now
+        )
     return campaign
 
 
-async def start_due(session: AsyncSession, settings: Settings, campaign_id: str, account_id: str,
-                    now: datetime) -> Campaign:
+async def start_due(
+    session: AsyncSession, settings: Settings, campaign_id: str, account_id: str, now: datetime
+) -> Campaign:
     """A scheduled campaign whose time has come starts sending (the scheduler's job)."""
     account = await accounts.lock_account(session, account_id)
-    return await start_sending(session, settings, account, await get_campaign(session, account_id, campaign_id), now)
+    return await start_sending(
+        session, settings, account, await get_campaign(session, account_id, campaign_id), now
+    )
 
 
-async def return_to_draft(session: AsyncSession, campaign_id: str, reason: str, now: datetime) -> bool:
+async def return_to_draft(
+    session: AsyncSession, campaign_id: str, reason: str, now: datetime
+) -> bool:
     """A scheduled campaign that could not start (quota, domain no longer verified, audience gone)
     goes back to draft with the reason, instead of being retried forever."""
-    return await repo.compare_and_set(session, campaign_id, Status.SCHEDULED,
-                                      {"status": Status.DRAFT.value, "last_error": reason[:2000], "updated_at": now})
+    return await repo.compare_and_set(
+        session,
+        campaign_id,
+        Status.SCHEDULED,
+        {"status": Status.DRAFT.value, "last_error": reason[:2000], "updated_at": now},
+    )
 
 
 async def pause_for(session: AsyncSession, campaign_id: str, reason: str, now: datetime) -> bool:
     """A sending campaign the workers cannot send (its signing key cannot be opened, say) is
     paused with the reason, for its owner to fix and resume, instead of failing every recipient."""
-    return await repo.compare_and_set(session, campaign_id, Status.SENDING,
-                                      {"status": Status.PAUSED.value, "last_error": reason[:2000], "updated_at": now})
+    return await repo.compare_and_set(
+        session,
+        campaign_id,
+        Status.SENDING,
+        {"status": Status.PAUSED.value, "last_error": reason[:2000], "updated_at": now},
+    )
 
 
 async def delete_campaign(session: AsyncSession, account_id: str, campaign_id: str) -> None:

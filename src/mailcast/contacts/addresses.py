@@ -33,7 +33,9 @@ def _domain(domain: str) -> str | None:
     if domain in _DOMAINS:
         return _DOMAINS[domain]
     try:
-        normalised: str | None = validate_email(f"a@{domain}", check_deliverability=False).domain.lower()
+        normalised: str | None = validate_email(
+            f"a@{domain}", check_deliverability=False
+        ).domain.lower()
     except EmailNotValidError:
         normalised = None
     if len(_DOMAINS) >= _DOMAINS_KEPT:

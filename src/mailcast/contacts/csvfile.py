@@ -20,7 +20,15 @@ from mailcast.contacts.addresses import normalise_email
 
 _BOM = b"\xef\xbb\xbf"
 _ALIASES = {
-    "email": {"email", "emailaddress", "mail", "mailaddress", "emails", "subscriberemail", "contactemail"},
+    "email": {
+        "email",
+        "emailaddress",
+        "mail",
+        "mailaddress",
+        "emails",
+        "subscriberemail",
+        "contactemail",
+    },
     "first_name": {"firstname", "first", "givenname", "forename", "fname"},
     "last_name": {"lastname", "last", "surname", "familyname", "lname"},
     "unsubscribed": {"unsubscribed", "unsubscribe", "optedout", "optout"},
@@ -28,7 +36,9 @@ _ALIASES = {
 _FIELD_OF = {alias: field for field, aliases in _ALIASES.items() for alias in aliases}
 _TRUE = frozenset({"1", "true", "yes", "y", "t", "x"})
 _MAX_FIELD = 200  # first and last names, as the API allows them
-_CONTROL = re.compile("[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u0085]")  # names are one line, as in the API
+_CONTROL = re.compile(
+    "[\x00-\x08\x0a-\x1f\x7f\u2028\u2029\u0085]"
+)  # names are one line, as in the API
 _MAX_METADATA = 16_384  # bytes of JSON, as the API allows
 
 
@@ -49,14 +59,27 @@ class Layout:
     header_bytes: int  # where the first record starts
 
     def to_json(self) -> dict[str, Any]:
-        return {"delimiter": self.delimiter, "email": self.email, "first_name": self.first_name,
-                "last_name": self.last_name, "unsubscribed": self.unsubscribed,
-                "metadata": [list(pair) for pair in self.metadata], "header_bytes": self.header_bytes}
+        return {
+            "delimiter": self.delimiter,
+            "email": self.email,
+            "first_name": self.first_name,
+            "last_name": self.last_name,
+            "unsubscribed": self.unsubscribed,
+            "metadata": [list(pair) for pair in self.metadata],
+            "header_bytes": self.header_bytes,
+        }
 
     @classmethod
     def from_json(cls, value: dict[str, Any]) -> Layout:
-        return cls(value["delimiter"], value["email"], value["first_name"], value["last_name"],
-                   value["unsubscribed"], tuple((i, key) for i, key in value["metadata"]), value["header_bytes"])
+        return cls(
+            value["delimiter"],
+            value["email"],
+            value["first_name"],
+            value["last_name"],
+            value["unsubscribed"],
+            tuple((i, key) for i, key in value["metadata"]),
+            value["header_bytes"],
+        )
 
 
 def _key(name: str) -> str:
@@ -79,7 +102,7 @@ def read_layout(handle: BinaryIO) -> Layout:
     first = handle.readline()
     size = len(first)
     if first.startswith(_BOM):
-        first = first[len(_BOM):]
+        first = first[len(_BOM) :]
     line = first.decode("utf-8", "replace").rstrip("\r\n")
     if not line.strip():
         raise CsvError("The file is empty: it needs a header row with an email column")
@@ -94,9 +117,19 @@ def read_layout(handle: BinaryIO) -> Layout:
         elif name.strip():
             metadata.append((i, name.strip().lower()))
     if "email" not in columns:
-        raise CsvError(f"The header row has no email column (it has: {', '.join(n.strip() for n in names)[:500]})")
-    return Layout(delimiter, columns["email"], columns.get("first_name"), columns.get("last_name"),
-                  columns.get("unsubscribed"), tuple(metadata), size)
+        raise CsvError(
+            "The header row has no email column (it has: "
+            f"{', '.join(n.strip() for n in names)[:500]})"
+        )
+    return Layout(
+        delimiter,
+        columns["email"],
+        columns.get("first_name"),
+        columns.get("last_name"),
+        columns.get("unsubscribed"),
+        tuple(metadata),
+        size,
+    )
 
 
 class _Lines:
@@ -155,7 +188,12 @@ def batches(handle: BinaryIO, layout: Layout, offset: int, line: int, size: int)
     skipped; a record with no address or a bad one is rejected with its reason."""
     handle.seek(offset)
     lines = _Lines(handle, offset)
-    email_at, first_at, last_at, unsub_at = layout.email, layout.first_name, layout.last_name, layout.unsubscribed
+    email_at, first_at, last_at, unsub_at = (
+        layout.email,
+        layout.first_name,
+        layout.last_name,
+        layout.unsubscribed,
+    )
     metadata = layout.metadata
     rows: dict[str, Row] = {}
     rejected: list[Rejected] = []
@@ -168,7 +206,9 @@ def batches(handle: BinaryIO, layout: Layout, offset: int, line: int, size: int)
             record = next(reader)
         except StopIteration:
             break
-        except csv.Error as exc:  # a field over the size limit: the record is lost, the rest is read
+        except (
+            csv.Error
+        ) as exc:  # a field over the size limit: the record is lost, the rest is read
             rejected.append(Rejected(start, "", f"unreadable CSV: {exc}"))
             records += 1
             base, read = base + reader.line_num, 0
@@ -205,9 +245,16 @@ def _cell(record: list[str], at: int | None) -> str | None:
     return record[at].strip() or None
 
 
-def _row(email: str, record: list[str], first_at: int | None, last_at: int | None, unsub_at: int | None,
-         metadata: tuple[tuple[int, str], ...]) -> Row | str:
-    """The row, or why it is refused. An empty cell gives nothing (an import never clears a field)."""
+def _row(
+    email: str,
+    record: list[str],
+    first_at: int | None,
+    last_at: int | None,
+    unsub_at: int | None,
+    metadata: tuple[tuple[int, str], ...],
+) -> Row | str:
+    """The row, or why it is refused. An empty cell gives nothing (an import never clears a
+    field)."""
     first, last = _cell(record, first_at), _cell(record, last_at)
     if (first and len(first) > _MAX_FIELD) or (last and len(last) > _MAX_FIELD):
         return f"a name is longer than {_MAX_FIELD} characters"
@@ -224,7 +271,8 @@ def _row(email: str, record: list[str], first_at: int | None, last_at: int | Non
 
 
 def _merge(into: Row, later: Row) -> None:
-    """A later row of the same address: what it gives wins, metadata key by key; an unsubscribe stays."""
+    """A later row of the same address: what it gives wins, metadata key by key; an unsubscribe
+    stays."""
     into.first_name = later.first_name or into.first_name
     into.last_name = later.last_name or into.last_name
     if later.metadata:

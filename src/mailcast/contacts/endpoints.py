@@ -13,27 +13,40 @@ from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted, ErrorOut
 from mailcast.contacts import imports, service, uploads
 from mailcast.contacts.schemas import (
-    ContactCreate, ContactImportOut, ContactOut, ContactUpdate, ImportRequest, ImportResult,
+    ContactCreate,
+    ContactImportOut,
+    ContactOut,
+    ContactUpdate,
+    ImportRequest,
+    ImportResult,
 )
 
 router = APIRouter(prefix="/v1/contacts", tags=["Contacts"], responses=ERROR_RESPONSES)
 
 
 @router.post("", status_code=201, response_model=ContactOut)
-async def create_contact(body: ContactCreate, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def create_contact(
+    body: ContactCreate, principal: FullKey, session: SessionDep, clock: ClockDep
+):
     """Create a contact (one per address per account; 409 if the address exists)."""
     return ContactOut.of(await service.create_contact(session, principal.account_id, body, clock()))
 
 
 @router.get("", response_model=Page[ContactOut])
 async def list_contacts(
-    principal: ReadKey, session: SessionDep, page: PageDep,
+    principal: ReadKey,
+    session: SessionDep,
+    page: PageDep,
     email: Annotated[str | None, Query(max_length=320, description="Part of the address")] = None,
     audience_id: Annotated[str | None, Query(max_length=40)] = None,
 ):
-    rows = await service.list_contacts(session, principal.account_id, page.limit, page.cursor, email, audience_id)
+    rows = await service.list_contacts(
+        session, principal.account_id, page.limit, page.cursor, email, audience_id
+    )
     items, has_more, cursor = page_of(rows, page.limit)
-    return Page[ContactOut](data=[ContactOut.of(c) for c in items], has_more=has_more, next_cursor=cursor)
+    return Page[ContactOut](
+        data=[ContactOut.of(c) for c in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 class _RowsCountedFirst(APIRoute):
@@ -52,41 +65,91 @@ class _RowsCountedFirst(APIRoute):
         return counted_first
 
 
-async def import_contacts(body: ImportRequest, principal: FullKey, session: SessionDep, clock: ClockDep,
-                          settings: SettingsDep) -> ImportResult:
+async def import_contacts(
+    body: ImportRequest,
+    principal: FullKey,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+) -> ImportResult:
     """Create or update up to 10,000 contacts by address. Invalid addresses are reported per row
-    (`errors[].index`) and skipped; valid rows are kept. Existing contacts are never re-subscribed."""
-    return await service.import_contacts(session, principal.account_id, body.contacts, body.audience_id, clock(),
-                                         settings.import_max_rows)
+    (`errors[].index`) and skipped; valid rows are kept. Existing contacts are never
+    re-subscribed."""
+    return await service.import_contacts(
+        session,
+        principal.account_id,
+        body.contacts,
+        body.audience_id,
+        clock(),
+        settings.import_max_rows,
+    )
 
 
-router.add_api_route("/import", import_contacts, methods=["POST"], response_model=ImportResult,
-                     route_class_override=_RowsCountedFirst)
+router.add_api_route(
+    "/import",
+    import_contacts,
+    methods=["POST"],
+    response_model=ImportResult,
+    route_class_override=_RowsCountedFirst,
+)
 
 
-_UPLOAD_BODY = {"requestBody": {"required": True, "content": {
-    "text/csv": {"schema": {"type": "string", "description": "The CSV file itself"}},
-    "multipart/form-data": {"schema": {
-        "type": "object", "required": ["file"], "additionalProperties": False,
-        "properties": {"file": {"type": "string", "format": "binary"}, "audience_id": {"type": "string"}}}},
-}}}
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {
+            "text/csv": {"schema": {"type": "string", "description": "The CSV file itself"}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "additionalProperties": False,
+                    "properties": {
+                        "file": {"type": "string", "format": "binary"},
+                        "audience_id": {"type": "string"},
+                    },
+                }
+            },
+        },
+    }
+}
 
 
-@router.post("/imports", status_code=202, response_model=ContactImportOut, openapi_extra=_UPLOAD_BODY,
-             responses={415: {"model": ErrorOut, "description": "The body is not a file (CSV or a multipart form)"}})
-async def start_import(request: Request, principal: FullKey, session: SessionDep, clock: ClockDep,
-                       settings: SettingsDep,
-                       audience_id: Annotated[str | None, Query(max_length=40, description=(
-                           "Add every imported contact to this audience (or a form field of that name)"))] = None,
-                       filename: Annotated[str | None, Query(max_length=255)] = None):
+@router.post(
+    "/imports",
+    status_code=202,
+    response_model=ContactImportOut,
+    openapi_extra=_UPLOAD_BODY,
+    responses={
+        415: {"model": ErrorOut, "description": "The body is not a file (CSV or a multipart form)"}
+    },
+)
+async def start_import(
+    request: Request,
+    principal: FullKey,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    audience_id: Annotated[
+        str | None,
+        Query(
+            max_length=40,
+            description=(
+                "Add every imported contact to this audience (or a form field of that name)"
+            ),
+        ),
+    ] = None,
+    filename: Annotated[str | None, Query(max_length=255)] = None,
+):
     """Import a CSV file of any size (up to MAILCAST_IMPORT_MAX_FILE_BYTES, 1 GiB by default),
     sent as the request body (`Content-Type: text/csv`) or as the `file` part of a multipart form.
     The file is stored and a worker imports it; this answers 202 with the job at once. Follow it
     with `GET /v1/contacts/imports/{id}`; the rejected rows are at `.../errors`. Columns: email
     (required; "Email Address", "E-mail", ... are understood), first_name, last_name,
     unsubscribed; any other column becomes metadata. An import never re-subscribes anyone."""
-    job = await uploads.import_upload(request, session, settings, principal.account_id, audience_id, filename,
-                                      clock())
+    job = await uploads.import_upload(
+        request, session, settings, principal.account_id, audience_id, filename, clock()
+    )
     return ContactImportOut.of(job)
 
 
@@ -95,8 +158,9 @@ async def list_imports(principal: ReadKey, session: SessionDep, page: PageDep):
     """The account's imports, newest first."""
     rows = await imports.list_imports(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
-    return Page[ContactImportOut](data=[ContactImportOut.of(j) for j in items], has_more=has_more,
-                                  next_cursor=cursor)
+    return Page[ContactImportOut](
+        data=[ContactImportOut.of(j) for j in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 @router.get("/imports/{import_id}", response_model=ContactImportOut)
@@ -106,10 +170,14 @@ async def get_import(import_id: str, principal: ReadKey, session: SessionDep):
     return ContactImportOut.of(await imports.get_import(session, principal.account_id, import_id))
 
 
-@router.get("/imports/{import_id}/errors", response_class=StreamingResponse,
-            responses={200: {"content": {"text/csv": {}}, "description": "line,email,reason"}})
+@router.get(
+    "/imports/{import_id}/errors",
+    response_class=StreamingResponse,
+    responses={200: {"content": {"text/csv": {}}, "description": "line,email,reason"}},
+)
 async def import_errors(import_id: str, principal: ReadKey, request: Request):
-    """The rejected rows as CSV: `line,email,reason` (the line in the file; the header is line 1)."""
+    """The rejected rows as CSV: `line,email,reason` (the line in the file; the header is line
+    1)."""
     sessions = request.app.state.sessions
     async with sessions() as session:
         job = await imports.get_import(session, principal.account_id, import_id)
@@ -120,8 +188,11 @@ async def import_errors(import_id: str, principal: ReadKey, request: Request):
             async for chunk in imports.rejected_rows(session, job):
                 yield uploads.csv_lines(chunk)
 
-    return StreamingResponse(rows(), media_type="text/csv; charset=utf-8",
-                             headers={"Content-Disposition": f'attachment; filename="{job.id}-errors.csv"'})
+    return StreamingResponse(
+        rows(),
+        media_type="text/csv; charset=utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{job.id}-errors.csv"'},
+    )
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
@@ -129,10 +200,13 @@ async def get_contact(contact_id: str, principal: ReadKey, session: SessionDep):
     return ContactOut.of(await service.get_contact(session, principal.account_id, contact_id))
 
 
-async def update_contact(contact_id: str, body: ContactUpdate, principal: FullKey, session: SessionDep,
-                         clock: ClockDep) -> ContactOut:
+async def update_contact(
+    contact_id: str, body: ContactUpdate, principal: FullKey, session: SessionDep, clock: ClockDep
+) -> ContactOut:
     """Update the given fields of a contact."""
-    return ContactOut.of(await service.update_contact(session, principal.account_id, contact_id, body, clock()))
+    return ContactOut.of(
+        await service.update_contact(session, principal.account_id, contact_id, body, clock())
+    )
 
 
 put_and_patch(router, "/{contact_id}", update_contact, response_model=ContactOut)

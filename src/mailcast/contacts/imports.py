@@ -48,16 +48,37 @@ def new_import_id() -> str:
     return new_id("imp")
 
 
-async def create_import(session: AsyncSession, account_id: str, audience_id: str | None, path: Path,
-                        filename: str | None, owns_file: bool, now: datetime, import_id: str | None = None
-                        ) -> ContactImport:
+async def create_import(
+    session: AsyncSession,
+    account_id: str,
+    audience_id: str | None,
+    path: Path,
+    filename: str | None,
+    owns_file: bool,
+    now: datetime,
+    import_id: str | None = None,
+) -> ContactImport:
     """A queued job for a file already in place (`owns_file`: delete it when the job ends)."""
     if audience_id and await audiences_repo.get(session, account_id, audience_id) is None:
         raise NotFound("No such audience", {"audience_id": audience_id})
     job = ContactImport(
-        id=import_id or new_import_id(), account_id=account_id, audience_id=audience_id, status=QUEUED,
-        path=str(path), owns_file=owns_file, filename=filename, file_bytes=path.stat().st_size, offset=0, line=1,
-        rows_read=0, created=0, updated=0, rejected=0, created_at=now, updated_at=now)
+        id=import_id or new_import_id(),
+        account_id=account_id,
+        audience_id=audience_id,
+        status=QUEUED,
+        path=str(path),
+        owns_file=owns_file,
+        filename=filename,
+        file_bytes=path.stat().st_size,
+        offset=0,
+        line=1,
+        rows_read=0,
+        created=0,
+        updated=0,
+        rejected=0,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(job)
     await session.flush()
     return job
@@ -70,8 +91,9 @@ async def get_import(session: AsyncSession, account_id: str, import_id: str) -> 
     return job
 
 
-async def list_imports(session: AsyncSession, account_id: str, limit: int, cursor: str | None
-                       ) -> list[ContactImport]:
+async def list_imports(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[ContactImport]:
     return await repo.page(session, account_id, limit, cursor)
 
 
@@ -99,8 +121,15 @@ class Progress:
 
 
 class Importer:
-    def __init__(self, engine: AsyncEngine, store: ContactStore, settings: Settings, clock: Clock,
-                 owner: str, stop: asyncio.Event | None = None) -> None:
+    def __init__(
+        self,
+        engine: AsyncEngine,
+        store: ContactStore,
+        settings: Settings,
+        clock: Clock,
+        owner: str,
+        stop: asyncio.Event | None = None,
+    ) -> None:
         """`stop`: once set, a running import is handed back to the queue after its current batch
         (a worker shutting down), to be resumed by the next worker to look."""
         self.stop = stop
@@ -136,7 +165,9 @@ class Importer:
                 return import_id
         return None
 
-    async def run(self, import_id: str, on_progress: Callable[[Progress], None] | None = None) -> str:
+    async def run(
+        self, import_id: str, on_progress: Callable[[Progress], None] | None = None
+    ) -> str:
         """Run a job this importer has taken; its final status (or `running` if the lease was lost
         or the database failed: another try resumes it)."""
         async with self.engine.connect() as connection:
@@ -147,7 +178,9 @@ class Importer:
         try:
             handle = path.open("rb")
         except OSError as exc:
-            return await self._finish(job, FAILED, f"The file cannot be read: {exc.strerror or exc}")
+            return await self._finish(
+                job, FAILED, f"The file cannot be read: {exc.strerror or exc}"
+            )
         try:
             with handle:
                 return await self._read(job, handle, on_progress)
@@ -157,24 +190,44 @@ class Importer:
         except CsvError as exc:
             return await self._finish(job, FAILED, str(exc))
         except AudienceGone:
-            return await self._finish(job, FAILED, "The audience was deleted during the import; the rows "
-                                                   "before that are imported")
+            return await self._finish(
+                job,
+                FAILED,
+                "The audience was deleted during the import; the rows before that are imported",
+            )
 
     async def _read(self, job: dict[str, Any], handle, on_progress) -> str:
         if job["layout"] is None:
             layout = read_layout(handle)
             async with self.engine.begin() as connection:
                 now = self.clock()
-                if not await repo.set_layout(connection, job["id"], self.owner, layout.to_json(),
-                                             layout.header_bytes, 2, now, now + self.lease):
+                if not await repo.set_layout(
+                    connection,
+                    job["id"],
+                    self.owner,
+                    layout.to_json(),
+                    layout.header_bytes,
+                    2,
+                    now,
+                    now + self.lease,
+                ):
                     raise LeaseLost
             job.update(offset=layout.header_bytes, line=2)
         else:
             layout = Layout.from_json(job["layout"])
-        progress = Progress(job["offset"], job["file_bytes"], job["rows_read"], job["created"], job["updated"],
-                            job["rejected"])
+        progress = Progress(
+            job["offset"],
+            job["file_bytes"],
+            job["rows_read"],
+            job["created"],
+            job["updated"],
+            job["rejected"],
+        )
         created_total = 0
-        async with self.engine.connect() as connection, self._batches(handle, layout, job) as reading:
+        async with (
+            self.engine.connect() as connection,
+            self._batches(handle, layout, job) as reading,
+        ):
             async for batch in reading:
                 if self.stop is not None and self.stop.is_set():
                     async with connection.begin():
@@ -182,15 +235,28 @@ class Importer:
                     return QUEUED
                 now = self.clock()
                 async with connection.begin():
-                    if job["audience_id"] and not await audiences_repo.hold(connection, job["account_id"],
-                                                                            job["audience_id"]):
+                    if job["audience_id"] and not await audiences_repo.hold(
+                        connection, job["account_id"], job["audience_id"]
+                    ):
                         raise AudienceGone
-                    created, updated = await self.store.merge(connection, job["account_id"], job["audience_id"],
-                                                              batch.prepared, now)
+                    created, updated = await self.store.merge(
+                        connection, job["account_id"], job["audience_id"], batch.prepared, now
+                    )
                     await repo.add_errors(connection, job["id"], batch.rejected)
-                    if not await repo.advance(connection, job["id"], self.owner, progress.offset, batch.offset,
-                                              batch.line, batch.records, created, updated + batch.repeats,
-                                              len(batch.rejected), now, now + self.lease):
+                    if not await repo.advance(
+                        connection,
+                        job["id"],
+                        self.owner,
+                        progress.offset,
+                        batch.offset,
+                        batch.line,
+                        batch.records,
+                        created,
+                        updated + batch.repeats,
+                        len(batch.rejected),
+                        now,
+                        now + self.lease,
+                    ):
                         raise LeaseLost
                 created_total += created
                 progress.offset = batch.offset
@@ -206,7 +272,9 @@ class Importer:
         return await self._finish(job, DONE, None)
 
     @contextlib.asynccontextmanager
-    async def _batches(self, handle, layout: Layout, job: dict[str, Any]) -> AsyncIterator[AsyncIterator[Batch]]:
+    async def _batches(
+        self, handle, layout: Layout, job: dict[str, Any]
+    ) -> AsyncIterator[AsyncIterator[Batch]]:
         """The file's batches from where the job stands, prepared for the store. A large rest is
         read by a process of its own (`contacts/reader.py`), one batch ahead of the writes:
         parsing is Python's work and, in this process, would hold the interpreter the database
@@ -222,9 +290,19 @@ class Importer:
             yield here()
             return
         reader = await asyncio.create_subprocess_exec(
-            sys.executable, "-m", "mailcast.contacts.reader", job["path"], json.dumps(layout.to_json()),
-            str(job["offset"]), str(job["line"]), str(size), preparer,
-            stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE, limit=1 << 20)
+            sys.executable,
+            "-m",
+            "mailcast.contacts.reader",
+            job["path"],
+            json.dumps(layout.to_json()),
+            str(job["offset"]),
+            str(job["line"]),
+            str(size),
+            preparer,
+            stdout=asyncio.subprocess.PIPE,
+            stderr=asyncio.subprocess.PIPE,
+            limit=1 << 20,
+        )
         assert reader.stdout is not None and reader.stderr is not None
         stream = _Pickles(reader.stdout)
 
@@ -242,16 +320,16 @@ class Importer:
             if stream.ended_early and problem:
                 log.error("the import's reading process failed: %s", problem[-2000:])
 
-
     async def _finish(self, job: dict[str, Any], status: str, error: str | None) -> str:
         async with self.engine.begin() as connection:
-            finished = await repo.finish(connection, job["id"], self.owner, status, error, self.clock())
+            finished = await repo.finish(
+                connection, job["id"], self.owner, status, error, self.clock()
+            )
         if finished and job["owns_file"]:
             with contextlib.suppress(OSError):
                 os.unlink(job["path"])
         log.info("import %s %s%s", job["id"], status, f": {error}" if error else "")
         return status if finished else RUNNING
-
 
 
 class _Pickles:
@@ -267,4 +345,6 @@ class _Pickles:
             return pickle.loads(await self.stream.readexactly(size))
         except asyncio.IncompleteReadError:
             self.ended_early = True
-            raise RuntimeError("the import's reading process ended before the end of the file") from None
+            raise RuntimeError(
+                "the import's reading process ended before the end of the file"
+            ) from None

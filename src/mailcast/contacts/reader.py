@@ -16,10 +16,20 @@ from mailcast.ids import new_id
 
 
 def copy_records(rows: Sequence[Row]) -> list[tuple]:
-    """Rows as PostgreSQL's COPY takes them into the import's batch table (a new contact's id included)."""
+    """Rows as PostgreSQL's COPY takes them into the import's batch table (a new contact's id
+    included)."""
     dumps = json.dumps
-    return [(new_id("ct"), r.email, r.first_name, r.last_name, dumps(r.metadata) if r.metadata else None,
-             r.unsubscribed) for r in rows]
+    return [
+        (
+            new_id("ct"),
+            r.email,
+            r.first_name,
+            r.last_name,
+            dumps(r.metadata) if r.metadata else None,
+            r.unsubscribed,
+        )
+        for r in rows
+    ]
 
 
 def as_rows(rows: Sequence[Row]) -> list[Row]:
@@ -30,8 +40,9 @@ def as_rows(rows: Sequence[Row]) -> list[Row]:
 PREPARERS: dict[str, Callable[[Sequence[Row]], Any]] = {"copy": copy_records, "rows": as_rows}
 
 
-def prepared(handle: BinaryIO, layout: Layout, offset: int, line: int, size: int, preparer: str
-             ) -> Iterator[Batch]:
+def prepared(
+    handle: BinaryIO, layout: Layout, offset: int, line: int, size: int, preparer: str
+) -> Iterator[Batch]:
     """The batches from `offset`, each with its rows prepared (and the rows themselves dropped)."""
     prepare = PREPARERS[preparer]
     for batch in batches(handle, layout, offset, line, size):
@@ -51,8 +62,14 @@ def main(argv: list[str]) -> int:
 
     try:
         with open(path, "rb") as handle:
-            for batch in prepared(handle, Layout.from_json(json.loads(layout)), int(offset), int(line), int(size),
-                                  preparer):
+            for batch in prepared(
+                handle,
+                Layout.from_json(json.loads(layout)),
+                int(offset),
+                int(line),
+                int(size),
+                preparer,
+            ):
                 send(batch)
         send(None)
     except BrokenPipeError:  # the importer stopped reading

@@ -7,9 +7,9 @@ from sqlalchemy import delete, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db import owned
-from mailcast.db.owned import paginate_query
 from mailcast.db.lists import is_postgresql
 from mailcast.db.models import AudienceMember, Contact
+from mailcast.db.owned import paginate_query
 
 _CHUNK = 500
 
@@ -23,7 +23,9 @@ async def by_email(session: AsyncSession, account_id: str, email: str) -> Contac
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def by_emails(session: AsyncSession, account_id: str, emails: list[str]) -> dict[str, Contact]:
+async def by_emails(
+    session: AsyncSession, account_id: str, emails: list[str]
+) -> dict[str, Contact]:
     found: dict[str, Contact] = {}
     for start in range(0, len(emails), _CHUNK):
         chunk = emails[start : start + _CHUNK]
@@ -39,15 +41,22 @@ async def ids_owned(session: AsyncSession, account_id: str, contact_ids: Iterabl
     ids = list(contact_ids)
     owned: set[str] = set()
     for start in range(0, len(ids), _CHUNK):
-        stmt = (select(Contact.id).where(Contact.account_id == account_id, Contact.id.in_(ids[start : start + _CHUNK]))
-                .with_for_update(read=True, key_share=True))
+        stmt = (
+            select(Contact.id)
+            .where(Contact.account_id == account_id, Contact.id.in_(ids[start : start + _CHUNK]))
+            .with_for_update(read=True, key_share=True)
+        )
         owned.update((await session.execute(stmt)).scalars())
     return owned
 
 
 async def list_page(
-    session: AsyncSession, account_id: str, limit: int, cursor: str | None,
-    email: str | None = None, audience_id: str | None = None,
+    session: AsyncSession,
+    account_id: str,
+    limit: int,
+    cursor: str | None,
+    email: str | None = None,
+    audience_id: str | None = None,
 ) -> list[Contact]:
     stmt = select(Contact).where(Contact.account_id == account_id)
     if email:

@@ -13,7 +13,9 @@ class ContactCreate(Input):
     last_name: Name | None = Field(default=None, max_length=200)
     metadata: JsonObject | None = None
     unsubscribed: bool = False
-    audience_id: str | None = Field(default=None, description="Also add the new contact to this audience")
+    audience_id: str | None = Field(
+        default=None, description="Also add the new contact to this audience"
+    )
 
 
 class ContactUpdate(Input):
@@ -36,10 +38,18 @@ class ContactOut(Output):
     updated_at: Timestamp
 
     @classmethod
-    def of(cls, c) -> "ContactOut":
-        return cls(id=c.id, email=c.email, first_name=c.first_name, last_name=c.last_name, metadata=c.attributes,
-                   unsubscribed=c.unsubscribed, suppressed=c.suppressed_reason is not None,
-                   created_at=c.created_at, updated_at=c.updated_at)
+    def of(cls, c) -> ContactOut:
+        return cls(
+            id=c.id,
+            email=c.email,
+            first_name=c.first_name,
+            last_name=c.last_name,
+            metadata=c.attributes,
+            unsubscribed=c.unsubscribed,
+            suppressed=c.suppressed_reason is not None,
+            created_at=c.created_at,
+            updated_at=c.updated_at,
+        )
 
 
 class ImportRow(Input):
@@ -83,20 +93,35 @@ class ContactImportOut(Output):
     progress: float = Field(description="bytes_read / file_bytes, 0 to 1")
     rows_read: int
     created: int
-    updated: int = Field(description="Existing contacts updated, and rows merged into an earlier row of the file")
+    updated: int = Field(
+        description="Existing contacts updated, and rows merged into an earlier row of the file"
+    )
     rejected: int
-    error: str | None = Field(description="Why a failed import failed (its rows before that are kept)")
+    error: str | None = Field(
+        description="Why a failed import failed (its rows before that are kept)"
+    )
     created_at: Timestamp
     started_at: Timestamp | None
     finished_at: Timestamp | None
 
     @classmethod
-    def of(cls, job) -> "ContactImportOut":
+    def of(cls, job) -> ContactImportOut:
         done = job.status == "done"
         read = job.file_bytes if done else min(job.offset, job.file_bytes)
-        return cls(id=job.id, status=job.status, audience_id=job.audience_id, filename=job.filename,
-                   file_bytes=job.file_bytes, bytes_read=read,
-                   progress=1.0 if done or not job.file_bytes else round(read / job.file_bytes, 4),
-                   rows_read=job.rows_read, created=job.created, updated=job.updated, rejected=job.rejected,
-                   error=job.error, created_at=job.created_at, started_at=job.started_at,
-                   finished_at=job.finished_at)
+        return cls(
+            id=job.id,
+            status=job.status,
+            audience_id=job.audience_id,
+            filename=job.filename,
+            file_bytes=job.file_bytes,
+            bytes_read=read,
+            progress=1.0 if done or not job.file_bytes else round(read / job.file_bytes, 4),
+            rows_read=job.rows_read,
+            created=job.created,
+            updated=job.updated,
+            rejected=job.rejected,
+            error=job.error,
+            created_at=job.created_at,
+            started_at=job.started_at,
+            finished_at=job.finished_at,
+        )

@@ -3,17 +3,23 @@
 from __future__ import annotations
 
 import json
-from itertools import islice
 from datetime import datetime
+from itertools import islice
 from typing import Any
 
 import ijson
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.audiences import repository as audiences_repo
-from mailcast.contacts.addresses import normalise_email
 from mailcast.contacts import repository as repo
-from mailcast.contacts.schemas import ContactCreate, ContactUpdate, ImportResult, ImportRow, ImportRowError
+from mailcast.contacts.addresses import normalise_email
+from mailcast.contacts.schemas import (
+    ContactCreate,
+    ContactUpdate,
+    ImportResult,
+    ImportRow,
+    ImportRowError,
+)
 from mailcast.db.models import Contact, DeletedContact
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
@@ -25,7 +31,7 @@ def _email_or_422(raw: str, field: str = "email") -> str:
     try:
         return normalise_email(raw)
     except ValueError as exc:
-        raise ValidationFailed(f"{field}: {exc}", [{"field": field, "message": str(exc)}])
+        raise ValidationFailed(f"{field}: {exc}", [{"field": field, "message": str(exc)}]) from exc
 
 
 def check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
@@ -39,10 +45,12 @@ def _metadata_or_422(metadata: dict[str, Any] | None) -> None:
     try:
         check_metadata(metadata)
     except ValueError as exc:
-        raise ValidationFailed(str(exc), [{"field": "metadata", "message": str(exc)}])
+        raise ValidationFailed(str(exc), [{"field": "metadata", "message": str(exc)}]) from exc
 
 
-async def create_contact(session: AsyncSession, account_id: str, body: ContactCreate, now: datetime) -> Contact:
+async def create_contact(
+    session: AsyncSession, account_id: str, body: ContactCreate, now: datetime
+) -> Contact:
     email = _email_or_422(body.email)
     _metadata_or_422(body.metadata)
     if body.audience_id and not await audiences_repo.hold(session, account_id, body.audience_id):
@@ -50,9 +58,16 @@ async def create_contact(session: AsyncSession, account_id: str, body: ContactCr
     if await repo.by_email(session, account_id, email) is not None:
         raise Conflict(f"A contact with the email {email} already exists", {"email": email})
     contact = Contact(
-        id=new_id("ct"), account_id=account_id, email=email, first_name=body.first_name,
-        last_name=body.last_name, attributes=body.metadata, unsubscribed=body.unsubscribed,
-        unsubscribed_at=now if body.unsubscribed else None, created_at=now, updated_at=now,
+        id=new_id("ct"),
+        account_id=account_id,
+        email=email,
+        first_name=body.first_name,
+        last_name=body.last_name,
+        attributes=body.metadata,
+        unsubscribed=body.unsubscribed,
+        unsubscribed_at=now if body.unsubscribed else None,
+        created_at=now,
+        updated_at=now,
     )
     session.add(contact)
     await session.flush()
@@ -68,20 +83,31 @@ async def get_contact(session: AsyncSession, account_id: str, contact_id: str) -
     return contact
 
 
-async def list_contacts(session: AsyncSession, account_id: str, limit: int, cursor: str | None,
-                        email: str | None, audience_id: str | None) -> list[Contact]:
+async def list_contacts(
+    session: AsyncSession,
+    account_id: str,
+    limit: int,
+    cursor: str | None,
+    email: str | None,
+    audience_id: str | None,
+) -> list[Contact]:
     if audience_id and await audiences_repo.get(session, account_id, audience_id) is None:
         raise NotFound("No such audience", {"audience_id": audience_id})
-    return await repo.list_page(session, account_id, limit, cursor, email=email, audience_id=audience_id)
+    return await repo.list_page(
+        session, account_id, limit, cursor, email=email, audience_id=audience_id
+    )
 
 
-async def update_contact(session: AsyncSession, account_id: str, contact_id: str, body: ContactUpdate,
-                         now: datetime) -> Contact:
+async def update_contact(
+    session: AsyncSession, account_id: str, contact_id: str, body: ContactUpdate, now: datetime
+) -> Contact:
     contact = await get_contact(session, account_id, contact_id)
     fields = body.model_fields_set
     if "email" in fields:
         if body.email is None:
-            raise ValidationFailed("email: cannot be null", [{"field": "email", "message": "cannot be null"}])
+            raise ValidationFailed(
+                "email: cannot be null", [{"field": "email", "message": "cannot be null"}]
+            )
         email = _email_or_422(body.email)
         if email != contact.email:
             if await repo.by_email(session, account_id, email) is not None:
@@ -96,7 +122,10 @@ async def update_contact(session: AsyncSession, account_id: str, contact_id: str
         contact.attributes = body.metadata
     if "unsubscribed" in fields:
         if body.unsubscribed is None:
-            raise ValidationFailed("unsubscribed: cannot be null", [{"field": "unsubscribed", "message": "cannot be null"}])
+            raise ValidationFailed(
+                "unsubscribed: cannot be null",
+                [{"field": "unsubscribed", "message": "cannot be null"}],
+            )
         if body.unsubscribed and not contact.unsubscribed:
             contact.unsubscribed_at = now
         if not body.unsubscribed:
@@ -107,9 +136,11 @@ async def update_contact(session: AsyncSession, account_id: str, contact_id: str
     return contact
 
 
-async def delete_contact(session: AsyncSession, account_id: str, contact_id: str, now: datetime) -> None:
-    """Deletes the contact and its memberships; its deliveries stay (a campaign's record), and its id
-    is kept in `deleted_contacts` (see DeletedContact)."""
+async def delete_contact(
+    session: AsyncSession, account_id: str, contact_id: str, now: datetime
+) -> None:
+    """Deletes the contact and its memberships; its deliveries stay (a campaign's record), and its
+    id is kept in `deleted_contacts` (see DeletedContact)."""
     if not await repo.delete_one(session, account_id, contact_id):
         raise NotFound("No such contact")
     session.add(DeletedContact(id=contact_id, account_id=account_id, deleted_at=now))
@@ -132,15 +163,23 @@ def json_rows_over(body: bytes, field: str, limit: int) -> bool:
 
 
 def too_many_rows(max_rows: int) -> ValidationFailed:
-    return ValidationFailed(f"contacts: at most {max_rows} rows per import",
-                            [{"field": "contacts", "message": f"at most {max_rows} rows"}])
+    return ValidationFailed(
+        f"contacts: at most {max_rows} rows per import",
+        [{"field": "contacts", "message": f"at most {max_rows} rows"}],
+    )
 
 
 async def import_contacts(
-    session: AsyncSession, account_id: str, rows: list[ImportRow], audience_id: str | None, now: datetime,
-    max_rows: int, first_index: int = 0,
+    session: AsyncSession,
+    account_id: str,
+    rows: list[ImportRow],
+    audience_id: str | None,
+    now: datetime,
+    max_rows: int,
+    first_index: int = 0,
 ) -> ImportResult:
-    """Create or update contacts by address. Invalid rows are reported and skipped; the rest are kept.
+    """Create or update contacts by address. Invalid rows are reported and skipped; the rest are
+    kept.
 
     An import never re-subscribes an unsubscribed contact (`unsubscribed: false` is ignored for
     existing contacts): only an explicit contact update can. Metadata is merged key by key."""
@@ -174,13 +213,21 @@ async def import_contacts(
         if contact is None:
             contact_id = new_id("ct")
             unsubscribed = bool(fields.get("unsubscribed"))
-            inserts.append({
-                "id": contact_id, "account_id": account_id, "email": email,
-                "first_name": fields.get("first_name"), "last_name": fields.get("last_name"),
-                "attributes": fields.get("metadata"), "unsubscribed": unsubscribed,
-                "unsubscribed_at": now if unsubscribed else None, "suppressed_reason": None,
-                "created_at": now, "updated_at": now,
-            })
+            inserts.append(
+                {
+                    "id": contact_id,
+                    "account_id": account_id,
+                    "email": email,
+                    "first_name": fields.get("first_name"),
+                    "last_name": fields.get("last_name"),
+                    "attributes": fields.get("metadata"),
+                    "unsubscribed": unsubscribed,
+                    "unsubscribed_at": now if unsubscribed else None,
+                    "suppressed_reason": None,
+                    "created_at": now,
+                    "updated_at": now,
+                }
+            )
         else:
             contact_id = contact.id
             values: dict[str, Any] = {"id": contact.id, "updated_at": now}
@@ -201,8 +248,13 @@ async def import_contacts(
         await audiences_repo.add_members(session, audience_id, member_ids, now)
     if len(inserts) >= STATISTICS_AFTER:  # the next lookups are planned for the table as it is now
         await repo.refresh_statistics(session)
-    return ImportResult(created=len(inserts), updated=len(updates) + repeats, invalid=len(errors),
-                        total=len(rows), errors=errors)
+    return ImportResult(
+        created=len(inserts),
+        updated=len(updates) + repeats,
+        invalid=len(errors),
+        total=len(rows),
+        errors=errors,
+    )
 
 
 def _merge(into: dict[str, Any], later: dict[str, Any]) -> None:

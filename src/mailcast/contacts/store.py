@@ -25,8 +25,14 @@ class ContactStore(Protocol):
     # writes: Python's work, done where the rows are read, not while the database waits.
     preparer: str
 
-    async def merge(self, connection: AsyncConnection, account_id: str, audience_id: str | None,
-                    prepared: Any, now: datetime) -> tuple[int, int]:
+    async def merge(
+        self,
+        connection: AsyncConnection,
+        account_id: str,
+        audience_id: str | None,
+        prepared: Any,
+        now: datetime,
+    ) -> tuple[int, int]:
         """Write prepared rows in the caller's transaction: (created, updated)."""
         ...
 
@@ -36,13 +42,15 @@ class ContactStore(Protocol):
 # contact it inserted has no membership yet, so only the updated ones need ON CONFLICT (whose
 # speculative insertion costs every row it is asked of).
 _BATCH_TABLE = text(
-    "CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_batch (id text, email text, first_name text, "
-    "last_name text, metadata jsonb, unsubscribed boolean) ON COMMIT DELETE ROWS")
+    "CREATE TEMPORARY TABLE IF NOT EXISTS contact_import_batch (id text, email text, first_name "
+    "text, "
+    "last_name text, metadata jsonb, unsubscribed boolean) ON COMMIT DELETE ROWS"
+)
 _BATCH_COLUMNS = ("id", "email", "first_name", "last_name", "metadata", "unsubscribed")
 _MERGE = text("""
     WITH merged AS (
-        INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, metadata, unsubscribed,
-                                   unsubscribed_at, created_at, updated_at)
+        INSERT INTO contacts AS c (id, account_id, email, first_name, last_name, metadata,
+                                   unsubscribed, unsubscribed_at, created_at, updated_at)
         SELECT id, :account, email, first_name, last_name, metadata, unsubscribed,
                CASE WHEN unsubscribed THEN CAST(:now AS timestamptz) END, :now, :now
         FROM contact_import_batch
@@ -59,7 +67,8 @@ _MERGE = text("""
         RETURNING c.id, (c.xmax = 0) AS inserted
     ), joined_new AS (
         INSERT INTO audience_members (audience_id, contact_id, created_at)
-        SELECT CAST(:audience AS varchar), id, :now FROM merged WHERE inserted AND CAST(:audience AS varchar) IS NOT NULL
+        SELECT CAST(:audience AS varchar), id, :now FROM merged
+        WHERE inserted AND CAST(:audience AS varchar) IS NOT NULL
     ), joined_existing AS (
         INSERT INTO audience_members (audience_id, contact_id, created_at)
         SELECT CAST(:audience AS varchar), id, :now FROM merged
@@ -72,26 +81,42 @@ _MERGE = text("""
 class PostgresContactStore:
     preparer = "copy"
 
-    async def merge(self, connection: AsyncConnection, account_id: str, audience_id: str | None,
-                    prepared: list[tuple], now: datetime) -> tuple[int, int]:
+    async def merge(
+        self,
+        connection: AsyncConnection,
+        account_id: str,
+        audience_id: str | None,
+        prepared: list[tuple],
+        now: datetime,
+    ) -> tuple[int, int]:
         if not prepared:
             return 0, 0
         await connection.execute(_BATCH_TABLE)
         raw = (await connection.get_raw_connection()).driver_connection
-        await raw.copy_records_to_table("contact_import_batch", records=prepared, columns=_BATCH_COLUMNS)
-        created, updated = (await connection.execute(
-            _MERGE, {"account": account_id, "audience": audience_id, "now": now})).one()
+        await raw.copy_records_to_table(
+            "contact_import_batch", records=prepared, columns=_BATCH_COLUMNS
+        )
+        created, updated = (
+            await connection.execute(
+                _MERGE, {"account": account_id, "audience": audience_id, "now": now}
+            )
+        ).one()
         return created, updated
 
 
 _CHUNK = 500  # addresses per look-up (SQLite's host parameters are limited)
 _SQLITE_INSERT = (
     "INSERT INTO contacts (id, account_id, email, first_name, last_name, metadata, unsubscribed, "
-    "unsubscribed_at, suppressed_reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, NULL, ?, ?)")
+    "unsubscribed_at, suppressed_reason, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, "
+    "NULL, ?, ?)"
+)
 _SQLITE_UPDATE = (
     "UPDATE contacts SET first_name = ?, last_name = ?, metadata = ?, unsubscribed = ?, "
-    "unsubscribed_at = CASE WHEN ? THEN ? ELSE unsubscribed_at END, updated_at = ? WHERE id = ?")
-_SQLITE_JOIN = "INSERT OR IGNORE INTO audience_members (audience_id, contact_id, created_at) VALUES (?, ?, ?)"
+    "unsubscribed_at = CASE WHEN ? THEN ? ELSE unsubscribed_at END, updated_at = ? WHERE id = ?"
+)
+_SQLITE_JOIN = (
+    "INSERT OR IGNORE INTO audience_members (audience_id, contact_id, created_at) VALUES (?, ?, ?)"
+)
 
 
 class SqliteContactStore:
@@ -102,8 +127,14 @@ class SqliteContactStore:
 
     preparer = "rows"
 
-    async def merge(self, connection: AsyncConnection, account_id: str, audience_id: str | None,
-                    prepared: Sequence[Row], now: datetime) -> tuple[int, int]:
+    async def merge(
+        self,
+        connection: AsyncConnection,
+        account_id: str,
+        audience_id: str | None,
+        prepared: Sequence[Row],
+        now: datetime,
+    ) -> tuple[int, int]:
         rows = prepared
         if not rows:
             return 0, 0
@@ -114,7 +145,9 @@ class SqliteContactStore:
             chunk = emails[start : start + _CHUNK]
             found = await connection.exec_driver_sql(
                 "SELECT id, email, first_name, last_name, metadata, unsubscribed FROM contacts "
-                f"WHERE account_id = ? AND email IN ({', '.join('?' * len(chunk))})", (account_id, *chunk))
+                f"WHERE account_id = ? AND email IN ({', '.join('?' * len(chunk))})",
+                (account_id, *chunk),
+            )
             existing.update((row[1], tuple(row)) for row in found)
         inserts, updates, members = [], [], []
         dumps = json.dumps
@@ -122,16 +155,36 @@ class SqliteContactStore:
             old = existing.get(row.email)
             if old is None:
                 contact_id = new_id("ct")
-                inserts.append((contact_id, account_id, row.email, row.first_name, row.last_name,
-                                dumps(row.metadata) if row.metadata else None, row.unsubscribed,
-                                stamp if row.unsubscribed else None, stamp, stamp))
+                inserts.append(
+                    (
+                        contact_id,
+                        account_id,
+                        row.email,
+                        row.first_name,
+                        row.last_name,
+                        dumps(row.metadata) if row.metadata else None,
+                        row.unsubscribed,
+                        stamp if row.unsubscribed else None,
+                        stamp,
+                        stamp,
+                    )
+                )
             else:
                 contact_id, _, first, last, metadata, unsubscribed = old
                 if row.metadata:
                     metadata = dumps({**(json.loads(metadata) if metadata else {}), **row.metadata})
-                updates.append((row.first_name or first, row.last_name or last, metadata,
-                                bool(unsubscribed) or row.unsubscribed, row.unsubscribed and not unsubscribed, stamp,
-                                stamp, contact_id))
+                updates.append(
+                    (
+                        row.first_name or first,
+                        row.last_name or last,
+                        metadata,
+                        bool(unsubscribed) or row.unsubscribed,
+                        row.unsubscribed and not unsubscribed,
+                        stamp,
+                        stamp,
+                        contact_id,
+                    )
+                )
             members.append((audience_id, contact_id, stamp))
         if inserts:
             await connection.exec_driver_sql(_SQLITE_INSERT, inserts)

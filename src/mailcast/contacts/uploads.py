@@ -20,8 +20,14 @@ from mailcast.db.models import ContactImport
 from mailcast.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 _CHUNK = 1 << 16
-FILE_TYPES = {"text/csv", "text/plain", "application/csv", "application/vnd.ms-excel", "application/octet-stream",
-              "multipart/form-data"}
+FILE_TYPES = {
+    "text/csv",
+    "text/plain",
+    "application/csv",
+    "application/vnd.ms-excel",
+    "application/octet-stream",
+    "multipart/form-data",
+}
 
 
 def _too_large(limit: int) -> PayloadTooLarge:
@@ -37,25 +43,33 @@ async def receive(request: Request, destination: Path, limit: int) -> str | None
     content_type = request.headers.get("content-type", "").lower()
     if content_type.split(";")[0].strip() not in FILE_TYPES:
         raise UnsupportedMediaType(
-            "Send the CSV as the request body (Content-Type: text/csv) or as the file part of a multipart form",
-            {"content_type": content_type or None})
+            "Send the CSV as the request body (Content-Type: text/csv) or as the file part of a "
+            "multipart form",
+            {"content_type": content_type or None},
+        )
     written = 0
     with destination.open("wb") as out:
         if content_type.startswith("multipart/form-data"):
             try:
                 form = await request.form(max_files=1, max_fields=50)
             except HTTPException as exc:  # Starlette's answer to a malformed form
-                raise ValidationFailed(f"file: the multipart form cannot be read ({exc.detail})",
-                                       [{"field": "file", "message": str(exc.detail)}]) from None
+                raise ValidationFailed(
+                    f"file: the multipart form cannot be read ({exc.detail})",
+                    [{"field": "file", "message": str(exc.detail)}],
+                ) from None
             try:
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
-                    raise ValidationFailed("file: a multipart upload needs a file part named 'file'",
-                                           [{"field": "file", "message": "required"}])
+                    raise ValidationFailed(
+                        "file: a multipart upload needs a file part named 'file'",
+                        [{"field": "file", "message": "required"}],
+                    )
                 unknown = sorted(set(form.keys()) - FORM_FIELDS)
                 if unknown:
-                    raise ValidationFailed(f"{unknown[0]}: not a field of the upload form (file, audience_id)",
-                                           [{"field": name, "message": "unknown field"} for name in unknown])
+                    raise ValidationFailed(
+                        f"{unknown[0]}: not a field of the upload form (file, audience_id)",
+                        [{"field": name, "message": "unknown field"} for name in unknown],
+                    )
                 while chunk := await upload.read(_CHUNK):
                     written += len(chunk)
                     if written > limit:
@@ -73,8 +87,15 @@ async def receive(request: Request, destination: Path, limit: int) -> str | None
     return None
 
 
-async def import_upload(request: Request, session: AsyncSession, settings: Settings, account_id: str,
-                        audience_id: str | None, filename: str | None, now: datetime) -> ContactImport:
+async def import_upload(
+    request: Request,
+    session: AsyncSession,
+    settings: Settings,
+    account_id: str,
+    audience_id: str | None,
+    filename: str | None,
+    now: datetime,
+) -> ContactImport:
     """The uploaded file stored and queued as an import job (nothing is left behind if it fails)."""
     import_id = imports.new_import_id()
     folder = imports.import_dir(settings)
@@ -82,8 +103,16 @@ async def import_upload(request: Request, session: AsyncSession, settings: Setti
     try:
         form_audience = await receive(request, partial, settings.import_max_file_bytes)
         os.replace(partial, final)
-        return await imports.create_import(session, account_id, audience_id or form_audience, final,
-                                           filename or None, True, now, import_id)
+        return await imports.create_import(
+            session,
+            account_id,
+            audience_id or form_audience,
+            final,
+            filename or None,
+            True,
+            now,
+            import_id,
+        )
     except BaseException:
         for leftover in (partial, final):
             with contextlib.suppress(OSError):
@@ -96,6 +125,8 @@ def csv_lines(rows) -> str:
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")
     # A leading =, +, - or @ is quoted away: a spreadsheet would run the cell as a formula.
-    writer.writerows((line, "'" + email if email[:1] in "=+-@" and email else email, reason)
-                     for line, email, reason in rows)
+    writer.writerows(
+        (line, "'" + email if email[:1] in "=+-@" and email else email, reason)
+        for line, email, reason in rows
+    )
     return buffer.getvalue()

@@ -2,15 +2,20 @@
 
 from __future__ import annotations
 
-import time
 import contextlib
 import os
+import time
 from pathlib import Path
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import InvalidatePoolError
-from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.ext.asyncio import (
+    AsyncEngine,
+    AsyncSession,
+    async_sessionmaker,
+    create_async_engine,
+)
 
 
 def is_sqlite(url: str) -> bool:
@@ -58,7 +63,9 @@ def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs) -
     if make_url(url).get_driver_name() == "asyncpg":
         # No JIT compilation: it cost the counts over a million deliveries ~0.4 s of compiling
         # for a query that runs in ~0.35 s, and nothing mailcast asks for runs long enough to gain.
-        kwargs.setdefault("connect_args", {}).setdefault("server_settings", {}).setdefault("jit", "off")
+        kwargs.setdefault("connect_args", {}).setdefault("server_settings", {}).setdefault(
+            "jit", "off"
+        )
     engine = create_async_engine(url, **kwargs)
     if ping_after_idle is not None:
         _ping_after_idle(engine, ping_after_idle)
@@ -82,7 +89,8 @@ def _ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
             dialect.do_ping(dbapi_connection)
         except dialect.loaded_dbapi.Error as exc:
             if dialect.is_disconnect(exc, dbapi_connection, None):
-                raise InvalidatePoolError() from exc  # as the pre-ping: every pooled connection is replaced
+                # As the pre-ping does: every pooled connection is replaced.
+                raise InvalidatePoolError() from exc
             raise
 
 

@@ -32,4 +32,8 @@ def unnest(table: Table, columns: Sequence[str]) -> str:
     whatever their number (an executemany is a statement a row, a multi-row VALUES a new
     statement for every number of rows)."""
     dialect = postgresql.dialect()
-    return "unnest(" + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns) + ")"
+    return (
+        "unnest("
+        + ", ".join(f"CAST(:{c} AS {table.c[c].type.compile(dialect=dialect)}[])" for c in columns)
+        + ")"
+    )

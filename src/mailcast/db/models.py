@@ -45,7 +45,9 @@ class ApiKey(Base):
     __tablename__ = "api_keys"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     scope: Mapped[str] = mapped_column(String(20))
     prefix: Mapped[str] = mapped_column(String(20))
@@ -61,7 +63,9 @@ class User(Base):
     __tablename__ = "users"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     email: Mapped[str] = mapped_column(String(320), unique=True)
     role: Mapped[str] = mapped_column(String(20))
     password_hash: Mapped[str] = mapped_column(Text)
@@ -87,8 +91,10 @@ class LoginFailure(Base):
     """A failed sign-in, kept for the throttle's window (by email and by client address)."""
 
     __tablename__ = "login_failures"
-    __table_args__ = (Index("ix_login_failures_email_at", "email", "at"),
-                      Index("ix_login_failures_address_at", "address", "at"))
+    __table_args__ = (
+        Index("ix_login_failures_email_at", "email", "at"),
+        Index("ix_login_failures_address_at", "address", "at"),
+    )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
     email: Mapped[str] = mapped_column(String(320))
@@ -102,7 +108,9 @@ class IdempotencyKey(Base):
 
     __tablename__ = "idempotency_keys"
 
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
     key: Mapped[str] = mapped_column(String(255), primary_key=True)
     request_hash: Mapped[str | None] = mapped_column(String(64))  # None while the first is running
     status_code: Mapped[int | None] = mapped_column(Integer)  # None: still running
@@ -129,7 +137,9 @@ class AccountUsage(Base):
 
     __tablename__ = "account_usage"
 
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), primary_key=True
+    )
     period: Mapped[str] = mapped_column(String(7), primary_key=True)  # "YYYY-MM"
     marketing_emails: Mapped[int] = mapped_column(Integer, default=0)
 
@@ -139,7 +149,9 @@ class Domain(Base):
     __table_args__ = (UniqueConstraint("account_id", "name"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(253))
     status: Mapped[str] = mapped_column(String(20))
     dkim_selector: Mapped[str] = mapped_column(String(63))
@@ -164,7 +176,9 @@ class Contact(Base):
     __tablename__ = "contacts"
     __table_args__ = (
         UniqueConstraint("account_id", "email"),
-        ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
+        ForeignKeyConstraint(["account_id"], ["accounts.id"], ondelete="CASCADE").ddl_if(
+            dialect="sqlite"
+        ),
     )
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -187,8 +201,12 @@ class Contact(Base):
 CONTACT_UNREACHABLE = or_(Contact.unsubscribed, Contact.suppressed_reason.is_not(None))
 # The few contacts no campaign may mail, by id: the non-opener count takes them away from a
 # campaign's unopened deliveries instead of joining every contact that may be mailed.
-Index("ix_contacts_unreachable", Contact.id, postgresql_where=CONTACT_UNREACHABLE,
-      sqlite_where=CONTACT_UNREACHABLE)
+Index(
+    "ix_contacts_unreachable",
+    Contact.id,
+    postgresql_where=CONTACT_UNREACHABLE,
+    sqlite_where=CONTACT_UNREACHABLE,
+)
 
 
 class DeletedContact(Base):
@@ -199,7 +217,9 @@ class DeletedContact(Base):
     __tablename__ = "deleted_contacts"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     deleted_at: Mapped[datetime]
 
 
@@ -213,11 +233,15 @@ class ContactImport(Base):
     __table_args__ = (Index("ix_contact_imports_status", "status", "created_at"),)
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     audience_id: Mapped[str | None] = mapped_column(String(40))
     status: Mapped[str] = mapped_column(String(20))  # ImportStatus
     path: Mapped[str] = mapped_column(Text)  # the file as the workers read it
-    owns_file: Mapped[bool] = mapped_column(Boolean, default=True)  # delete it when done (an upload)
+    owns_file: Mapped[bool] = mapped_column(
+        Boolean, default=True
+    )  # delete it when done (an upload)
     filename: Mapped[str | None] = mapped_column(String(255))
     file_bytes: Mapped[int] = mapped_column(BigInteger)
     layout: Mapped[dict[str, Any] | None]  # the header's reading (csvfile.Layout), once read
@@ -242,7 +266,9 @@ class ContactImportError(Base):
     __tablename__ = "contact_import_errors"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    import_id: Mapped[str] = mapped_column(ForeignKey("contact_imports.id", ondelete="CASCADE"), index=True)
+    import_id: Mapped[str] = mapped_column(
+        ForeignKey("contact_imports.id", ondelete="CASCADE"), index=True
+    )
     line: Mapped[int] = mapped_column(BigInteger)
     email: Mapped[str] = mapped_column(String(320))
     reason: Mapped[str] = mapped_column(Text)
@@ -252,7 +278,9 @@ class Audience(Base):
     __tablename__ = "audiences"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     description: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
@@ -267,8 +295,12 @@ class AudienceMember(Base):
 
     __tablename__ = "audience_members"
     __table_args__ = (
-        ForeignKeyConstraint(["audience_id"], ["audiences.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
-        ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
+        ForeignKeyConstraint(["audience_id"], ["audiences.id"], ondelete="CASCADE").ddl_if(
+            dialect="sqlite"
+        ),
+        ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="CASCADE").ddl_if(
+            dialect="sqlite"
+        ),
     )
 
     audience_id: Mapped[str] = mapped_column(String(40), primary_key=True)
@@ -280,7 +312,9 @@ class Template(Base):
     __tablename__ = "templates"
 
     id: Mapped[str] = mapped_column(String(40), primary_key=True)
-    account_id: Mapped[str] = mapped_column(ForeignKey("accounts.id", ondelete="CASCADE"), index=True)
+    account_id: Mapped[str] = mapped_column(
+        ForeignKey("accounts.id", ondelete="CASCADE"), index=True
+    )
     name: Mapped[str] = mapped_column(String(200))
     subject: Mapped[str | None] = mapped_column(Text)
     html: Mapped[str | None] = mapped_column(Text)
@@ -320,7 +354,8 @@ class Campaign(Base):
     last_error: Mapped[str | None] = mapped_column(Text)
     # The content as one "email" (the Sequenzy dialect names it); a resend gets a new one.
     email_id: Mapped[str | None] = mapped_column(String(40))
-    # Audience rules evaluated when sending starts: [{"type": "not_opened", "campaign_id": ...}, ...]
+    # Audience rules evaluated when sending starts: [{"type": "not_opened", "campaign_id": ...},
+    # ...]
     audience_rules: Mapped[list | None] = mapped_column(JSONType)
     ab_test: Mapped[dict[str, Any] | None]
     ab_winner: Mapped[str | None] = mapped_column(String(1))
@@ -364,22 +399,52 @@ class Delivery(Base):
         UniqueConstraint("campaign_id", "contact_id"),
         # The send queue: a campaign's due rows in order, and nothing else (sent rows are most of
         # the table). Partial, so the claim reads a handful of index entries whatever the history.
-        Index("ix_deliveries_due", "campaign_id", "next_attempt_at", "id",
-              postgresql_where=text(DUE_CONDITION), sqlite_where=text(DUE_CONDITION)),
+        Index(
+            "ix_deliveries_due",
+            "campaign_id",
+            "next_attempt_at",
+            "id",
+            postgresql_where=text(DUE_CONDITION),
+            sqlite_where=text(DUE_CONDITION),
+        ),
         # Per-campaign counts by status; on PostgreSQL it also carries what the non-opener count
         # reads, so that count never visits the table (an index-only scan).
-        Index("ix_deliveries_campaign_status", "campaign_id", "status", postgresql_include=["contact_id", "opened_at"]),
+        Index(
+            "ix_deliveries_campaign_status",
+            "campaign_id",
+            "status",
+            postgresql_include=["contact_id", "opened_at"],
+        ),
         # A campaign's openers and clickers by time, read without visiting its other deliveries:
         # "did not open" takes the openers' contacts away (the resend estimate and its draft),
         # the dashboard's chart counts both by hour or day. SQLite has no INCLUDE: a key there.
-        Index("ix_deliveries_opened", "campaign_id", "opened_at", postgresql_include=["contact_id"],
-              postgresql_where=text("opened_at IS NOT NULL")).ddl_if(dialect="postgresql"),
-        Index("ix_deliveries_opened", "campaign_id", "opened_at", "contact_id",
-              sqlite_where=text("opened_at IS NOT NULL")).ddl_if(dialect="sqlite"),
-        Index("ix_deliveries_clicked", "campaign_id", "clicked_at", postgresql_where=text("clicked_at IS NOT NULL"),
-              sqlite_where=text("clicked_at IS NOT NULL")),
-        ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE").ddl_if(dialect="sqlite"),
-        ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL").ddl_if(dialect="sqlite"),
+        Index(
+            "ix_deliveries_opened",
+            "campaign_id",
+            "opened_at",
+            postgresql_include=["contact_id"],
+            postgresql_where=text("opened_at IS NOT NULL"),
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_deliveries_opened",
+            "campaign_id",
+            "opened_at",
+            "contact_id",
+            sqlite_where=text("opened_at IS NOT NULL"),
+        ).ddl_if(dialect="sqlite"),
+        Index(
+            "ix_deliveries_clicked",
+            "campaign_id",
+            "clicked_at",
+            postgresql_where=text("clicked_at IS NOT NULL"),
+            sqlite_where=text("clicked_at IS NOT NULL"),
+        ),
+        ForeignKeyConstraint(["campaign_id"], ["campaigns.id"], ondelete="CASCADE").ddl_if(
+            dialect="sqlite"
+        ),
+        ForeignKeyConstraint(["contact_id"], ["contacts.id"], ondelete="SET NULL").ddl_if(
+            dialect="sqlite"
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
@@ -387,7 +452,8 @@ class Delivery(Base):
     contact_id: Mapped[str | None] = mapped_column(String(40))
     email: Mapped[str] = mapped_column(String(320))
     variant: Mapped[str] = mapped_column(String(10), default="a")  # the content it gets: a or b
-    # The A/B assignment, never changed: a, b or holdback (holdback rows wait as "held" for the winner).
+    # The A/B assignment, never changed: a, b or holdback (holdback rows wait as "held" for the
+    # winner).
     ab_group: Mapped[str] = mapped_column(String(10), default="a", server_default="a")
     status: Mapped[str] = mapped_column(String(20), default="queued")
     attempts: Mapped[int] = mapped_column(Integer, default=0)
@@ -434,13 +500,18 @@ class CampaignCount(Base):
     __tablename__ = "campaign_counts"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
     total: Mapped[int] = mapped_column(BigInteger)  # deliveries, in any status
-    sent: Mapped[int] = mapped_column(BigInteger)  # status sent (accepted by the relay, no bounce since)
+    sent: Mapped[int] = mapped_column(
+        BigInteger
+    )  # status sent (accepted by the relay, no bounce since)
     bounced: Mapped[int] = mapped_column(BigInteger)
     failed: Mapped[int] = mapped_column(BigInteger)
     unknown: Mapped[int] = mapped_column(BigInteger)
-    # deliveries a person opened (or clicked) / clicked, and that brought a complaint / an unsubscribe
+    # deliveries a person opened (or clicked) / clicked, and that brought a complaint / an
+    # unsubscribe
     opened: Mapped[int] = mapped_column(BigInteger)
     clicked: Mapped[int] = mapped_column(BigInteger)
     complained: Mapped[int] = mapped_column(BigInteger)
@@ -473,7 +544,9 @@ class DeliveryLease(Base):
     __tablename__ = "delivery_leases"
 
     id: Mapped[int] = mapped_column(BigIntPK, primary_key=True, autoincrement=True)
-    campaign_id: Mapped[str] = mapped_column(ForeignKey("campaigns.id", ondelete="CASCADE"), index=True)
+    campaign_id: Mapped[str] = mapped_column(
+        ForeignKey("campaigns.id", ondelete="CASCADE"), index=True
+    )
     owner: Mapped[str] = mapped_column(String(80))
     expires_at: Mapped[datetime]
     first_at: Mapped[datetime]

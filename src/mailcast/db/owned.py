@@ -8,7 +8,6 @@ from typing import Any, TypeVar
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-
 M = TypeVar("M")
 
 
@@ -25,8 +24,14 @@ async def get(session: AsyncSession, model: type[M], account_id: str, row_id: st
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def page(session: AsyncSession, model: type[M], account_id: str, limit: int, cursor: str | None,
-               *where: Any) -> list[M]:
+async def page(
+    session: AsyncSession,
+    model: type[M],
+    account_id: str,
+    limit: int,
+    cursor: str | None,
+    *where: Any,
+) -> list[M]:
     stmt = select(model).where(model.account_id == account_id, *where)
     return list((await session.execute(paginate_query(stmt, model.id, limit, cursor))).scalars())
 

@@ -1,4 +1,5 @@
-"""INSERT ... ON CONFLICT for the dialect the session is bound to (SQLite and PostgreSQL share the syntax)."""
+"""INSERT ... ON CONFLICT for the dialect the session is bound to (SQLite and PostgreSQL share the
+syntax)."""
 
 from __future__ import annotations
 

@@ -40,8 +40,9 @@ def canonical_body(body: bytes) -> bytes:
 class Signer:
     """One domain's key, loaded once (per campaign), signing any number of messages."""
 
-    def __init__(self, domain: str, selector: str, algorithm: str, private_key_pem: str,
-                 headers: list[bytes]) -> None:
+    def __init__(
+        self, domain: str, selector: str, algorithm: str, private_key_pem: str, headers: list[bytes]
+    ) -> None:
         if algorithm not in ALGORITHMS:
             raise ValueError(f"unknown DKIM algorithm {algorithm!r}")
         self.domain = domain.encode()
@@ -67,11 +68,19 @@ class Signer:
         signed = [(f.partition(b":")[0].strip().lower(), f) for f in fields]
         signed = [(name, f) for name, f in signed if name in self.headers]
         body_hash = base64.b64encode(hashlib.sha256(canonical_body(body)).digest())
-        tags = b"; ".join([
-            b"v=1", b"a=" + ALGORITHMS[self.algorithm], b"c=relaxed/simple", b"d=" + self.domain,
-            b"s=" + self.selector, b"t=%d" % int(now.timestamp()), b"h=" + b":".join(n for n, _ in signed),
-            b"bh=" + body_hash, b"b=",
-        ])
+        tags = b"; ".join(
+            [
+                b"v=1",
+                b"a=" + ALGORITHMS[self.algorithm],
+                b"c=relaxed/simple",
+                b"d=" + self.domain,
+                b"s=" + self.selector,
+                b"t=%d" % int(now.timestamp()),
+                b"h=" + b":".join(n for n, _ in signed),
+                b"bh=" + body_hash,
+                b"b=",
+            ]
+        )
         header = b"DKIM-Signature: " + tags
         data = b"".join(canonical_header(f) + b"\r\n" for _, f in signed) + canonical_header(header)
         if self.algorithm == "rsa":

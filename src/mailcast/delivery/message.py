@@ -1,28 +1,54 @@
-"""MIME assembly (signing is in `dkim.py`). Every header value that came from content or subscriber data
-goes through `header_safe`, so no value can add or change a header."""
+"""MIME assembly (signing is in `dkim.py`). Every header value that came from content or subscriber
+data goes through `header_safe`, so no value can add or change a header."""
 
 from __future__ import annotations
 
 import binascii
 import re
 import uuid
+from datetime import datetime
 from email.header import Header
 from email.headerregistry import Address
 from email.message import EmailMessage
 from email.policy import SMTP
-from email.utils import formataddr, format_datetime, getaddresses, make_msgid
-from datetime import datetime
-
+from email.utils import format_datetime, formataddr, getaddresses, make_msgid
 
 _PLAIN_NAME = re.compile(r"^[\w .'-]{0,100}$")
 _UNSAFE = re.compile(r"[\x00-\x1f\x7f\u2028\u2029\u0085]+")
-SIGNED_HEADERS = [b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-                  b"list-unsubscribe-post", b"list-id", b"feedback-id", b"mime-version", b"content-type"]
+SIGNED_HEADERS = [
+    b"from",
+    b"to",
+    b"subject",
+    b"date",
+    b"message-id",
+    b"reply-to",
+    b"list-unsubscribe",
+    b"list-unsubscribe-post",
+    b"list-id",
+    b"feedback-id",
+    b"mime-version",
+    b"content-type",
+]
 
 
-ALLOWED_HEADERS = frozenset({b"from", b"to", b"subject", b"date", b"message-id", b"reply-to", b"list-unsubscribe",
-                             b"list-unsubscribe-post", b"list-id", b"feedback-id", b"mime-version", b"content-type",
-                             b"content-transfer-encoding", b"dkim-signature"})
+ALLOWED_HEADERS = frozenset(
+    {
+        b"from",
+        b"to",
+        b"subject",
+        b"date",
+        b"message-id",
+        b"reply-to",
+        b"list-unsubscribe",
+        b"list-unsubscribe-post",
+        b"list-id",
+        b"feedback-id",
+        b"mime-version",
+        b"content-type",
+        b"content-transfer-encoding",
+        b"dkim-signature",
+    }
+)
 
 
 class UnsafeHeaders(ValueError):
@@ -72,7 +98,9 @@ def list_id(name: str | None, label: str, domain: str) -> str:
     name = header_safe(name or "")
     if not name:
         return list_address
-    phrase = formataddr((name, "x@x"), charset="utf-8").removesuffix(" <x@x>")  # quoted or encoded as needed
+    phrase = formataddr((name, "x@x"), charset="utf-8").removesuffix(
+        " <x@x>"
+    )  # quoted or encoded as needed
     return f"{phrase} {list_address}"
 
 
@@ -82,7 +110,9 @@ def _header(name: str, value: str) -> str:
     is the slowest part of building a message); other text becomes RFC 2047 encoded words."""
     if value.isascii():
         return f"{name}: {value}\r\n"
-    return f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n"
+    return (
+        f"{name}: {Header(value, 'utf-8', header_name=name).encode(linesep=chr(13) + chr(10))}\r\n"
+    )
 
 
 def _address(address: Address) -> str:
@@ -104,7 +134,9 @@ def _qp(text: str) -> bytes:
         return _no_leading_dots(encoded.replace(b"\n", b"\r\n"), 76)
     if _SPACE_BEFORE_BREAK.search(text):
         # It also writes a 77-character line when a line of 74 ends in a space or tab (=20).
-        encoded = b"\r\n".join(_wrap(line, 76) if len(line) > 76 else line for line in encoded.split(b"\r\n"))
+        encoded = b"\r\n".join(
+            _wrap(line, 76) if len(line) > 76 else line for line in encoded.split(b"\r\n")
+        )
     return _no_leading_dots(encoded, 76)
 
 
@@ -123,7 +155,9 @@ def _no_leading_dots(encoded: bytes, limit: int) -> bytes:
         if line[:1] == b".":
             line = b"=2E" + line[1:]
             if len(line) > limit:  # cut it again; a new line may start with "." in turn
-                soft = line[-1:] == b"="  # "=" ends a line only as a soft break ("=XX" ends in a hex digit)
+                soft = (
+                    line[-1:] == b"="
+                )  # "=" ends a line only as a soft break ("=XX" ends in a hex digit)
                 lines = _wrap(line[:-1] if soft else line, limit - 1).split(b"\r\n")
                 if soft:
                     lines[-1] += b"="
@@ -170,8 +204,11 @@ def qp_pieces(pieces: list[str], memo: dict[str, bytes] | None = None) -> bytes:
     if memo is None:
         memo = {}
     known = memo.get
-    out = [(cached(p) or _remember(p)) if type(p) is recurring else (known(p) or _memoize(memo, p))
-           for p in pieces if p]
+    out = [
+        (cached(p) or _remember(p)) if type(p) is recurring else (known(p) or _memoize(memo, p))
+        for p in pieces
+        if p
+    ]
     if not out:
         return b""
     if _SPLIT_CRLF in out:  # a CR LF might be split between two pieces
@@ -195,8 +232,14 @@ def _written(piece: str) -> bytes:
     # What most merge values and links are: text quoted-printable leaves as it is (binascii
     # encodes "=", anything not printable ASCII, a space or tab ending the text; `_qp` a "."
     # starting a line), short enough for the soft break. A third of the cost of encoding it.
-    if (len(piece) <= 75 and piece.isascii() and piece.isprintable() and "=" not in piece
-            and piece[-1] != " " and piece[0] != "."):
+    if (
+        len(piece) <= 75
+        and piece.isascii()
+        and piece.isprintable()
+        and "=" not in piece
+        and piece[-1] != " "
+        and piece[0] != "."
+    ):
         return piece.encode("ascii") + b"=\r\n"
     encoded = _qp(piece)
     start = encoded.rfind(b"\n") + 1
@@ -224,30 +267,68 @@ def builds_itself(recipient: str) -> bool:
     return recipient.isascii()
 
 
-_TEXT_PART = (b'Content-Type: text/plain; charset="utf-8"\r\n'
-              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
-_HTML_PART = (b'Content-Type: text/html; charset="utf-8"\r\n'
-              b"Content-Transfer-Encoding: quoted-printable\r\n\r\n")
+_TEXT_PART = (
+    b'Content-Type: text/plain; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
+_HTML_PART = (
+    b'Content-Type: text/html; charset="utf-8"\r\n'
+    b"Content-Transfer-Encoding: quoted-printable\r\n\r\n"
+)
 
 
-def build(*, sender: Address, recipient: str, recipient_name: str, subject: str, html: str | list[str] | None,
-          text: str | list[str], message_id: str, date: datetime, unsubscribe_url: str, unsubscribe_mailto: str,
-          reply_to: str | None = None, list_id: str | None = None, feedback_id: str | None = None) -> bytes:
+def build(
+    *,
+    sender: Address,
+    recipient: str,
+    recipient_name: str,
+    subject: str,
+    html: str | list[str] | None,
+    text: str | list[str],
+    message_id: str,
+    date: datetime,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str,
+    reply_to: str | None = None,
+    list_id: str | None = None,
+    feedback_id: str | None = None,
+) -> bytes:
     """The message as it goes on the wire (CRLF, quoted-printable UTF-8 parts). A body may come as
     the pieces it was rendered from (see `qp_pieces`). `list_id` (RFC 2919, see `list_id()`) and
     `feedback_id` (Gmail's feedback loop) are built by the caller from our own ids."""
-    if not builds_itself(recipient):  # an internationalised address: the email package knows SMTPUTF8 best
+    if not builds_itself(
+        recipient
+    ):  # an internationalised address: the email package knows SMTPUTF8 best
         html = "".join(html) if isinstance(html, list) else html
         text = "".join(text) if isinstance(text, list) else text
-        return _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
-                                         unsubscribe_url, unsubscribe_mailto, reply_to, list_id, feedback_id)
+        return _build_with_email_package(
+            sender,
+            recipient,
+            recipient_name,
+            subject,
+            html,
+            text,
+            message_id,
+            date,
+            unsubscribe_url,
+            unsubscribe_mailto,
+            reply_to,
+            list_id,
+            feedback_id,
+        )
     memo: dict[str, bytes] = {}  # both parts carry the same merge values and links
-    html_qp = None if html is None else qp_pieces(html, memo) if isinstance(html, list) else _qp(html)
+    html_qp = (
+        None if html is None else qp_pieces(html, memo) if isinstance(html, list) else _qp(html)
+    )
     text_qp = qp_pieces(text, memo) if isinstance(text, list) else _qp(text)
     # Subscriber names go into To only when they are plainly names: a display name full of
     # quotes, brackets and encoded words is where address parsers disagree.
     name = header_safe(recipient_name)
-    to = formataddr((name, recipient), charset="utf-8") if name and _PLAIN_NAME.match(name) else recipient
+    to = (
+        formataddr((name, recipient), charset="utf-8")
+        if name and _PLAIN_NAME.match(name)
+        else recipient
+    )
     head = [
         _header("From", _address(sender)),
         _header("To", to),
@@ -258,7 +339,12 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
     if reply_to:
         head.append(_header("Reply-To", _address(parse_from(reply_to))))
     # RFC 2369 + RFC 8058: the HTTPS one-click URL and a mailto, and the one-click marker.
-    head.append(_header("List-Unsubscribe", f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"))
+    head.append(
+        _header(
+            "List-Unsubscribe",
+            f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>",
+        )
+    )
     head.append("List-Unsubscribe-Post: List-Unsubscribe=One-Click\r\n")
     if list_id:
         head.append(_header("List-Id", list_id))
@@ -270,27 +356,59 @@ def build(*, sender: Address, recipient: str, recipient_name: str, subject: str,
     # "=_" cannot occur in quoted-printable output, so the boundary never collides with a body.
     boundary = f"=_mc_{uuid.uuid4().hex}".encode()
     head.append(f'Content-Type: multipart/alternative; boundary="{boundary.decode()}"\r\n')
-    return b"".join([
-        "".join(head).encode("ascii"), b"\r\n",
-        b"--", boundary, b"\r\n", _TEXT_PART, text_qp, b"\r\n",
-        b"--", boundary, b"\r\n", _HTML_PART, html_qp, b"\r\n",
-        b"--", boundary, b"--\r\n",
-    ])
+    return b"".join(
+        [
+            "".join(head).encode("ascii"),
+            b"\r\n",
+            b"--",
+            boundary,
+            b"\r\n",
+            _TEXT_PART,
+            text_qp,
+            b"\r\n",
+            b"--",
+            boundary,
+            b"\r\n",
+            _HTML_PART,
+            html_qp,
+            b"\r\n",
+            b"--",
+            boundary,
+            b"--\r\n",
+        ]
+    )
 
 
-def _build_with_email_package(sender, recipient, recipient_name, subject, html, text, message_id, date,
-                              unsubscribe_url, unsubscribe_mailto, reply_to, list_id, feedback_id) -> bytes:
+def _build_with_email_package(
+    sender,
+    recipient,
+    recipient_name,
+    subject,
+    html,
+    text,
+    message_id,
+    date,
+    unsubscribe_url,
+    unsubscribe_mailto,
+    reply_to,
+    list_id,
+    feedback_id,
+) -> bytes:
     msg = EmailMessage(policy=SMTP.clone(utf8=True))
     msg["From"] = sender
     local, _, domain = recipient.rpartition("@")
     name = header_safe(recipient_name)
-    msg["To"] = Address(display_name=name if _PLAIN_NAME.match(name) else "", username=local, domain=domain)
+    msg["To"] = Address(
+        display_name=name if _PLAIN_NAME.match(name) else "", username=local, domain=domain
+    )
     msg["Subject"] = header_safe(subject)[:900]
     msg["Date"] = format_datetime(date)
     msg["Message-ID"] = message_id
     if reply_to:
         msg["Reply-To"] = parse_from(reply_to)
-    msg["List-Unsubscribe"] = f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"
+    msg["List-Unsubscribe"] = (
+        f"<{header_safe(unsubscribe_url)}>, <{header_safe(unsubscribe_mailto)}>"
+    )
     msg["List-Unsubscribe-Post"] = "List-Unsubscribe=One-Click"
     if list_id:
         msg["List-Id"] = list_id

@@ -18,7 +18,8 @@ from markupsafe import escape
 from mailcast.delivery.message import Recurring
 from mailcast.templates.bounded import BoundedEnvironment, limit_name
 
-# HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do not.
+# HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do
+# not.
 HTML_ENV = BoundedEnvironment(autoescape=True)
 TEXT_ENV = BoundedEnvironment(autoescape=False)
 
@@ -67,9 +68,13 @@ class SlotTemplate:
         self.static = [Recurring(piece) for piece in pieces[0::2]]
         slots = [p.strip() for p in pieces[1::2]]
         self.escape = env.autoescape
-        self.expressions = {e: env.from_string("{{ " + e + " }}") for e in set(slots) if not _LINK_SLOT.match(e)}
+        self.expressions = {
+            e: env.from_string("{{ " + e + " }}") for e in set(slots) if not _LINK_SLOT.match(e)
+        }
         # Each slot: ("link", n) or ("expr", expression).
-        self.slots = [("link", int(m.group(1))) if (m := _LINK_SLOT.match(e)) else ("expr", e) for e in slots]
+        self.slots = [
+            ("link", int(m.group(1))) if (m := _LINK_SLOT.match(e)) else ("expr", e) for e in slots
+        ]
         # expression -> (path, what Liquid writes when the value is empty, or None for no default)
         self.direct: dict[str, tuple[tuple[str, ...], str | None]] = {}
         for expression, template in self.expressions.items():
@@ -100,7 +105,7 @@ class SlotTemplate:
         objects for every recipient: the message encoder encodes them once)."""
         evaluated = {e: self._evaluate(e, values) for e in self.expressions}
         out = [self.static[0]]
-        for (kind, key), text in zip(self.slots, self.static[1:]):
+        for (kind, key), text in zip(self.slots, self.static[1:], strict=True):
             if kind == "expr":
                 out.append(evaluated[key])
             elif links is not None:
@@ -118,10 +123,15 @@ def _template(env: Environment, source: str):
         return full
     try:
         fast = SlotTemplate(env, source)
-        probe = {"email": "probe@example.org", "first_name": "Probe <&>", "last_name": "O'Probe",
-                 "metadata": {}, "unsubscribe_url": "https://example.org/u?a=1&b=2",
-                 "postal_address": "Probe & Co\n1 <Main> St",
-                 **{f"__link_{i}": f"https://example.org/t/c/{i}?x=<&>" for i in range(len(fast.slots))}}
+        probe = {
+            "email": "probe@example.org",
+            "first_name": "Probe <&>",
+            "last_name": "O'Probe",
+            "metadata": {},
+            "unsubscribe_url": "https://example.org/u?a=1&b=2",
+            "postal_address": "Probe & Co\n1 <Main> St",
+            **{f"__link_{i}": f"https://example.org/t/c/{i}?x=<&>" for i in range(len(fast.slots))},
+        }
         if fast.render(**probe) == full.render(**probe):
             return fast
     except LiquidError:
@@ -144,7 +154,9 @@ class CompiledVariant:
     html: Any | None
     text: Any | None
     preview_text: Any | None
-    links: list[str] = field(default_factory=list)  # link number -> original URL (may hold merge tags)
+    links: list[str] = field(
+        default_factory=list
+    )  # link number -> original URL (may hold merge tags)
 
 
 def _rewrite_links(source: str, links: list[str], pattern: re.Pattern, html: bool) -> str:
@@ -153,7 +165,7 @@ def _rewrite_links(source: str, links: list[str], pattern: re.Pattern, html: boo
         if not _trackable(htmllib.unescape(url) if html else url):
             return match.group(0)
         links.append(htmllib.unescape(url) if html else url)
-        placeholder = "{{ __link_%d }}" % (len(links) - 1)
+        placeholder = f"{{{{ __link_{len(links) - 1} }}}}"
         if html:
             return f"{match.group(1)}{match.group(2)}{placeholder}{match.group(2)}"
         return placeholder
@@ -164,11 +176,15 @@ def _rewrite_links(source: str, links: list[str], pattern: re.Pattern, html: boo
 # A part that never names {{ unsubscribe_url }} gets a footer with it: no campaign leaves without
 # a visible way out. Added after the links are numbered, so click tokens keep their link numbers.
 _UNSUBSCRIBE_TAG = re.compile(r"{{-?\s*unsubscribe_url\b")
-_FOOTER_HTML = ('<div style="margin:24px 0 0;padding:12px 0 0;font-size:12px;line-height:1.5;color:#6b6b6b;'
-                'text-align:center">You receive this email because you subscribed. '
-                '<a href="{{ unsubscribe_url }}" style="color:#6b6b6b">Unsubscribe</a>%s</div>')
+_FOOTER_HTML = (
+    '<div style="margin:24px 0 0;padding:12px 0 0;font-size:12px;line-height:1.5;color:#6b6b6b;'
+    'text-align:center">You receive this email because you subscribed. '
+    '<a href="{{ unsubscribe_url }}" style="color:#6b6b6b">Unsubscribe</a>%s</div>'
+)
 _POSTAL_HTML = "<br>{{ postal_address | newline_to_br }}"
-_FOOTER_TEXT = "\n\n--\nYou receive this email because you subscribed. Unsubscribe: {{ unsubscribe_url }}\n%s"
+_FOOTER_TEXT = (
+    "\n\n--\nYou receive this email because you subscribed. Unsubscribe: {{ unsubscribe_url }}\n%s"
+)
 _POSTAL_TEXT = "{{ postal_address }}\n"
 
 
@@ -179,7 +195,9 @@ def has_unsubscribe_link(source: str | None) -> bool:
 def _with_footer_html(html: str, postal_address: bool) -> str:
     footer = _FOOTER_HTML % (_POSTAL_HTML if postal_address else "")
     close = _last_body_close(html)
-    return html + footer if close is None else html[: close.start()] + footer + html[close.start():]
+    return (
+        html + footer if close is None else html[: close.start()] + footer + html[close.start() :]
+    )
 
 
 def tracked_links(html: str | None, text: str | None) -> list[str]:
@@ -193,9 +211,15 @@ def tracked_links(html: str | None, text: str | None) -> list[str]:
     return links
 
 
-def compile_variant(subject: str, html: str | None, text: str | None, preview_text: str | None,
-                    track_links: bool = True, footer: bool = False, postal_address: bool = False
-                    ) -> CompiledVariant:
+def compile_variant(
+    subject: str,
+    html: str | None,
+    text: str | None,
+    preview_text: str | None,
+    track_links: bool = True,
+    footer: bool = False,
+    postal_address: bool = False,
+) -> CompiledVariant:
     """`footer`: give each part that has no unsubscribe link a footer with one (and with the
     account's postal address, `{{ postal_address }}` in the context, when `postal_address`)."""
     links: list[str] = []
@@ -224,9 +248,14 @@ def compile_variant(subject: str, html: str | None, text: str | None, preview_te
         raise RenderError(f"template syntax error: {exc}") from exc
 
 
-def recipient_context(email: str, first_name: str | None, last_name: str | None,
-                      metadata: dict[str, Any] | None, unsubscribe_url: str,
-                      postal_address: str | None = None) -> dict[str, Any]:
+def recipient_context(
+    email: str,
+    first_name: str | None,
+    last_name: str | None,
+    metadata: dict[str, Any] | None,
+    unsubscribe_url: str,
+    postal_address: str | None = None,
+) -> dict[str, Any]:
     return {
         "email": email,
         "first_name": first_name or "",
@@ -255,8 +284,13 @@ class Rendered:
         return "".join(self.text_pieces)
 
 
-def render(compiled: CompiledVariant, context: dict[str, Any], click_urls: list[str], open_pixel_url: str | None,
-           click_urls_html: list[str] | None = None) -> Rendered:
+def render(
+    compiled: CompiledVariant,
+    context: dict[str, Any],
+    click_urls: list[str],
+    open_pixel_url: str | None,
+    click_urls_html: list[str] | None = None,
+) -> Rendered:
     """`click_urls_html`: the same URLs HTML-escaped, when the caller can make them cheaper than
     escaping each (tracking URLs are one escaped prefix and a base64url token)."""
     templates = (compiled.subject, compiled.html, compiled.text, compiled.preview_text)
@@ -296,15 +330,22 @@ def _decorate_html(pieces: list[str], preview: str | None, pixel_url: str | None
     inserts: list[tuple[int, str]] = []
     if preview:
         # The preheader: shown by inbox previews, hidden in the opened message.
-        hidden = ('<div style="display:none;max-height:0;overflow:hidden;mso-hide:all" aria-hidden="true">'
-                  f"{htmllib.escape(preview)}</div>")
+        hidden = (
+            '<div style="display:none;max-height:0;overflow:hidden;mso-hide:all" '
+            'aria-hidden="true">'
+            f"{htmllib.escape(preview)}</div>"
+        )
         match = _BODY_OPEN.search(html)
         inserts.append((match.end() if match else 0, hidden))
     if pixel_url:
-        pixel = f'<img src="{htmllib.escape(pixel_url)}" width="1" height="1" alt="" style="display:block;border:0">'
+        pixel = (
+            f'<img src="{htmllib.escape(pixel_url)}" width="1" height="1" alt="" '
+            'style="display:block;border:0">'
+        )
         match = _last_body_close(html)
         inserts.append((match.start() if match else len(html), pixel))
-    # sorted by position; on a tie the preheader stays first (it was inserted before the pixel was placed)
+    # sorted by position; on a tie the preheader stays first (it was inserted before the pixel was
+    # placed)
     return _insert(pieces, sorted(inserts, key=lambda insert: insert[0])) if inserts else pieces
 
 
@@ -313,11 +354,11 @@ def _last_body_close(html: str) -> re.Match | None:
     the whole text."""
     start = max(html.rfind("</body"), html.rfind("</BODY"), 0)
     match = None
-    for match in _BODY_CLOSE.finditer(html, start):
-        pass
+    for found in _BODY_CLOSE.finditer(html, start):
+        match = found
     if match is None and start:
-        for match in _BODY_CLOSE.finditer(html):
-            pass
+        for found in _BODY_CLOSE.finditer(html):
+            match = found
     return match
 
 
@@ -332,7 +373,9 @@ def _insert(pieces: list[str], inserts: list[tuple[int, str]]) -> list[str]:
     out = list(pieces)
     for position, text in reversed(inserts):  # from the back: the pieces in front keep their places
         i = min(bisect_left(ends, position), len(ends) - 1)
-        piece = out[i]  # the original piece, or the front of it when a later insert split it already
+        piece = out[
+            i
+        ]  # the original piece, or the front of it when a later insert split it already
         cut = position - (ends[i] - len(pieces[i]))
         out[i : i + 1] = [_part(piece, 0, cut), text, _part(piece, cut, len(piece))]
     return out
@@ -346,7 +389,22 @@ def _part(piece: str, start: int, end: int) -> str:
 
 
 class _TextExtractor(HTMLParser):
-    _BLOCK = {"p", "div", "tr", "h1", "h2", "h3", "h4", "h5", "h6", "ul", "ol", "table", "section", "article"}
+    _BLOCK = {
+        "p",
+        "div",
+        "tr",
+        "h1",
+        "h2",
+        "h3",
+        "h4",
+        "h5",
+        "h6",
+        "ul",
+        "ol",
+        "table",
+        "section",
+        "article",
+    }
     _SKIP = {"style", "script", "head", "title"}
 
     def __init__(self) -> None:

@@ -8,13 +8,37 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NamedTuple
 
-from sqlalchemy import (BigInteger, Integer, String, and_, bindparam, delete, exists, func, insert, or_, select,
-                        text, tuple_, union_all, update)
+from sqlalchemy import (
+    BigInteger,
+    Integer,
+    String,
+    and_,
+    bindparam,
+    delete,
+    exists,
+    func,
+    insert,
+    or_,
+    select,
+    text,
+    tuple_,
+    union_all,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import (
-    DUE_CONDITION, PENDING, Account, Audience, Campaign, Contact, Delivery, DeliveryLease, Domain, RelayStatus,
+    DUE_CONDITION,
+    PENDING,
+    Account,
+    Audience,
+    Campaign,
+    Contact,
+    Delivery,
+    DeliveryLease,
+    Domain,
+    RelayStatus,
 )
 from mailcast.db.types import UTCDateTime
 from mailcast.db.upsert import insert_for
@@ -44,7 +68,9 @@ class Recipient:
 UNREACHABLE = Recipient(None, None, None, False)  # the contact was deleted
 
 
-async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+async def claim(
+    session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta
+) -> list[Claimed]:
     """Lease up to `limit` due deliveries of sending campaigns, the campaign that started first
     first, each campaign's rows by due time. The lease is one DeliveryLease row per campaign
     covering a range of the queue's order, not a write to every delivery: the rows are only
@@ -79,8 +105,11 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
         if after is None:
             campaign = (await connection.execute(_NEXT_CAMPAIGN, {"now": now})).first()
         else:
-            campaign = (await connection.execute(_NEXT_CAMPAIGN_AFTER,
-                                                 {"now": now, "after_at": after[0], "after_id": after[1]})).first()
+            campaign = (
+                await connection.execute(
+                    _NEXT_CAMPAIGN_AFTER, {"now": now, "after_at": after[0], "after_id": after[1]}
+                )
+            ).first()
         if campaign is None:
             break
         campaign_id, started_at, expired, leased, from_at, from_id = campaign
@@ -88,8 +117,9 @@ async def claim(session: AsyncSession, worker: str, now: datetime, limit: int, l
         if expired:
             await connection.execute(_DELETE_RAN_OUT, {"campaign_id": campaign_id, "now": now})
         start = (from_at, from_id) if from_at is not None else None
-        claimed += await _claim_campaign(connection, campaign_id, start, leased, worker, now,
-                                         limit - len(claimed), lease)
+        claimed += await _claim_campaign(
+            connection, campaign_id, start, leased, worker, now, limit - len(claimed), lease
+        )
     return claimed
 
 
@@ -99,72 +129,133 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _CAMPAIGN_ID = bindparam("campaign_id", type_=String())
 # Whether the campaign has leases that ran out; whether one lives: with none, no row needs the check
 # against the leases' ranges (only claims add leases, and they take turns on the campaign's lock).
-_RAN_OUT = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= _NOW)
+_RAN_OUT = exists().where(
+    DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= _NOW
+)
 _LIVE = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at > _NOW)
 # The next sending campaign, locked (FOR NO KEY UPDATE: a lease's foreign key check does not wait).
-_NEXT_CAMPAIGN = (select(Campaign.id, Campaign.send_started_at, _RAN_OUT, _LIVE, Campaign.queue_from_at,
-                         Campaign.queue_from_id)
-                  .where(Campaign.status == "sending")
-                  .order_by(Campaign.send_started_at, Campaign.id).limit(1)
-                  .with_for_update(of=Campaign, key_share=True))
-_NEXT_CAMPAIGN_AFTER = _NEXT_CAMPAIGN.where(tuple_(Campaign.send_started_at, Campaign.id) > tuple_(
-    bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=String())))
+_NEXT_CAMPAIGN = (
+    select(
+        Campaign.id,
+        Campaign.send_started_at,
+        _RAN_OUT,
+        _LIVE,
+        Campaign.queue_from_at,
+        Campaign.queue_from_id,
+    )
+    .where(Campaign.status == "sending")
+    .order_by(Campaign.send_started_at, Campaign.id)
+    .limit(1)
+    .with_for_update(of=Campaign, key_share=True)
+)
+_NEXT_CAMPAIGN_AFTER = _NEXT_CAMPAIGN.where(
+    tuple_(Campaign.send_started_at, Campaign.id)
+    > tuple_(bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=String()))
+)
 _LEASES = DeliveryLease.__table__
-_DELETE_RAN_OUT = delete(_LEASES).where(_LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW)
+_DELETE_RAN_OUT = delete(_LEASES).where(
+    _LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW
+)
 # The lease's first and last keys are read by id here, not with every row of the claim: a
 # timestamp a row was a third of the due rows' read (bench/RESULTS.md, twelfth round). A due
 # row's key does not change meanwhile: only a retry (a row being sent, so not due) and a
 # released holdback (a held row, not due either) give a row a new one.
 _FIRST, _LAST = bindparam("first", type_=BigInteger()), bindparam("last", type_=BigInteger())
-_INSERT_LEASE = insert(_LEASES).values(
-    first_id=_FIRST, first_at=select(Delivery.next_attempt_at).where(Delivery.id == _FIRST).scalar_subquery(),
-    last_id=_LAST, last_at=select(Delivery.next_attempt_at).where(Delivery.id == _LAST).scalar_subquery(),
-).returning(_LEASES.c.id)
+_INSERT_LEASE = (
+    insert(_LEASES)
+    .values(
+        first_id=_FIRST,
+        first_at=select(Delivery.next_attempt_at).where(Delivery.id == _FIRST).scalar_subquery(),
+        last_id=_LAST,
+        last_at=select(Delivery.next_attempt_at).where(Delivery.id == _LAST).scalar_subquery(),
+    )
+    .returning(_LEASES.c.id)
+)
 _FIRST_KEYS = select(_LEASES.c.first_at.label("at"), _LEASES.c.first_id.label("id")).where(
-    _LEASES.c.campaign_id == _CAMPAIGN_ID)
+    _LEASES.c.campaign_id == _CAMPAIGN_ID
+)
 
 
 def _move_start(keys):
     """Set the campaign's start to the smallest of `keys` (a select of (at, id); none: the head)."""
     keys = keys.subquery()
     smallest = select(keys.c.at, keys.c.id).order_by(keys.c.at, keys.c.id).limit(1)
-    return (update(Campaign.__table__).where(Campaign.__table__.c.id == _CAMPAIGN_ID)
-            .values(queue_from_at=smallest.with_only_columns(keys.c.at).scalar_subquery(),
-                    queue_from_id=smallest.with_only_columns(keys.c.id).scalar_subquery()))
+    return (
+        update(Campaign.__table__)
+        .where(Campaign.__table__.c.id == _CAMPAIGN_ID)
+        .values(
+            queue_from_at=smallest.with_only_columns(keys.c.at).scalar_subquery(),
+            queue_from_id=smallest.with_only_columns(keys.c.id).scalar_subquery(),
+        )
+    )
 
 
 # The next claim's start: the first key of the oldest live lease, or the head when none lives.
 _MOVE_START = _move_start(_FIRST_KEYS)
 # At the end of a batch read with no other lease in the way (see `end_leases`): its last key,
 # or the first key of a lease older than that.
-_MOVE_START_PAST = _move_start(union_all(_FIRST_KEYS, select(
-    bindparam("last_at", type_=UTCDateTime()).label("at"), bindparam("last_id", type_=BigInteger()).label("id"))))
+_MOVE_START_PAST = _move_start(
+    union_all(
+        _FIRST_KEYS,
+        select(
+            bindparam("last_at", type_=UTCDateTime()).label("at"),
+            bindparam("last_id", type_=BigInteger()).label("id"),
+        ),
+    )
+)
 
 
-async def _claim_campaign(connection: AsyncConnection, campaign_id: str, start: tuple[datetime, int] | None,
-                          leased: bool, worker: str, now: datetime, limit: int, lease: timedelta) -> list[Claimed]:
+async def _claim_campaign(
+    connection: AsyncConnection,
+    campaign_id: str,
+    start: tuple[datetime, int] | None,
+    leased: bool,
+    worker: str,
+    now: datetime,
+    limit: int,
+    lease: timedelta,
+) -> list[Claimed]:
     rows = await _due_rows(connection, campaign_id, now, limit, start, leased)
     from_head = len(rows) < limit and start is not None
     if from_head:
-        rows = await _due_rows(connection, campaign_id, now, limit, None, leased)  # the head too (see `claim`)
+        rows = await _due_rows(
+            connection, campaign_id, now, limit, None, leased
+        )  # the head too (see `claim`)
     lease_id = None
     if rows:
-        lease_id = (await connection.execute(_INSERT_LEASE, {
-            "campaign_id": campaign_id, "owner": worker, "expires_at": now + lease, "sole": not leased,
-            "first": rows[0][0], "last": rows[-1][0],
-        })).scalar_one()
+        lease_id = (
+            await connection.execute(
+                _INSERT_LEASE,
+                {
+                    "campaign_id": campaign_id,
+                    "owner": worker,
+                    "expires_at": now + lease,
+                    "sole": not leased,
+                    "first": rows[0][0],
+                    "last": rows[-1][0],
+                },
+            )
+        ).scalar_one()
     if not rows and start is None:
         return []  # nothing to move (an idle poll writes nothing)
     if leased or from_head or not rows:
         # A sole batch read from the start leaves it: nothing due lies between the start and the
         # batch, and the batch's end moves the start past it (`end_leases`). One statement less.
         await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
-    return [Claimed(id_, campaign_id, contact_id, email, variant, attempts, lease_id)
-            for (id_, contact_id, email, variant, attempts) in rows]
+    return [
+        Claimed(id_, campaign_id, contact_id, email, variant, attempts, lease_id)
+        for (id_, contact_id, email, variant, attempts) in rows
+    ]
 
 
-async def _due_rows(connection: AsyncConnection, campaign_id: str, now: datetime, limit: int,
-                    start: tuple[datetime, int] | None, leased: bool) -> Sequence[Any]:
+async def _due_rows(
+    connection: AsyncConnection,
+    campaign_id: str,
+    now: datetime,
+    limit: int,
+    start: tuple[datetime, int] | None,
+    leased: bool,
+) -> Sequence[Any]:
     """The campaign's first `limit` due rows that no live lease covers (`leased`: whether the
     campaign has one), from `start` (a key of the queue's order; None: the head)."""
     params = {"campaign_id": campaign_id, "now": now, "limit": limit}
@@ -177,24 +268,42 @@ async def _due_rows(connection: AsyncConnection, campaign_id: str, now: datetime
 _LEASED = exists().where(
     DeliveryLease.campaign_id == Delivery.campaign_id,
     tuple_(Delivery.next_attempt_at, Delivery.id).between(
-        tuple_(DeliveryLease.first_at, DeliveryLease.first_id), tuple_(DeliveryLease.last_at, DeliveryLease.last_id)),
+        tuple_(DeliveryLease.first_at, DeliveryLease.first_id),
+        tuple_(DeliveryLease.last_at, DeliveryLease.last_id),
+    ),
 )
 _CLAIMED = (Delivery.id, Delivery.contact_id, Delivery.email, Delivery.variant, Delivery.attempts)
 
 
 def _due_rows_statement(leased: bool, from_start: bool):
-    where = [Delivery.campaign_id == _CAMPAIGN_ID, text(DUE_CONDITION), Delivery.next_attempt_at <= _NOW]
+    where = [
+        Delivery.campaign_id == _CAMPAIGN_ID,
+        text(DUE_CONDITION),
+        Delivery.next_attempt_at <= _NOW,
+    ]
     if leased:
         where.append(~_LEASED)
     if from_start:
-        where.append(tuple_(Delivery.next_attempt_at, Delivery.id) >= tuple_(
-            bindparam("start_at", type_=UTCDateTime()), bindparam("start_id", type_=BigInteger())))
-    return (select(*_CLAIMED).where(*where).order_by(Delivery.next_attempt_at, Delivery.id)
-            .limit(bindparam("limit", type_=Integer())))
+        where.append(
+            tuple_(Delivery.next_attempt_at, Delivery.id)
+            >= tuple_(
+                bindparam("start_at", type_=UTCDateTime()),
+                bindparam("start_id", type_=BigInteger()),
+            )
+        )
+    return (
+        select(*_CLAIMED)
+        .where(*where)
+        .order_by(Delivery.next_attempt_at, Delivery.id)
+        .limit(bindparam("limit", type_=Integer()))
+    )
 
 
-_DUE_ROWS = {(leased, from_start): _due_rows_statement(leased, from_start)
-             for leased in (False, True) for from_start in (False, True)}
+_DUE_ROWS = {
+    (leased, from_start): _due_rows_statement(leased, from_start)
+    for leased in (False, True)
+    for from_start in (False, True)
+}
 
 
 def _pending(status):
@@ -204,33 +313,59 @@ def _pending(status):
     return func.coalesce(status, "").in_(PENDING)
 
 
-async def prepare(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
-                  lease: timedelta) -> dict[int, Recipient]:
+async def prepare(
+    session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime, lease: timedelta
+) -> dict[int, Recipient]:
     """A chunk about to be rendered: renews its leases, and returns the rows of a lease this
     worker still holds that are still pending, each with its contact as it is now (a row
     cancelled meanwhile, or of a lease taken over, is not sent; a contact who unsubscribed after
     the claim is not written to). Nothing is marked: see `mark_on_wire`."""
-    held = set((await session.execute(
-        update(DeliveryLease)
-        .where(DeliveryLease.id.in_({c.lease_id for c in chunk}), DeliveryLease.owner == worker)
-        .values(expires_at=now + lease).returning(DeliveryLease.id)
-        .execution_options(synchronize_session=False)
-    )).scalars())
+    held = set(
+        (
+            await session.execute(
+                update(DeliveryLease)
+                .where(
+                    DeliveryLease.id.in_({c.lease_id for c in chunk}), DeliveryLease.owner == worker
+                )
+                .values(expires_at=now + lease)
+                .returning(DeliveryLease.id)
+                .execution_options(synchronize_session=False)
+            )
+        ).scalars()
+    )
     ids = [c.id for c in chunk if c.lease_id in held]
     if not ids:
         return {}
-    pending = (await session.execute(
-        select(Delivery.id, Delivery.contact_id).where(among(session, Delivery.id, ids), _pending(Delivery.status))
-    )).all()
+    pending = (
+        await session.execute(
+            select(Delivery.id, Delivery.contact_id).where(
+                among(session, Delivery.id, ids), _pending(Delivery.status)
+            )
+        )
+    ).all()
     # A deleted contact's delivery keeps its id (see the model): no row here, so unreachable.
     wanted = {contact_id for _, contact_id in pending if contact_id is not None}
-    contacts = {
-        contact_id: Recipient(first_name, last_name, attributes, not unsubscribed and suppressed is None)
-        for contact_id, first_name, last_name, attributes, unsubscribed, suppressed in (await session.execute(
-            select(Contact.id, Contact.first_name, Contact.last_name, Contact.attributes, Contact.unsubscribed,
-                   Contact.suppressed_reason).where(among(session, Contact.id, wanted))
-        )).all()
-    } if wanted else {}
+    contacts = (
+        {
+            contact_id: Recipient(
+                first_name, last_name, attributes, not unsubscribed and suppressed is None
+            )
+            for contact_id, first_name, last_name, attributes, unsubscribed, suppressed in (
+                await session.execute(
+                    select(
+                        Contact.id,
+                        Contact.first_name,
+                        Contact.last_name,
+                        Contact.attributes,
+                        Contact.unsubscribed,
+                        Contact.suppressed_reason,
+                    ).where(among(session, Contact.id, wanted))
+                )
+            ).all()
+        }
+        if wanted
+        else {}
+    )
     return {id_: contacts.get(contact_id, UNREACHABLE) for id_, contact_id in pending}
 
 
@@ -239,30 +374,43 @@ async def prepare(session: AsyncSession, worker: str, chunk: Sequence[Claimed], 
 _MARKS = DeliveryLease.__table__
 _MARK_ON_WIRE = (
     update(Delivery.__table__)
-    .where(Delivery.__table__.c.id.in_(bindparam("ids", expanding=True)),
-           _pending(Delivery.__table__.c.status),
-           # the row lies in the range of a lease this worker holds (`claim` deletes leases that ran out)
-           exists().where(_MARKS.c.campaign_id == Delivery.__table__.c.campaign_id,
-                          _MARKS.c.owner == bindparam("worker"),
-                          tuple_(Delivery.__table__.c.next_attempt_at, Delivery.__table__.c.id).between(
-                              tuple_(_MARKS.c.first_at, _MARKS.c.first_id),
-                              tuple_(_MARKS.c.last_at, _MARKS.c.last_id))))
-    .values(status="sending", attempts=Delivery.__table__.c.attempts + 1, lease_owner=bindparam("worker"),
-            lease_expires_at=bindparam("expires", type_=UTCDateTime()), updated_at=_NOW)
+    .where(
+        Delivery.__table__.c.id.in_(bindparam("ids", expanding=True)),
+        _pending(Delivery.__table__.c.status),
+        # the row lies in the range of a lease this worker holds (`claim` deletes leases that ran
+        # out)
+        exists().where(
+            _MARKS.c.campaign_id == Delivery.__table__.c.campaign_id,
+            _MARKS.c.owner == bindparam("worker"),
+            tuple_(Delivery.__table__.c.next_attempt_at, Delivery.__table__.c.id).between(
+                tuple_(_MARKS.c.first_at, _MARKS.c.first_id),
+                tuple_(_MARKS.c.last_at, _MARKS.c.last_id),
+            ),
+        ),
+    )
+    .values(
+        status="sending",
+        attempts=Delivery.__table__.c.attempts + 1,
+        lease_owner=bindparam("worker"),
+        lease_expires_at=bindparam("expires", type_=UTCDateTime()),
+        updated_at=_NOW,
+    )
     .returning(Delivery.__table__.c.id)
 )
 
 
-async def mark_on_wire(session: AsyncSession, worker: str, ids: Sequence[int], now: datetime,
-                       lease: timedelta) -> set[int]:
+async def mark_on_wire(
+    session: AsyncSession, worker: str, ids: Sequence[int], now: datetime, lease: timedelta
+) -> set[int]:
     """`sending`: these rows' messages go on the wire now. Only pending rows of a lease this
     worker holds are marked, and the status guard lets one worker mark a row once; the ids
     marked come back."""
     if not ids:
         return set()
     connection = await session.connection()
-    result = await connection.execute(_MARK_ON_WIRE, {"ids": list(ids), "worker": worker, "now": now,
-                                                      "expires": now + lease})
+    result = await connection.execute(
+        _MARK_ON_WIRE, {"ids": list(ids), "worker": worker, "now": now, "expires": now + lease}
+    )
     return set(result.scalars())
 
 
@@ -272,7 +420,8 @@ async def mark_on_wire(session: AsyncSession, worker: str, ids: Sequence[int], n
 # (coalesce: see `_pending`.)
 _SENT_AND_MARK = """
 WITH recorded AS (
-    UPDATE deliveries AS d SET status = 'sent', smtp_response = u.smtp_response, message_id = u.message_id,
+    UPDATE deliveries AS d
+       SET status = 'sent', smtp_response = u.smtp_response, message_id = u.message_id,
            sent_at = $6, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL
     FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, smtp_response, message_id)
     WHERE d.id = u.id AND d.lease_owner = $5 AND d.status IN ('sending', 'unknown')
@@ -281,48 +430,73 @@ WITH recorded AS (
     UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, lease_owner = $5,
            lease_expires_at = $7, updated_at = $6
     WHERE d.id = ANY($4::bigint[]) AND coalesce(d.status, '') IN ('queued', 'deferred')
-      AND EXISTS (SELECT 1 FROM delivery_leases AS l WHERE l.campaign_id = d.campaign_id AND l.owner = $5
-                  AND (d.next_attempt_at, d.id) BETWEEN (l.first_at, l.first_id) AND (l.last_at, l.last_id))
+      AND EXISTS (SELECT 1 FROM delivery_leases AS l
+                  WHERE l.campaign_id = d.campaign_id AND l.owner = $5
+                    AND (d.next_attempt_at, d.id)
+                        BETWEEN (l.first_at, l.first_id) AND (l.last_at, l.last_id))
     RETURNING d.id
 )
 SELECT id FROM marked
 """
 
 
-async def record_sent_and_mark(driver: Any, worker: str, sent: Sequence[tuple[int, str, str | None]],
-                               marks: Sequence[int], now: datetime, lease: timedelta) -> set[int]:
+async def record_sent_and_mark(
+    driver: Any,
+    worker: str,
+    sent: Sequence[tuple[int, str, str | None]],
+    marks: Sequence[int],
+    now: datetime,
+    lease: timedelta,
+) -> set[int]:
     """PostgreSQL, on an asyncpg connection outside a transaction: `record` of messages the relay
     accepted ((id, reply, Message-ID) each) and `mark_on_wire` of `marks`, in one statement."""
-    rows = await driver.fetch(_SENT_AND_MARK, [r[0] for r in sent], [r[1] for r in sent], [r[2] for r in sent],
-                              list(marks), worker, now, now + lease)
+    rows = await driver.fetch(
+        _SENT_AND_MARK,
+        [r[0] for r in sent],
+        [r[1] for r in sent],
+        [r[2] for r in sent],
+        list(marks),
+        worker,
+        now,
+        now + lease,
+    )
     return {row[0] for row in rows}
 
 
-async def mark_sending(session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime,
-                       lease: timedelta) -> dict[int, Recipient]:
+async def mark_sending(
+    session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime, lease: timedelta
+) -> dict[int, Recipient]:
     """`prepare` and `mark_on_wire` at once: the rows marked, with their contacts."""
     ours = await prepare(session, worker, chunk, now, lease)
     marked = await mark_on_wire(session, worker, list(ours), now, lease)
     return {id_: recipient for id_, recipient in ours.items() if id_ in marked}
 
 
-async def renew(session: AsyncSession, worker: str, lease_ids: Iterable[int], now: datetime,
-                lease: timedelta) -> None:
+async def renew(
+    session: AsyncSession, worker: str, lease_ids: Iterable[int], now: datetime, lease: timedelta
+) -> None:
     """The heartbeat of a batch being sent: its leases live `lease` longer."""
     await session.execute(
-        update(DeliveryLease).where(DeliveryLease.id.in_(set(lease_ids)), DeliveryLease.owner == worker)
-        .values(expires_at=now + lease).execution_options(synchronize_session=False))
+        update(DeliveryLease)
+        .where(DeliveryLease.id.in_(set(lease_ids)), DeliveryLease.owner == worker)
+        .values(expires_at=now + lease)
+        .execution_options(synchronize_session=False)
+    )
 
 
 async def created_at(session: AsyncSession, ids: Sequence[int]) -> dict[int, datetime]:
     """When each of these deliveries was queued."""
     if not ids:
         return {}
-    rows = await session.execute(select(Delivery.id, Delivery.created_at).where(among(session, Delivery.id, ids)))
+    rows = await session.execute(
+        select(Delivery.id, Delivery.created_at).where(among(session, Delivery.id, ids))
+    )
     return {id_: at for id_, at in rows}
 
 
-async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int], attempted: bool = False) -> None:
+async def end_leases(
+    session: AsyncSession, worker: str, lease_ids: Iterable[int], attempted: bool = False
+) -> None:
     """A batch is done (or will not be sent now): its rows not sent are claimable again at once.
 
     `attempted`: every row of these leases was marked `sending` and given its outcome (the
@@ -338,25 +512,38 @@ async def end_leases(session: AsyncSession, worker: str, lease_ids: Iterable[int
     if attempted:
         await session.execute(_LOCK_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})
     ended = await session.execute(
-        delete(_LEASES).where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
-        .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id))
+        delete(_LEASES)
+        .where(_LEASES.c.id.in_(ids), _LEASES.c.owner == worker)
+        .returning(_LEASES.c.campaign_id, _LEASES.c.sole, _LEASES.c.last_at, _LEASES.c.last_id)
+    )
     for campaign_id, sole, last_at, last_id in ended.all():
         if attempted and sole:
-            await session.execute(_MOVE_START_PAST,
-                                  {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id})
+            await session.execute(
+                _MOVE_START_PAST,
+                {"campaign_id": campaign_id, "last_at": last_at, "last_id": last_id},
+            )
 
 
 # Locks the campaigns whose start a sole one of these leases may move, as claims lock them.
 _LOCK_SOLE_CAMPAIGNS = (
     select(Campaign.id)
-    .where(Campaign.id.in_(select(_LEASES.c.campaign_id).where(
-        _LEASES.c.id.in_(bindparam("ids", expanding=True)), _LEASES.c.owner == bindparam("worker"), _LEASES.c.sole)))
+    .where(
+        Campaign.id.in_(
+            select(_LEASES.c.campaign_id).where(
+                _LEASES.c.id.in_(bindparam("ids", expanding=True)),
+                _LEASES.c.owner == bindparam("worker"),
+                _LEASES.c.sole,
+            )
+        )
+    )
     .order_by(Campaign.send_started_at, Campaign.id)
     .with_for_update(of=Campaign, key_share=True)
 )
 
 
-async def record(session: AsyncSession, worker: str, results: list[dict[str, Any]], unsent: bool = False) -> None:
+async def record(
+    session: AsyncSession, worker: str, results: list[dict[str, Any]], unsent: bool = False
+) -> None:
     """Each dict: id, status, and the columns to set. A row marked `sending` is guarded by its
     owner (a row the recovery already called unknown still takes the real answer); `unsent`:
     rows never marked (nothing went on the wire: not rendered, the contact left, no connection),
@@ -368,34 +555,50 @@ async def record(session: AsyncSession, worker: str, results: list[dict[str, Any
     postgres = is_postgresql(session)
     for columns, rows in groups.items():
         if postgres:
-            await session.execute(_record_over_arrays(columns, unsent), {
-                "worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}})
+            await session.execute(
+                _record_over_arrays(columns, unsent),
+                {"worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}},
+            )
             continue
         table = Delivery.__table__
         # not IN (...): an expanding parameter cannot go into an executemany
         if unsent:
             guard = [or_(table.c.status == "queued", table.c.status == "deferred")]
         else:
-            guard = [table.c.lease_owner == worker, or_(table.c.status == "sending", table.c.status == "unknown")]
+            guard = [
+                table.c.lease_owner == worker,
+                or_(table.c.status == "sending", table.c.status == "unknown"),
+            ]
         stmt = (
             update(table)
             .where(table.c.id == bindparam("row_id"), *guard)
-            .values({"lease_owner": None, "lease_expires_at": None,
-                     **{c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns}})
+            .values(
+                {
+                    "lease_owner": None,
+                    "lease_expires_at": None,
+                    **{c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns},
+                }
+            )
         )
-        await session.execute(stmt, [{"row_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows])
+        await session.execute(
+            stmt, [{"row_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows]
+        )
 
 
 @functools.cache
 def _record_over_arrays(columns: tuple[str, ...], unsent: bool):
     """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column
     (coalesce: see `_pending`)."""
-    guard = ("coalesce(d.status, '') IN ('queued', 'deferred')" if unsent
-             else "d.lease_owner = :worker AND d.status IN ('sending', 'unknown')")
+    guard = (
+        "coalesce(d.status, '') IN ('queued', 'deferred')"
+        if unsent
+        else "d.lease_owner = :worker AND d.status IN ('sending', 'unknown')"
+    )
     return text(
         f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
         "lease_owner = NULL, lease_expires_at = NULL "
-        f"FROM {unnest(Delivery.__table__, ('id', *columns))} AS u(id{''.join(f', {c}' for c in columns)}) "
+        f"FROM {unnest(Delivery.__table__, ('id', *columns))} AS "
+        f"u(id{''.join(f', {c}' for c in columns)}) "
         f"WHERE d.id = u.id AND {guard}"
     )
 
@@ -408,23 +611,45 @@ async def recover_expired(session: AsyncSession, now: datetime) -> int:
     claim of the campaign deletes it). Here only leases of campaigns no longer sending are
     cleared away: they have no claim to do it, and no claim contends for them."""
     await session.execute(
-        delete(DeliveryLease).where(DeliveryLease.expires_at <= now, DeliveryLease.campaign_id.not_in(
-            select(Campaign.id).where(Campaign.status == "sending"))).execution_options(synchronize_session=False))
-    alive = exists().where(DeliveryLease.owner == Delivery.lease_owner, DeliveryLease.expires_at > now)
+        delete(DeliveryLease)
+        .where(
+            DeliveryLease.expires_at <= now,
+            DeliveryLease.campaign_id.not_in(
+                select(Campaign.id).where(Campaign.status == "sending")
+            ),
+        )
+        .execution_options(synchronize_session=False)
+    )
+    alive = exists().where(
+        DeliveryLease.owner == Delivery.lease_owner, DeliveryLease.expires_at > now
+    )
     sending = select(Campaign.id).where(Campaign.status.in_(("sending", "paused")))
     orphaned = [Delivery.status == "sending", Delivery.lease_expires_at < now, ~alive]
     again = await session.execute(
-        update(Delivery).where(*orphaned, Delivery.campaign_id.in_(sending))
-        .values(status="deferred", next_attempt_at=now, in_doubt=True, lease_owner=None, lease_expires_at=None,
-                smtp_response="the worker stopped while this message was on the wire; sent again", updated_at=now)
+        update(Delivery)
+        .where(*orphaned, Delivery.campaign_id.in_(sending))
+        .values(
+            status="deferred",
+            next_attempt_at=now,
+            in_doubt=True,
+            lease_owner=None,
+            lease_expires_at=None,
+            smtp_response="the worker stopped while this message was on the wire; sent again",
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
     # A campaign cancelled meanwhile sends nothing more: such a row stays in doubt, as `unknown`
     # (its owner kept: should that worker answer after all, `record` takes the answer).
     stopped = await session.execute(
-        update(Delivery).where(*orphaned, Delivery.campaign_id.not_in(sending))
-        .values(status="unknown", in_doubt=True, smtp_response="the worker stopped while this message was on the wire",
-                updated_at=now)
+        update(Delivery)
+        .where(*orphaned, Delivery.campaign_id.not_in(sending))
+        .values(
+            status="unknown",
+            in_doubt=True,
+            smtp_response="the worker stopped while this message was on the wire",
+            updated_at=now,
+        )
         .execution_options(synchronize_session=False)
     )
     return again.rowcount + stopped.rowcount
@@ -441,59 +666,90 @@ async def signing_domain(session: AsyncSession, account_id: str, name: str) -> D
 
 
 async def postal_address(session: AsyncSession, account_id: str) -> str | None:
-    return (await session.execute(select(Account.postal_address).where(Account.id == account_id))).scalar_one_or_none()
+    return (
+        await session.execute(select(Account.postal_address).where(Account.id == account_id))
+    ).scalar_one_or_none()
 
 
 async def audience_name(session: AsyncSession, audience_id: str) -> str | None:
     """None when the audience was deleted since (a campaign outlives it)."""
-    return (await session.execute(select(Audience.name).where(Audience.id == audience_id))).scalar_one_or_none()
+    return (
+        await session.execute(select(Audience.name).where(Audience.id == audience_id))
+    ).scalar_one_or_none()
 
 
-async def finish_done_campaigns(session: AsyncSession, now: datetime, campaign_ids: Sequence[str] | None = None
-                                ) -> list[str]:
+async def finish_done_campaigns(
+    session: AsyncSession, now: datetime, campaign_ids: Sequence[str] | None = None
+) -> list[str]:
     """sending -> sent for campaigns with nothing left to send, their whole snapshot queued
     (guarded, so it happens once)."""
     # "held": an A/B holdback waiting for the winner; the campaign is sent only after it went out.
     unfinished = exists().where(
-        Delivery.campaign_id == Campaign.id, Delivery.status.in_(("queued", "deferred", "sending", "held"))
+        Delivery.campaign_id == Campaign.id,
+        Delivery.status.in_(("queued", "deferred", "sending", "held")),
     )
     where = [Campaign.status == "sending", Campaign.queue_filled.is_(True), ~unfinished]
     if campaign_ids is not None:
         where.append(Campaign.id.in_(list(campaign_ids)))
-    stmt = (update(Campaign).where(and_(*where)).values(status="sent", sent_at=now, updated_at=now)
-            .returning(Campaign.id).execution_options(synchronize_session=False))
+    stmt = (
+        update(Campaign)
+        .where(and_(*where))
+        .values(status="sent", sent_at=now, updated_at=now)
+        .returning(Campaign.id)
+        .execution_options(synchronize_session=False)
+    )
     return list((await session.execute(stmt)).scalars())
 
 
-async def suppress_contacts(session: AsyncSession, contact_ids: Sequence[str], reason: str, now: datetime) -> None:
+async def suppress_contacts(
+    session: AsyncSession, contact_ids: Sequence[str], reason: str, now: datetime
+) -> None:
     if contact_ids:
         await session.execute(
-            update(Contact).where(Contact.id.in_(list(contact_ids)), Contact.suppressed_reason.is_(None))
-            .values(suppressed_reason=reason, updated_at=now).execution_options(synchronize_session=False)
+            update(Contact)
+            .where(Contact.id.in_(list(contact_ids)), Contact.suppressed_reason.is_(None))
+            .values(suppressed_reason=reason, updated_at=now)
+            .execution_options(synchronize_session=False)
         )
 
 
-async def due_scheduled(session: AsyncSession, now: datetime, limit: int = 50) -> list[tuple[str, str]]:
-    stmt = (select(Campaign.id, Campaign.account_id)
-            .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
-            .order_by(Campaign.scheduled_at).limit(limit))
+async def due_scheduled(
+    session: AsyncSession, now: datetime, limit: int = 50
+) -> list[tuple[str, str]]:
+    stmt = (
+        select(Campaign.id, Campaign.account_id)
+        .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+        .order_by(Campaign.scheduled_at)
+        .limit(limit)
+    )
     return [(r[0], r[1]) for r in await session.execute(stmt)]
 
 
 async def count_by_status(session: AsyncSession, campaign_id: str) -> dict[str, int]:
-    stmt = select(Delivery.status, func.count()).where(Delivery.campaign_id == campaign_id).group_by(Delivery.status)
+    stmt = (
+        select(Delivery.status, func.count())
+        .where(Delivery.campaign_id == campaign_id)
+        .group_by(Delivery.status)
+    )
     return {status: n for status, n in await session.execute(stmt)}
 
 
-async def save_relay_health(session: AsyncSession, health: Sequence[RelayHealth], now: datetime) -> None:
-    """Each relay as this worker sees it: down since the first worker found it down, or reachable."""
+async def save_relay_health(
+    session: AsyncSession, health: Sequence[RelayHealth], now: datetime
+) -> None:
+    """Each relay as this worker sees it: down since the first worker found it down, or
+    reachable."""
     insert = insert_for(session)
     for relay in health:
-        stmt = insert(RelayStatus).values(relay=relay.relay, down_since=relay.down_since, error=relay.error,
-                                          updated_at=now)
+        stmt = insert(RelayStatus).values(
+            relay=relay.relay, down_since=relay.down_since, error=relay.error, updated_at=now
+        )
         if relay.down_since is None:
             changes = {"down_since": None, "error": None, "updated_at": now}
         else:
-            changes = {"down_since": func.coalesce(RelayStatus.down_since, stmt.excluded.down_since),
-                       "error": stmt.excluded.error, "updated_at": now}
+            changes = {
+                "down_since": func.coalesce(RelayStatus.down_since, stmt.excluded.down_since),
+                "error": stmt.excluded.error,
+                "updated_at": now,
+            }
         await session.execute(stmt.on_conflict_do_update(index_elements=["relay"], set_=changes))

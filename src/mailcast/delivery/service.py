@@ -14,10 +14,11 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
-from collections.abc import Awaitable, Callable
+from functools import partial
 from typing import Any, TypeVar
 
 from markupsafe import escape
@@ -32,7 +33,14 @@ from mailcast.db.models import Campaign
 from mailcast.delivery import message as mime
 from mailcast.delivery import repository as repo
 from mailcast.delivery.dkim import Signer
-from mailcast.delivery.render import CompiledVariant, RenderError, Rendered, compile_variant, recipient_context, render
+from mailcast.delivery.render import (
+    CompiledVariant,
+    Rendered,
+    RenderError,
+    compile_variant,
+    recipient_context,
+    render,
+)
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
 from mailcast.domains import service as domains
@@ -54,7 +62,9 @@ class CampaignPlan:
     dkim: Signer | None  # when the domain's key is published
     list_id: str
     feedback_id: str
-    postal_address: str | None  # the account's, for the footer of a body without an unsubscribe link
+    postal_address: (
+        str | None
+    )  # the account's, for the footer of a body without an unsubscribe link
 
 
 def backoff(attempt: int, base: int, cap: int) -> timedelta:
@@ -62,8 +72,15 @@ def backoff(attempt: int, base: int, cap: int) -> timedelta:
 
 
 class Sender:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, transport: Transport,
-                 clock: Clock, codec: TokenCodec, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        transport: Transport,
+        clock: Clock,
+        codec: TokenCodec,
+        worker_id: str | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.transport = transport
@@ -102,7 +119,9 @@ class Sender:
         ledger = Ledger(self)
         try:
             plans = await self._plans_for(claimed)
-            if len(sendable := [c for c in claimed if (c.campaign_id, c.variant) in plans]) < len(claimed):
+            if len(sendable := [c for c in claimed if (c.campaign_id, c.variant) in plans]) < len(
+                claimed
+            ):
                 ledger.complete = False  # a paused campaign's rows stay due where they are
                 claimed = sendable
             for start in range(0, len(claimed), self.concurrency):
@@ -110,12 +129,17 @@ class Sender:
         finally:
             heartbeat.cancel()
             await ledger.close()
-        async with self.sessions() as session:  # its own transaction: a claim may be waiting on these rows
-            # `attempted`: every row was marked and given its outcome, or was not ours to send any more.
+        async with (
+            self.sessions() as session
+        ):  # its own transaction: a claim may be waiting on these rows
+            # `attempted`: every row was marked and given its outcome, or was not ours to send any
+            # more.
             await repo.end_leases(session, self.worker_id, leases, attempted=ledger.complete)
             await session.commit()
         async with self.sessions() as session:
-            finished = await repo.finish_done_campaigns(session, self.clock(), {c.campaign_id for c in claimed})
+            finished = await repo.finish_done_campaigns(
+                session, self.clock(), {c.campaign_id for c in claimed}
+            )
             await session.commit()
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
@@ -123,7 +147,8 @@ class Sender:
         return len(claimed)
 
     async def _publish_health(self) -> None:
-        """The relays' state, written when it changed: the campaign pages show a relay that is down."""
+        """The relays' state, written when it changed: the campaign pages show a relay that is
+        down."""
         health = self.transport.health()
         if health == self._health:
             return
@@ -137,12 +162,17 @@ class Sender:
         while True:
             await asyncio.sleep(every)
             try:
-                await self.write(lambda session: repo.renew(session, self.worker_id, leases, self.clock(), self.lease))
+                await self.write(
+                    lambda session: repo.renew(
+                        session, self.worker_id, leases, self.clock(), self.lease
+                    )
+                )
             except DBAPIError:
                 log.warning("could not renew the batch's lease; retrying", exc_info=True)
 
     async def write(self, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
         """`work` in a transaction of its own, committed; tried again as `retrying` says."""
+
         async def once() -> T:
             async with self.sessions() as session:
                 result = await work(session)
@@ -164,7 +194,11 @@ class Sender:
                     raise
                 if asyncio.get_running_loop().time() + pause > deadline:
                     raise
-                log.warning("database unavailable (%s); trying again in %.1f s", exc.__class__.__name__, pause)
+                log.warning(
+                    "database unavailable (%s); trying again in %.1f s",
+                    exc.__class__.__name__,
+                    pause,
+                )
                 await asyncio.sleep(pause)
                 pause = min(pause * 2, 2.0)
 
@@ -197,31 +231,55 @@ class Sender:
                 rows = await repo.campaigns_for(session, list({cid for cid, _ in wanted}))
                 for campaign_id, variant in sorted(wanted):
                     try:
-                        self._plans[(campaign_id, variant)] = await self._plan(session, rows[campaign_id], variant)
+                        self._plans[(campaign_id, variant)] = await self._plan(
+                            session, rows[campaign_id], variant
+                        )
                     except KeyUnreadable as exc:
                         unsendable[campaign_id] = f"paused: {exc}"
         for campaign_id, reason in unsendable.items():
             log.error("campaign %s %s", campaign_id, reason)
-            await self.write(lambda s, c=campaign_id, r=reason: campaigns.pause_for(s, c, r, self.clock()))
+            await self.write(
+                lambda s, c=campaign_id, r=reason: campaigns.pause_for(s, c, r, self.clock())
+            )
         return self._plans
 
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         return await plan_for(session, self.settings, campaign, variant)
 
     async def _send_chunk(self, chunk: list[repo.Claimed], plans, ledger: Ledger) -> None:
-        ours = await self.write(lambda session: repo.prepare(session, self.worker_id, chunk, self.clock(),
-                                                             self.lease))
-        await asyncio.gather(*(self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
-                               for c in chunk if c.id in ours))
+        ours = await self.write(
+            lambda session: repo.prepare(session, self.worker_id, chunk, self.clock(), self.lease)
+        )
+        await asyncio.gather(
+            *(
+                self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
+                for c in chunk
+                if c.id in ours
+            )
+        )
 
-    def _outcome_row(self, delivery: repo.Claimed, result: Result, message_id: str | None, now: datetime,
-                     queued_at: datetime | None, marked: bool) -> dict[str, Any]:
+    def _outcome_row(
+        self,
+        delivery: repo.Claimed,
+        result: Result,
+        message_id: str | None,
+        now: datetime,
+        queued_at: datetime | None,
+        marked: bool,
+    ) -> dict[str, Any]:
         response = f"{result.code} {result.message}" if result.code else result.message
-        row: dict[str, Any] = {"id": delivery.id, "status": result.outcome.value, "smtp_response": response[:2000],
-                               "updated_at": now, "message_id": message_id}
+        row: dict[str, Any] = {
+            "id": delivery.id,
+            "status": result.outcome.value,
+            "smtp_response": response[:2000],
+            "updated_at": now,
+            "message_id": message_id,
+        }
         if result.outcome is Outcome.PAUSED:
             # Not tried: the relay is unreachable. Due again when it is probed; no attempt counted.
-            row.update(status="deferred", next_attempt_at=now + timedelta(seconds=result.retry_after))
+            row.update(
+                status="deferred", next_attempt_at=now + timedelta(seconds=result.retry_after)
+            )
             return row
         if not marked and result.outcome is Outcome.DEFERRED:
             row["attempts"] = delivery.attempts + 1  # marking counts it otherwise
@@ -234,8 +292,12 @@ class Sender:
         elif result.outcome in (Outcome.DEFERRED, Outcome.UNKNOWN):
             row["status"] = "deferred"
             attempt = delivery.attempts + 1
-            retry_at = now + backoff(attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds)
-            if queued_at is None or retry_at > queued_at + timedelta(hours=self.settings.retry_lifetime_hours):
+            retry_at = now + backoff(
+                attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds
+            )
+            if queued_at is None or retry_at > queued_at + timedelta(
+                hours=self.settings.retry_lifetime_hours
+            ):
                 row["status"] = "unknown" if result.outcome is Outcome.UNKNOWN else "failed"
                 row["smtp_response"] = f"gave up after {attempt} attempts: {response}"[:2000]
             else:
@@ -244,10 +306,13 @@ class Sender:
             row["sent_at"] = now
         return row
 
-    async def _deliver(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan,
-                       ledger: Ledger) -> None:
+    async def _deliver(
+        self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan, ledger: Ledger
+    ) -> None:
         if not recipient.reachable:
-            await ledger.record(delivery, _failed("unsubscribed or suppressed before sending"), None, marked=False)
+            await ledger.record(
+                delivery, _failed("unsubscribed or suppressed before sending"), None, marked=False
+            )
             return
         try:
             data, message_id = self.build(delivery, recipient, plan)
@@ -261,51 +326,98 @@ class Sender:
             marked = await ledger.mark(delivery.id)
             return marked
 
-        envelope = Envelope(sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
-                            recipient=delivery.email, data=data, sender_domain=plan.sender_domain,
-                            wire_ready=mime.builds_itself(delivery.email), on_wire=on_wire)
+        envelope = Envelope(
+            sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
+            recipient=delivery.email,
+            data=data,
+            sender_domain=plan.sender_domain,
+            wire_ready=mime.builds_itself(delivery.email),
+            on_wire=on_wire,
+        )
         result = await self.transport.send(envelope)
         if result.outcome is not Outcome.SKIPPED:
             await ledger.record(delivery, result, message_id, marked=marked)
 
-    def build(self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan) -> tuple[bytes, str]:
-        data, message_id, _ = compose(plan, self.codec, self.settings, self.clock(), delivery.id, delivery.email,
-                                      recipient.first_name, recipient.last_name, recipient.metadata,
-                                      click_prefix=self._click_prefix)
+    def build(
+        self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan
+    ) -> tuple[bytes, str]:
+        data, message_id, _ = compose(
+            plan,
+            self.codec,
+            self.settings,
+            self.clock(),
+            delivery.id,
+            delivery.email,
+            recipient.first_name,
+            recipient.last_name,
+            recipient.metadata,
+            click_prefix=self._click_prefix,
+        )
         return data, message_id
 
 
-async def plan_for(session: AsyncSession, settings: Settings, campaign: Campaign, variant: str) -> CampaignPlan:
+async def plan_for(
+    session: AsyncSession, settings: Settings, campaign: Campaign, variant: str
+) -> CampaignPlan:
     """What every message of one campaign variant shares: the compiled content, the sender, the
     signer, the list headers."""
     sender = mime.parse_from(campaign.from_address)
     domain = await repo.signing_domain(session, campaign.account_id, sender.domain.lower())
     dkim = None
     if domain is not None and domains.signs_with_dkim(domain):
-        dkim = Signer(sender.domain.lower(), domain.dkim_selector, domain.dkim_algorithm,
-                      sealer(settings.secret()).open(domain.dkim_private_key), mime.SIGNED_HEADERS)
+        dkim = Signer(
+            sender.domain.lower(),
+            domain.dkim_selector,
+            domain.dkim_algorithm,
+            sealer(settings.secret()).open(domain.dkim_private_key),
+            mime.SIGNED_HEADERS,
+        )
     parts = ab.content(campaign, variant)
     postal_address = await repo.postal_address(session, campaign.account_id)
-    compiled = compile_variant(parts["subject"], parts["html"], parts["text"], parts["preview_text"],
-                               footer=True, postal_address=bool(postal_address))
+    compiled = compile_variant(
+        parts["subject"],
+        parts["html"],
+        parts["text"],
+        parts["preview_text"],
+        footer=True,
+        postal_address=bool(postal_address),
+    )
     audience_name = await repo.audience_name(session, campaign.audience_id)
     return CampaignPlan(
-        campaign_id=campaign.id, compiled=compiled, sender=sender, sender_domain=sender.domain.lower(),
-        reply_to=campaign.reply_to, bounce_domain=settings.bounce_domain or sender.domain.lower(), dkim=dkim,
+        campaign_id=campaign.id,
+        compiled=compiled,
+        sender=sender,
+        sender_domain=sender.domain.lower(),
+        reply_to=campaign.reply_to,
+        bounce_domain=settings.bounce_domain or sender.domain.lower(),
+        dkim=dkim,
         list_id=mime.list_id(audience_name, campaign.audience_id, sender.domain.lower()),
-        feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast", postal_address=postal_address,
+        feedback_id=f"{campaign.id}:{campaign.account_id}:mailcast",
+        postal_address=postal_address,
     )
 
 
-def compose(plan: CampaignPlan, codec: TokenCodec, settings: Settings, now: datetime, delivery_id: int, email: str,
-            first_name: str | None, last_name: str | None, metadata: dict[str, Any] | None,
-            subject_prefix: str = "", click_prefix: tuple[str, str] | None = None) -> tuple[bytes, str, Rendered]:
+def compose(
+    plan: CampaignPlan,
+    codec: TokenCodec,
+    settings: Settings,
+    now: datetime,
+    delivery_id: int,
+    email: str,
+    first_name: str | None,
+    last_name: str | None,
+    metadata: dict[str, Any] | None,
+    subject_prefix: str = "",
+    click_prefix: tuple[str, str] | None = None,
+) -> tuple[bytes, str, Rendered]:
     """One recipient's message as it goes on the wire (signed when the plan signs), its Message-ID,
     and what was rendered. Raises RenderError."""
     url = settings.public_url
     unsubscribe_token = codec.encode(delivery_id, Purpose.UNSUBSCRIBE)
     unsubscribe = url(f"/u/{unsubscribe_token}")
-    context = recipient_context(email, first_name, last_name, metadata, unsubscribe, plan.postal_address)
+    context = recipient_context(
+        email, first_name, last_name, metadata, unsubscribe, plan.postal_address
+    )
     tokens = codec.encode_many(delivery_id, Purpose.CLICK, range(len(plan.compiled.links)))
     # A token is base64url (nothing to escape in HTML), so escaping the prefix once is enough.
     if click_prefix is None:
@@ -313,16 +425,29 @@ def compose(plan: CampaignPlan, codec: TokenCodec, settings: Settings, now: date
         click_prefix = (click, str(escape(click)))
     click, click_html = click_prefix
     pixel = url(f"/t/o/{codec.encode(delivery_id, Purpose.OPEN)}.gif")
-    rendered = render(plan.compiled, context, [click + t for t in tokens], pixel, [click_html + t for t in tokens])
+    rendered = render(
+        plan.compiled, context, [click + t for t in tokens], pixel, [click_html + t for t in tokens]
+    )
     if subject_prefix:
         rendered.subject = subject_prefix + rendered.subject
     message_id = mime.new_message_id(plan.sender_domain)
     name = " ".join(filter(None, (first_name, last_name)))
     mailto = f"mailto:unsubscribe+{unsubscribe_token}@{plan.bounce_domain}?subject=unsubscribe"
-    data = mime.build(sender=plan.sender, recipient=email, recipient_name=name,
-                      subject=rendered.subject, html=rendered.html_pieces, text=rendered.text_pieces,
-                      message_id=message_id, date=now, unsubscribe_url=unsubscribe, unsubscribe_mailto=mailto,
-                      reply_to=plan.reply_to, list_id=plan.list_id, feedback_id=plan.feedback_id)
+    data = mime.build(
+        sender=plan.sender,
+        recipient=email,
+        recipient_name=name,
+        subject=rendered.subject,
+        html=rendered.html_pieces,
+        text=rendered.text_pieces,
+        message_id=message_id,
+        date=now,
+        unsubscribe_url=unsubscribe,
+        unsubscribe_mailto=mailto,
+        reply_to=plan.reply_to,
+        list_id=plan.list_id,
+        feedback_id=plan.feedback_id,
+    )
     try:
         mime.check_headers(data)
     except mime.UnsafeHeaders as exc:
@@ -340,11 +465,19 @@ T = TypeVar("T")
 
 
 try:  # the driver's own errors, from the statement `Ledger` runs on the driver's connection
-    from asyncpg.exceptions import CannotConnectNowError, InterfaceError as _DriverInterfaceError
-    from asyncpg.exceptions import OperatorInterventionError, PostgresConnectionError
+    from asyncpg.exceptions import (
+        CannotConnectNowError,
+        OperatorInterventionError,
+        PostgresConnectionError,
+    )
+    from asyncpg.exceptions import InterfaceError as _DriverInterfaceError
 
-    _DRIVER_ERRORS: tuple[type[Exception], ...] = (PostgresConnectionError, CannotConnectNowError,
-                                                   OperatorInterventionError, _DriverInterfaceError)
+    _DRIVER_ERRORS: tuple[type[Exception], ...] = (
+        PostgresConnectionError,
+        CannotConnectNowError,
+        OperatorInterventionError,
+        _DriverInterfaceError,
+    )
 except ImportError:  # pragma: no cover - SQLite only
     _DRIVER_ERRORS = ()
 
@@ -395,7 +528,9 @@ class Ledger:
         self._start()
         return await future
 
-    async def record(self, delivery: repo.Claimed, result: Result, message_id: str | None, marked: bool) -> None:
+    async def record(
+        self, delivery: repo.Claimed, result: Result, message_id: str | None, marked: bool
+    ) -> None:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self._outcomes.append(_Outcome(delivery, result, message_id, marked, future))
         self._start()
@@ -425,7 +560,9 @@ class Ledger:
             await self._connections.pop().close()
 
     async def _on_own_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        connection = self._connections.pop() if self._connections else await self.sender._engine.connect()
+        connection = (
+            self._connections.pop() if self._connections else await self.sender._engine.connect()
+        )
         try:
             raw = await connection.get_raw_connection()
             result = await work(raw.driver_connection)
@@ -442,16 +579,23 @@ class Ledger:
             marks, outcomes = self._marks, self._outcomes
             self._marks, self._outcomes = {}, []
             try:
-                if self.sender.one_statement and all(o.marked and o.result.outcome is Outcome.SENT
-                                                     for o in outcomes):
+                if self.sender.one_statement and all(
+                    o.marked and o.result.outcome is Outcome.SENT for o in outcomes
+                ):
+                    write_sent = partial(self._write_sent, outcomes=outcomes, marks=marks)
                     marked = await self.sender.retrying(
-                        lambda: self._on_own_connection(lambda driver: self._write_sent(driver, outcomes, marks)))
+                        partial(self._on_own_connection, write_sent)
+                    )
                 else:
-                    marked = await self.sender.write(lambda session: self._write(session, outcomes, marks))
+                    marked = await self.sender.write(
+                        partial(self._write, outcomes=outcomes, marks=marks)
+                    )
             except Exception as exc:
                 # Marks not written are not sent (the rows stay due); outcomes not written leave
                 # their rows `sending`, which the recovery sends again, flagged in doubt.
-                log.error("could not write %d outcomes and %d marks: %s", len(outcomes), len(marks), exc)
+                log.error(
+                    "could not write %d outcomes and %d marks: %s", len(outcomes), len(marks), exc
+                )
                 self.complete = False
                 for future in marks.values():
                     future.set_result(False)
@@ -463,28 +607,56 @@ class Ledger:
             for outcome in outcomes:
                 outcome.done.set_result(None)
 
-    async def _write_sent(self, connection, outcomes: list[_Outcome], marks: dict[int, Any]) -> set[int]:
+    async def _write_sent(
+        self, connection, outcomes: list[_Outcome], marks: dict[int, Any]
+    ) -> set[int]:
         sender = self.sender
         sent = []
         for o in outcomes:
             response = f"{o.result.code} {o.result.message}" if o.result.code else o.result.message
             sent.append((o.delivery.id, response[:2000], o.message_id))
-        return await repo.record_sent_and_mark(connection, sender.worker_id, sent, list(marks), sender.clock(),
-                                               sender.lease)
+        return await repo.record_sent_and_mark(
+            connection, sender.worker_id, sent, list(marks), sender.clock(), sender.lease
+        )
 
-    async def _write(self, session: AsyncSession, outcomes: list[_Outcome], marks: dict[int, Any]) -> set[int]:
+    async def _write(
+        self, session: AsyncSession, outcomes: list[_Outcome], marks: dict[int, Any]
+    ) -> set[int]:
         sender = self.sender
         now = sender.clock()
         if outcomes:
             # When each deferred row was queued: its retries end `retry_lifetime_hours` after it.
-            queued_at = await repo.created_at(session, [o.delivery.id for o in outcomes if o.result.outcome in
-                                                        (Outcome.DEFERRED, Outcome.UNKNOWN)])
+            queued_at = await repo.created_at(
+                session,
+                [
+                    o.delivery.id
+                    for o in outcomes
+                    if o.result.outcome in (Outcome.DEFERRED, Outcome.UNKNOWN)
+                ],
+            )
             for marked in (True, False):
-                rows = [sender._outcome_row(o.delivery, o.result, o.message_id, now, queued_at.get(o.delivery.id),
-                                            marked) for o in outcomes if o.marked is marked]
+                rows = [
+                    sender._outcome_row(
+                        o.delivery,
+                        o.result,
+                        o.message_id,
+                        now,
+                        queued_at.get(o.delivery.id),
+                        marked,
+                    )
+                    for o in outcomes
+                    if o.marked is marked
+                ]
                 if rows:
                     await repo.record(session, sender.worker_id, rows, unsent=not marked)
-            await repo.suppress_contacts(session, [o.delivery.contact_id for o in outcomes
-                                                   if o.result.outcome is Outcome.BOUNCED and o.delivery.contact_id],
-                                         "bounce", now)
+            await repo.suppress_contacts(
+                session,
+                [
+                    o.delivery.contact_id
+                    for o in outcomes
+                    if o.result.outcome is Outcome.BOUNCED and o.delivery.contact_id
+                ],
+                "bounce",
+                now,
+            )
         return await repo.mark_on_wire(session, sender.worker_id, list(marks), now, sender.lease)

@@ -26,7 +26,9 @@ _MAGIC = b"mc2"
 _MAGIC_HMAC = b"mc1"  # the first version, HMAC tags
 _TAG = 16
 _LINK = struct.Struct(">H")
-_BLOCK = struct.Struct(">3sQBH2s")  # version mark, delivery id, purpose, link number, two zero bytes
+_BLOCK = struct.Struct(
+    ">3sQBH2s"
+)  # version mark, delivery id, purpose, link number, two zero bytes
 _LENGTH = 43  # 32 bytes in URL-safe base64 without padding
 # The URL-safe alphabet turned into the standard one for the decoder, whose strict mode refuses any
 # character outside that; "+" and "/" become "*" so it refuses them too (they are not in tokens).
@@ -84,7 +86,9 @@ class TokenCodec:
         # All of them in one base64 call: each token's 32 bytes and a zero byte are 33, a whole
         # number of base64 groups, so each comes out as its 43 characters (their last two spare
         # bits the zero byte's) and an "A" (the rest of it), and no group spans two tokens.
-        joined = b"".join([sealed[i : i + 16] + tags[i : i + 16] + b"\x00" for i in range(0, len(sealed), 16)])
+        joined = b"".join(
+            [sealed[i : i + 16] + tags[i : i + 16] + b"\x00" for i in range(0, len(sealed), 16)]
+        )
         text = binascii.b2a_base64(joined, newline=False).translate(_TO_URLSAFE).decode()
         return [text[i : i + _LENGTH] for i in range(0, len(text), _LENGTH + 1)]
 
@@ -98,12 +102,16 @@ class TokenCodec:
         if len(token) != _LENGTH or token[-1] not in _CANONICAL_LAST:
             raise InvalidToken
         try:
-            raw = binascii.a2b_base64(token.encode().translate(_FROM_URLSAFE) + b"=", strict_mode=True)
+            raw = binascii.a2b_base64(
+                token.encode().translate(_FROM_URLSAFE) + b"=", strict_mode=True
+            )
         except (binascii.Error, UnicodeEncodeError):
             raise InvalidToken from None
         sealed = raw[:16]
         magic, delivery_id, kind, link, zeros = _BLOCK.unpack(self._decryptor.update(sealed))
-        if magic not in (_MAGIC, _MAGIC_HMAC) or not hmac.compare_digest(raw[16:], self._tag(sealed, magic)):
+        if magic not in (_MAGIC, _MAGIC_HMAC) or not hmac.compare_digest(
+            raw[16:], self._tag(sealed, magic)
+        ):
             raise InvalidToken
         kind = _PURPOSES.get(kind)
         if kind is None or zeros != b"\x00\x00" or (purpose is not None and kind is not purpose):

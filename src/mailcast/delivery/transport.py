@@ -19,8 +19,14 @@ from typing import Protocol
 from urllib.parse import parse_qs, unquote, urlsplit
 
 import aiosmtplib
-from aiosmtplib import (SMTPException, SMTPHeloError, SMTPRecipientRefused, SMTPRecipientsRefused,
-                        SMTPResponseException, SMTPServerDisconnected)
+from aiosmtplib import (
+    SMTPException,
+    SMTPHeloError,
+    SMTPRecipientRefused,
+    SMTPRecipientsRefused,
+    SMTPResponseException,
+    SMTPServerDisconnected,
+)
 from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
 
 log = logging.getLogger("mailcast.delivery")
@@ -28,9 +34,13 @@ log = logging.getLogger("mailcast.delivery")
 
 class Outcome(StrEnum):
     SENT = "sent"  # the relay accepted it (2xx after the final dot)
-    DEFERRED = "deferred"  # 4xx, or the connection failed before the message was complete: retry later
+    DEFERRED = (
+        "deferred"  # 4xx, or the connection failed before the message was complete: retry later
+    )
     BOUNCED = "bounced"  # 5xx: the relay rejected it
-    UNKNOWN = "unknown"  # the message was complete but no reply came: it may have arrived (RFC 1047)
+    UNKNOWN = (
+        "unknown"  # the message was complete but no reply came: it may have arrived (RFC 1047)
+    )
     FAILED = "failed"  # never handed to a relay (it could not be rendered, or the contact left)
     SKIPPED = "skipped"  # `on_wire` said no: the row is no longer this sender's; nothing was sent
     PAUSED = "paused"  # the relay is unreachable (its circuit is open): not tried, due again later
@@ -92,8 +102,12 @@ class FileOutbox:
             return NOT_OURS
         name = f"{time.strftime('%Y%m%dT%H%M%S')}-{uuid.uuid4().hex}.eml"
         tmp = self.directory / f".{name}.tmp"
-        header = f"X-Envelope-From: <{envelope.sender}>\r\nX-Envelope-To: <{envelope.recipient}>\r\n".encode()
-        await asyncio.to_thread(_write_atomically, tmp, self.directory / name, header + envelope.data)
+        header = (
+            f"X-Envelope-From: <{envelope.sender}>\r\nX-Envelope-To: <{envelope.recipient}>\r\n"
+        ).encode()
+        await asyncio.to_thread(
+            _write_atomically, tmp, self.directory / name, header + envelope.data
+        )
         return Result(Outcome.SENT, 250, f"written to {name}")
 
     def paused_for(self) -> float:
@@ -129,12 +143,15 @@ class RelayConfig:
         return relay_name(self.host, self.port)
 
     @classmethod
-    def from_url(cls, url: str) -> "RelayConfig":
-        """smtp://user:pass@host:587?starttls=true, smtps://host:465, ?verify=false for self-signed test relays."""
+    def from_url(cls, url: str) -> RelayConfig:
+        """smtp://user:pass@host:587?starttls=true, smtps://host:465, ?verify=false for self-signed
+        test relays."""
         parts = urlsplit(url)
         shown = _without_password(url)
         if parts.scheme not in ("smtp", "smtps") or not parts.hostname:
-            raise ValueError(f"not an SMTP URL: {shown!r} (smtp://[user:pass@]host[:port] or smtps://...)")
+            raise ValueError(
+                f"not an SMTP URL: {shown!r} (smtp://[user:pass@]host[:port] or smtps://...)"
+            )
         try:
             port = parts.port
         except ValueError:
@@ -173,8 +190,9 @@ def _without_password(url: str) -> str:
 
 
 class RateLimiter:
-    """At most `rate` acquisitions per second, evenly spaced (no bursts that a relay would throttle).
-    Slots are handed out in order, so the long-run rate holds however many senders wait."""
+    """At most `rate` acquisitions per second, evenly spaced (no bursts that a relay would
+    throttle). Slots are handed out in order, so the long-run rate holds however many senders
+    wait."""
 
     def __init__(self, rate: float | None, monotonic=time.monotonic, sleep=asyncio.sleep) -> None:
         self.interval = 1.0 / rate if rate else 0.0
@@ -197,8 +215,13 @@ class Breaker:
     tried while it is open, and after each backoff (1 s, doubling up to `max_seconds`) one
     message is let through as a probe. A connection that succeeds closes it."""
 
-    def __init__(self, threshold: int = 5, max_seconds: float = 60.0, monotonic=time.monotonic,
-                 wall: Callable[[], datetime] = lambda: datetime.now(UTC)) -> None:
+    def __init__(
+        self,
+        threshold: int = 5,
+        max_seconds: float = 60.0,
+        monotonic=time.monotonic,
+        wall: Callable[[], datetime] = lambda: datetime.now(UTC),
+    ) -> None:
         self.threshold = threshold
         self.max_seconds = max_seconds
         self._monotonic = monotonic
@@ -235,7 +258,9 @@ class Breaker:
         if self.open:
             if self.down_since is None:
                 self.down_since = self._wall()
-                log.warning("relay unreachable after %d failed connections: %s", self._failures, error)
+                log.warning(
+                    "relay unreachable after %d failed connections: %s", self._failures, error
+                )
             self._backoff = min(self.max_seconds, self._backoff * 2 if self._backoff else 1.0)
             self._retry_at = self._monotonic() + self._backoff
 
@@ -266,8 +291,15 @@ class _Phase(StrEnum):
 class SmtpRelay:
     """A pool of reused SMTP connections to one relay."""
 
-    def __init__(self, config: RelayConfig, pool_size: int = 4, rate_per_second: float | None = None,
-                 timeout: float = 60.0, local_hostname: str | None = None, breaker: Breaker | None = None) -> None:
+    def __init__(
+        self,
+        config: RelayConfig,
+        pool_size: int = 4,
+        rate_per_second: float | None = None,
+        timeout: float = 60.0,
+        local_hostname: str | None = None,
+        breaker: Breaker | None = None,
+    ) -> None:
         self.config = config
         self.timeout = timeout
         self.local_hostname = local_hostname
@@ -284,9 +316,15 @@ class SmtpRelay:
             tls_context.check_hostname = False
             tls_context.verify_mode = ssl.CERT_NONE
         client = aiosmtplib.SMTP(
-            hostname=self.config.host, port=self.config.port, use_tls=self.config.use_tls,
-            start_tls=self.config.start_tls, validate_certs=self.config.verify_tls, tls_context=tls_context,
-            username=self.config.username, password=self.config.password, timeout=self.timeout,
+            hostname=self.config.host,
+            port=self.config.port,
+            use_tls=self.config.use_tls,
+            start_tls=self.config.start_tls,
+            validate_certs=self.config.verify_tls,
+            tls_context=tls_context,
+            username=self.config.username,
+            password=self.config.password,
+            timeout=self.timeout,
             local_hostname=self.local_hostname,
         )
         await client.connect()
@@ -314,9 +352,13 @@ class SmtpRelay:
 
     def _paused(self) -> Result:
         since = self.breaker.down_since
-        return Result(Outcome.PAUSED, None,
-                      f"relay {self.config.name} unreachable since {since.isoformat() if since else '?'}: "
-                      f"{self.breaker.error}", retry_after=max(self.breaker.paused_for(), 1.0))
+        return Result(
+            Outcome.PAUSED,
+            None,
+            f"relay {self.config.name} unreachable since {since.isoformat() if since else '?'}: "
+            f"{self.breaker.error}",
+            retry_after=max(self.breaker.paused_for(), 1.0),
+        )
 
     async def _send(self, envelope: Envelope, probe: bool) -> Result:
         await self._limiter.acquire()
@@ -336,7 +378,7 @@ class SmtpRelay:
                         return self._paused()  # it opened while this message waited for a slot
                     try:
                         client = await self._connect()
-                    except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+                    except (TimeoutError, SMTPException, OSError) as exc:
                         self.breaker.failed(f"{exc.__class__.__name__}: {exc}")
                         raise
                     self.breaker.succeeded()
@@ -354,36 +396,50 @@ class SmtpRelay:
                 result = _classify(refused.code, refused.message)
             except SMTPResponseException as exc:
                 if phase[-1] is _Phase.SESSION:
-                    # The relay refused us (login, TLS, our sender), not this recipient: a bounce here
-                    # would suppress every contact of the campaign. Retry later instead.
+                    # The relay refused us (login, TLS, our sender), not this recipient: a bounce
+                    # here would suppress every contact of the campaign. Retry later instead.
                     self._discard(client)
                     client = None
-                    result = Result(Outcome.DEFERRED, exc.code, f"relay refused the session: {exc.message}")
+                    result = Result(
+                        Outcome.DEFERRED, exc.code, f"relay refused the session: {exc.message}"
+                    )
                 else:
                     result = _classify(exc.code, exc.message)
-            except (SMTPException, OSError, asyncio.TimeoutError) as exc:
+            except (TimeoutError, SMTPException, OSError) as exc:
                 self._discard(client)
                 client = None
                 if phase[-1] is _Phase.BODY:
                     # The whole message was written; whether the relay took it we cannot know.
-                    result = Result(Outcome.UNKNOWN, None, f"connection lost after the message was sent: {exc}")
+                    result = Result(
+                        Outcome.UNKNOWN, None, f"connection lost after the message was sent: {exc}"
+                    )
                 else:
-                    result = Result(Outcome.DEFERRED, None, f"connection failed before the message was complete: {exc}")
+                    result = Result(
+                        Outcome.DEFERRED,
+                        None,
+                        f"connection failed before the message was complete: {exc}",
+                    )
             if marking is not None and not await marking:
-                result = NOT_OURS  # refused or failed before the body: the row was not ours to answer for
+                # Refused or failed before the body: the row was not ours to answer for.
+                result = NOT_OURS
             if client is not None:
                 if result.outcome is not Outcome.SENT and client.is_connected:
                     try:
                         await client.rset()
-                    except (SMTPException, OSError, asyncio.TimeoutError):
+                    except (TimeoutError, SMTPException, OSError):
                         self._discard(client)
                         client = None
                 if client is not None and client.is_connected:
                     self._idle.put_nowait(client)
             return result
 
-    async def _transaction(self, client: aiosmtplib.SMTP, envelope: Envelope, phase: list[_Phase],
-                           marking: asyncio.Future[bool] | None = None) -> Result:
+    async def _transaction(
+        self,
+        client: aiosmtplib.SMTP,
+        envelope: Envelope,
+        phase: list[_Phase],
+        marking: asyncio.Future[bool] | None = None,
+    ) -> Result:
         if client.is_ehlo_or_helo_needed:  # what aiosmtplib's mail() does first
             try:
                 await client.ehlo()
@@ -395,7 +451,9 @@ class SmtpRelay:
             # was a fifth of the SMTP client's time. The rest (SMTPUTF8) goes through them.
             mail = b"MAIL FROM:<" + envelope.sender.encode() + b">"
             rcpt = b"RCPT TO:<" + envelope.recipient.encode() + b">"
-            if client.supports_extension("pipelining") and isinstance(client.protocol, _PipeliningProtocol):
+            if client.supports_extension("pipelining") and isinstance(
+                client.protocol, _PipeliningProtocol
+            ):
                 start = await self._pipelined(client, mail, rcpt, phase)
             else:
                 await _command(client, mail, (250,))
@@ -405,9 +463,15 @@ class SmtpRelay:
         else:
             utf8 = not (envelope.sender.isascii() and envelope.recipient.isascii())
             if utf8 and not client.supports_extension("smtputf8"):
-                return Result(Outcome.FAILED, None, "the relay does not accept internationalised addresses (SMTPUTF8)")
+                return Result(
+                    Outcome.FAILED,
+                    None,
+                    "the relay does not accept internationalised addresses (SMTPUTF8)",
+                )
             encoding = "utf-8" if utf8 else "ascii"
-            await client.mail(envelope.sender, options=["SMTPUTF8"] if utf8 else None, encoding=encoding)
+            await client.mail(
+                envelope.sender, options=["SMTPUTF8"] if utf8 else None, encoding=encoding
+            )
             phase.append(_Phase.RECIPIENT)
             try:
                 await client.rcpt(envelope.recipient, encoding=encoding)
@@ -423,7 +487,9 @@ class SmtpRelay:
         response = await _send_body(client, envelope.data, self.timeout, envelope.wire_ready)
         return _classify(response.code, response.message)
 
-    async def _pipelined(self, client: aiosmtplib.SMTP, mail: bytes, rcpt: bytes, phase: list[_Phase]):
+    async def _pipelined(
+        self, client: aiosmtplib.SMTP, mail: bytes, rcpt: bytes, phase: list[_Phase]
+    ):
         """RFC 2920 (PIPELINING, which nearly every relay offers): MAIL, RCPT and DATA in one
         write and their three replies read in order, two round trips a message instead of four
         (8-12% more messages a second, bench/RESULTS.md). Every reply is read before anything
@@ -458,7 +524,7 @@ class SmtpRelay:
             try:
                 if client.is_connected:
                     await client.quit()
-            except (SMTPException, OSError, asyncio.TimeoutError):
+            except (TimeoutError, SMTPException, OSError):
                 client.close()
         self._all.clear()
 
@@ -538,7 +604,9 @@ def wire_body(data: bytes, wire_ready: bool = False) -> bytes:
     return data + b".\r\n"
 
 
-async def _send_body(client: aiosmtplib.SMTP, data: bytes, timeout: float, wire_ready: bool = False):
+async def _send_body(
+    client: aiosmtplib.SMTP, data: bytes, timeout: float, wire_ready: bool = False
+):
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
     told apart from one before the relay agreed to take a message. (The write and the reply read
     mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""

@@ -5,15 +5,26 @@ from __future__ import annotations
 import logging
 
 from mailcast.config import Settings
-from mailcast.delivery.transport import Breaker, FileOutbox, RelayConfig, Router, SmtpRelay, Transport
+from mailcast.delivery.transport import (
+    Breaker,
+    FileOutbox,
+    RelayConfig,
+    Router,
+    SmtpRelay,
+    Transport,
+)
 
 log = logging.getLogger("mailcast.delivery")
 
 
 def _relay(url: str, settings: Settings) -> SmtpRelay:
-    return SmtpRelay(RelayConfig.from_url(url), pool_size=settings.smtp_pool_size,
-                     rate_per_second=settings.smtp_rate_per_second or None, timeout=settings.smtp_timeout_seconds,
-                     breaker=Breaker(settings.smtp_breaker_failures, settings.smtp_breaker_max_seconds))
+    return SmtpRelay(
+        RelayConfig.from_url(url),
+        pool_size=settings.smtp_pool_size,
+        rate_per_second=settings.smtp_rate_per_second or None,
+        timeout=settings.smtp_timeout_seconds,
+        breaker=Breaker(settings.smtp_breaker_failures, settings.smtp_breaker_max_seconds),
+    )
 
 
 def relay_for(settings: Settings, sender_domain: str) -> str | None:
@@ -40,8 +51,11 @@ def build_transport(settings: Settings) -> tuple[Transport, str]:
         where = f"mail goes to the SMTP relay {RelayConfig.from_url(settings.smtp_url).host}"
     else:
         default = FileOutbox(settings.resolved_outbox_dir())
-        where = (f"NO SMTP RELAY CONFIGURED: mail is not leaving this machine; every message is written to "
-                 f"{settings.resolved_outbox_dir()} (set MAILCAST_SMTP_URL to send)")
+        where = (
+            "NO SMTP RELAY CONFIGURED: mail is not leaving this machine; every message is written "
+            "to "
+            f"{settings.resolved_outbox_dir()} (set MAILCAST_SMTP_URL to send)"
+        )
     if routes:
         relays = {domain: _relay(url, settings) for domain, url in routes.items()}
         where += f"; senders on {', '.join(sorted(relays))} use their own relays"

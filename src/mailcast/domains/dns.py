@@ -19,7 +19,7 @@ class TxtLookup(Protocol):
 
 
 def _split_host_port(entry: str) -> tuple[str, int]:
-    """"1.2.3.4", "1.2.3.4:5353", "::1" or "[::1]:5353"."""
+    """ "1.2.3.4", "1.2.3.4:5353", "::1" or "[::1]:5353"."""
     if entry.startswith("["):
         host, _, port = entry[1:].partition("]")
         return host, int(port.lstrip(":") or 53)

@@ -32,7 +32,9 @@ def generate_ed25519_keypair() -> tuple[str, str]:
     private_pem = key.private_bytes(
         serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
     ).decode()
-    public_raw = key.public_key().public_bytes(serialization.Encoding.Raw, serialization.PublicFormat.Raw)
+    public_raw = key.public_key().public_bytes(
+        serialization.Encoding.Raw, serialization.PublicFormat.Raw
+    )
     return private_pem, base64.b64encode(public_raw).decode()
 
 
@@ -40,7 +42,9 @@ def generate_keypair(algorithm: str) -> tuple[str, str]:
     return generate_ed25519_keypair() if algorithm == "ed25519" else generate_rsa_keypair()
 
 
-SEALED = "fernet:"  # how a sealed private key starts; a key stored before sealing starts "-----BEGIN"
+SEALED = (
+    "fernet:"  # how a sealed private key starts; a key stored before sealing starts "-----BEGIN"
+)
 
 
 class KeyUnreadable(Exception):
@@ -60,13 +64,16 @@ class KeySealer:
 
     def open(self, stored: str) -> str:
         if not stored.startswith(SEALED):
-            return stored  # stored before keys were sealed; `domains.service.seal_stored_keys` seals it
+            # Stored before keys were sealed; `domains.service.seal_stored_keys` seals it.
+            return stored
         try:
-            return self._fernet.decrypt(stored[len(SEALED):].encode()).decode()
+            return self._fernet.decrypt(stored[len(SEALED) :].encode()).decode()
         except InvalidToken:
             raise KeyUnreadable(
-                "a DKIM private key cannot be opened with this secret key: was MAILCAST_SECRET_KEY changed? "
-                "Run `mailcast domains reseal-keys` with the previous one (docs/reliability.md)") from None
+                "a DKIM private key cannot be opened with this secret key: was MAILCAST_SECRET_KEY "
+                "changed? "
+                "Run `mailcast domains reseal-keys` with the previous one (docs/reliability.md)"
+            ) from None
 
     def reseal(self, stored: str) -> str:
         """`stored` sealed under the current secret key (opened with any of the keys given)."""
@@ -75,7 +82,9 @@ class KeySealer:
 
 @functools.lru_cache(maxsize=8)
 def _fernet_key(secret: bytes) -> bytes:
-    derived = HKDF(algorithm=hashes.SHA256(), length=32, salt=None, info=b"mailcast dkim private keys").derive(secret)
+    derived = HKDF(
+        algorithm=hashes.SHA256(), length=32, salt=None, info=b"mailcast dkim private keys"
+    ).derive(secret)
     return base64.urlsafe_b64encode(derived)
 
 

@@ -12,8 +12,13 @@ async def get(session: AsyncSession, account_id: str, domain_id: str) -> Domain 
 
 
 async def get_locked(session: AsyncSession, account_id: str, domain_id: str) -> Domain | None:
-    """Locked until the transaction ends: a delete of it waits (SQLite's writers take turns anyway)."""
-    stmt = select(Domain).where(Domain.id == domain_id, Domain.account_id == account_id).with_for_update()
+    """Locked until the transaction ends: a delete of it waits (SQLite's writers take turns
+    anyway)."""
+    stmt = (
+        select(Domain)
+        .where(Domain.id == domain_id, Domain.account_id == account_id)
+        .with_for_update()
+    )
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
@@ -22,7 +27,9 @@ async def by_name(session: AsyncSession, account_id: str, name: str) -> Domain |
     return (await session.execute(stmt)).scalar_one_or_none()
 
 
-async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Domain]:
+async def list_page(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Domain]:
     return await owned.page(session, Domain, account_id, limit, cursor)
 
 
@@ -37,4 +44,6 @@ async def private_keys(session: AsyncSession) -> list[tuple[str, str]]:
 
 
 async def set_private_key(session: AsyncSession, domain_id: str, stored: str) -> None:
-    await session.execute(update(Domain).where(Domain.id == domain_id).values(dkim_private_key=stored))
+    await session.execute(
+        update(Domain).where(Domain.id == domain_id).values(dkim_private_key=stored)
+    )

@@ -10,8 +10,10 @@ from mailcast.api.schemas import Input, Output, Timestamp
 class DomainCreate(Input):
     name: str = Field(min_length=1, max_length=253, examples=["mail.example.com"])
     dkim_algorithm: Literal["rsa", "ed25519"] = Field(
-        "rsa", description="The DKIM key: rsa (RSA-2048, verified everywhere) or ed25519 (RFC 8463: signs about "
-                           "20 times faster, but not every receiver verifies it yet)")
+        "rsa",
+        description="The DKIM key: rsa (RSA-2048, verified everywhere) or ed25519 "
+        "(RFC 8463: signs about 20 times faster, but not every receiver verifies it yet)",
+    )
 
 
 class DnsRecordOut(BaseModel):
@@ -38,4 +40,6 @@ class DomainOut(Output):
 
 
 class DomainVerifyOut(DomainOut):
-    problems: list[str] = Field(description="Lookups that got no definite answer (timeouts, SERVFAIL)")
+    problems: list[str] = Field(
+        description="Lookups that got no definite answer (timeouts, SERVFAIL)"
+    )

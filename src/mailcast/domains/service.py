@@ -9,8 +9,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.clock import Clock
-from mailcast.contacts.addresses import normalise_email
 from mailcast.config import Settings
+from mailcast.contacts.addresses import normalise_email
 from mailcast.db.models import Domain
 from mailcast.domains import repository as repo
 from mailcast.domains.dns import DnsError, TxtLookup
@@ -31,7 +31,12 @@ def _domain_name(name: str) -> str:
     except UnicodeError:
         raise ValueError("not a valid domain name") from None
     labels = value.split(".")
-    if len(value) > 253 or len(labels) < 2 or not all(_LABEL.match(label) for label in labels) or labels[-1].isdigit():
+    if (
+        len(value) > 253
+        or len(labels) < 2
+        or not all(_LABEL.match(label) for label in labels)
+        or labels[-1].isdigit()
+    ):
         raise ValueError("not a valid domain name")
     return value
 
@@ -40,7 +45,9 @@ def normalise_domain_name(name: str) -> str:
     try:
         return _domain_name(name)
     except ValueError:
-        raise ValidationFailed("name: not a valid domain name", [{"field": "name", "message": "invalid domain"}])
+        raise ValidationFailed(
+            "name: not a valid domain name", [{"field": "name", "message": "invalid domain"}]
+        ) from None
 
 
 def normalise_sender_address(raw: str) -> str:
@@ -68,17 +75,34 @@ def spf_value(settings: Settings) -> str:
 def dns_records(domain: Domain, settings: Settings) -> list[dict]:
     records = [
         ("spf", domain.name, spf_value(settings), domain.spf_verified),
-        ("dkim", dkim_host(domain), f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}", domain.dkim_verified),
+        (
+            "dkim",
+            dkim_host(domain),
+            f"v=DKIM1; k={domain.dkim_algorithm}; p={domain.dkim_public_key}",
+            domain.dkim_verified,
+        ),
         ("dmarc", f"_dmarc.{domain.name}", "v=DMARC1; p=none;", domain.dmarc_verified),
     ]
     return [
-        {"record": purpose, "type": "TXT", "host": host, "name": host, "value": value, "verified": ok}
+        {
+            "record": purpose,
+            "type": "TXT",
+            "host": host,
+            "name": host,
+            "value": value,
+            "verified": ok,
+        }
         for purpose, host, value, ok in records
     ]
 
 
 async def create_domain(
-    session: AsyncSession, account_id: str, name: str, now: datetime, settings: Settings, trusted: bool = False,
+    session: AsyncSession,
+    account_id: str,
+    name: str,
+    now: datetime,
+    settings: Settings,
+    trusted: bool = False,
     dkim_algorithm: str = "rsa",
 ) -> Domain:
     name = normalise_domain_name(name)
@@ -114,7 +138,9 @@ async def get_domain(session: AsyncSession, account_id: str, domain_id: str) -> 
     return domain
 
 
-async def list_domains(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Domain]:
+async def list_domains(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Domain]:
     return await repo.list_page(session, account_id, limit, cursor)
 
 
@@ -140,7 +166,9 @@ async def _lookup(dns: TxtLookup, name: str, problems: list[str]) -> list[str]:
         return []
 
 
-async def check_records(dns: TxtLookup, settings: Settings, domain: Domain) -> tuple[dict[str, bool], list[str]]:
+async def check_records(
+    dns: TxtLookup, settings: Settings, domain: Domain
+) -> tuple[dict[str, bool], list[str]]:
     """Look the three records up (concurrently); no database work here."""
     problems: list[str] = []
     spf_txt, dkim_txt, dmarc_txt = await asyncio.gather(
@@ -151,21 +179,27 @@ async def check_records(dns: TxtLookup, settings: Settings, domain: Domain) -> t
     spf = [r for r in spf_txt if r.lower().startswith("v=spf1")]
     include = f"include:{settings.spf_include}".lower() if settings.spf_include else None
     return {
-        "spf_verified": bool(spf) and (include is None or any(include in r.lower().split() for r in spf)),
+        "spf_verified": bool(spf)
+        and (include is None or any(include in r.lower().split() for r in spf)),
         "dkim_verified": any(_tags(r).get("p") == domain.dkim_public_key for r in dkim_txt),
         "dmarc_verified": any(r.replace(" ", "").upper().startswith("V=DMARC1") for r in dmarc_txt),
     }, problems
 
 
 async def verify_domain(
-    sessions: async_sessionmaker[AsyncSession], dns: TxtLookup, settings: Settings, account_id: str,
-    domain_id: str, clock: Clock,
+    sessions: async_sessionmaker[AsyncSession],
+    dns: TxtLookup,
+    settings: Settings,
+    account_id: str,
+    domain_id: str,
+    clock: Clock,
 ) -> tuple[Domain, list[str]]:
     """Look the records up and store the outcome. The domain is verified when SPF and DKIM match
     (DMARC is reported).
 
     DNS can take seconds, so this is its own unit of work: it reads, looks up with no transaction
-    open (on SQLite an open transaction holds the database's write lock), then writes and commits."""
+    open (on SQLite an open transaction holds the database's write lock), then writes and
+    commits."""
     async with sessions() as session:
         domain = await get_domain(session, account_id, domain_id)
     results, problems = await check_records(dns, settings, domain)
@@ -202,7 +236,9 @@ async def is_verified(session: AsyncSession, account_id: str, name: str) -> bool
     return domain is not None and domain.status == "verified"
 
 
-async def seal_stored_keys(session: AsyncSession, settings: Settings, previous: list[bytes] | None = None) -> int:
+async def seal_stored_keys(
+    session: AsyncSession, settings: Settings, previous: list[bytes] | None = None
+) -> int:
     """Every DKIM private key sealed under the current secret key: keys stored in clear (before
     keys were sealed) and, with `previous` secret keys, keys sealed under one of them. Returns how
     many were written. Raises KeyUnreadable for a key none of the secret keys opens."""

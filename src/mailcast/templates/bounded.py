@@ -50,7 +50,9 @@ class _Context(RenderContext):
             return
         budget.iterations += length
         if budget.iterations > LOOP_ITERATIONS:
-            raise LoopIterationLimitError(f"more than {LOOP_ITERATIONS:,} loop iterations", token=None)
+            raise LoopIterationLimitError(
+                f"more than {LOOP_ITERATIONS:,} loop iterations", token=None
+            )
         if time.monotonic() > budget.deadline:
             raise RenderTimeLimitError(f"rendering took more than {SECONDS:g} s", token=None)
 

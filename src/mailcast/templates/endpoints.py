@@ -13,29 +13,39 @@ router = APIRouter(prefix="/v1/templates", tags=["Templates"], responses=ERROR_R
 
 
 @router.post("", status_code=201, response_model=TemplateOut)
-async def create_template(body: TemplateCreate, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def create_template(
+    body: TemplateCreate, principal: FullKey, session: SessionDep, clock: ClockDep
+):
     """Save a template. Merge tags are Liquid (`{{ first_name | default: "there" }}`); a syntax
     error is a 422 naming the field."""
-    return TemplateOut.model_validate(await service.create_template(session, principal.account_id, body, clock()))
+    return TemplateOut.model_validate(
+        await service.create_template(session, principal.account_id, body, clock())
+    )
 
 
 @router.get("", response_model=Page[TemplateOut])
 async def list_templates(principal: ReadKey, session: SessionDep, page: PageDep):
     rows = await service.list_templates(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
-    return Page[TemplateOut](data=[TemplateOut.model_validate(t) for t in items], has_more=has_more,
-                             next_cursor=cursor)
+    return Page[TemplateOut](
+        data=[TemplateOut.model_validate(t) for t in items], has_more=has_more, next_cursor=cursor
+    )
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
 async def get_template(template_id: str, principal: ReadKey, session: SessionDep):
-    return TemplateOut.model_validate(await service.get_template(session, principal.account_id, template_id))
+    return TemplateOut.model_validate(
+        await service.get_template(session, principal.account_id, template_id)
+    )
 
 
-async def update_template(template_id: str, body: TemplateUpdate, principal: FullKey, session: SessionDep,
-                          clock: ClockDep) -> TemplateOut:
+async def update_template(
+    template_id: str, body: TemplateUpdate, principal: FullKey, session: SessionDep, clock: ClockDep
+) -> TemplateOut:
     """Update the given fields of a template (validated again as a whole)."""
-    template = await service.update_template(session, principal.account_id, template_id, body, clock())
+    template = await service.update_template(
+        session, principal.account_id, template_id, body, clock()
+    )
     return TemplateOut.model_validate(template)
 
 

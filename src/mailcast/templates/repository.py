@@ -10,7 +10,9 @@ async def get(session: AsyncSession, account_id: str, template_id: str) -> Templ
     return await owned.get(session, Template, account_id, template_id)
 
 
-async def list_page(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Template]:
+async def list_page(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Template]:
     return await owned.page(session, Template, account_id, limit, cursor)
 
 

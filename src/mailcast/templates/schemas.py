@@ -14,7 +14,9 @@ class TemplateCreate(Input):
     subject: SingleLine | None = Field(default=None, max_length=998)
     html: str | None = Field(default=None, max_length=512_000)
     text: str | None = Field(default=None, max_length=512_000)
-    engine: Engine = Field(default="liquid", description='"html" is accepted as a synonym: both use Liquid merge tags')
+    engine: Engine = Field(
+        default="liquid", description='"html" is accepted as a synonym: both use Liquid merge tags'
+    )
     variables: JsonObject | None = None
 
 

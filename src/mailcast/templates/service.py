@@ -15,13 +15,26 @@ from mailcast.templates.schemas import TemplateCreate, TemplateUpdate
 from mailcast.templates.syntax import check_fields
 
 
-async def create_template(session: AsyncSession, account_id: str, body: TemplateCreate, now: datetime) -> Template:
+async def create_template(
+    session: AsyncSession, account_id: str, body: TemplateCreate, now: datetime
+) -> Template:
     if not (body.html or body.text):
-        raise ValidationFailed("A template needs html or text", [{"field": "html", "message": "html or text required"}])
+        raise ValidationFailed(
+            "A template needs html or text", [{"field": "html", "message": "html or text required"}]
+        )
     check_fields(subject=body.subject, html=body.html, text=body.text)
-    template = Template(id=new_id("tmpl"), account_id=account_id, name=body.name, subject=body.subject,
-                        html=body.html, text=body.text, engine="liquid", variables=body.variables,
-                        created_at=now, updated_at=now)
+    template = Template(
+        id=new_id("tmpl"),
+        account_id=account_id,
+        name=body.name,
+        subject=body.subject,
+        html=body.html,
+        text=body.text,
+        engine="liquid",
+        variables=body.variables,
+        created_at=now,
+        updated_at=now,
+    )
     session.add(template)
     await session.flush()
     return template
@@ -34,20 +47,27 @@ async def get_template(session: AsyncSession, account_id: str, template_id: str)
     return template
 
 
-async def list_templates(session: AsyncSession, account_id: str, limit: int, cursor: str | None) -> list[Template]:
+async def list_templates(
+    session: AsyncSession, account_id: str, limit: int, cursor: str | None
+) -> list[Template]:
     return await repo.list_page(session, account_id, limit, cursor)
 
 
-async def update_template(session: AsyncSession, account_id: str, template_id: str, body: TemplateUpdate,
-                          now: datetime) -> Template:
+async def update_template(
+    session: AsyncSession, account_id: str, template_id: str, body: TemplateUpdate, now: datetime
+) -> Template:
     template = await get_template(session, account_id, template_id)
     fields = body.model_fields_set - {"engine"}
     if "name" in fields and body.name is None:
-        raise ValidationFailed("name: cannot be null", [{"field": "name", "message": "cannot be null"}])
+        raise ValidationFailed(
+            "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
+        )
     for field in fields:
         setattr(template, field, getattr(body, field))
     if not (template.html or template.text):
-        raise ValidationFailed("A template needs html or text", [{"field": "html", "message": "html or text required"}])
+        raise ValidationFailed(
+            "A template needs html or text", [{"field": "html", "message": "html or text required"}]
+        )
     check_fields(subject=template.subject, html=template.html, text=template.text)
     template.updated_at = now
     await session.flush()
@@ -58,5 +78,7 @@ async def delete_template(session: AsyncSession, account_id: str, template_id: s
     await get_template(session, account_id, template_id)
     users = await campaigns_repo.active_using_template(session, account_id, template_id)
     if users:
-        raise Conflict("Campaigns that have not finished still use this template", {"campaign_ids": users})
+        raise Conflict(
+            "Campaigns that have not finished still use this template", {"campaign_ids": users}
+        )
     await repo.delete_one(session, account_id, template_id)

@@ -13,10 +13,18 @@ ENV = BoundedEnvironment()
 
 def _links(source: str, html: bool) -> list[str]:
     return tracked_links(source, None) if html else tracked_links(None, source)
+
+
 # What a trial render at save time fills in: a template over the limits for a plain contact is
 # refused then, not found out while sending.
-_TRIAL = {"email": "someone@example.org", "first_name": "Someone", "last_name": "Example", "metadata": {},
-          "unsubscribe_url": "https://example.org/u/token", "postal_address": "1 Main Street"}
+_TRIAL = {
+    "email": "someone@example.org",
+    "first_name": "Someone",
+    "last_name": "Example",
+    "metadata": {},
+    "unsubscribe_url": "https://example.org/u/token",
+    "postal_address": "1 Main Street",
+}
 
 
 def check_fields(**sources: str | None) -> None:
@@ -34,12 +42,20 @@ def check_fields(**sources: str | None) -> None:
         try:
             template.render(**_TRIAL)
         except ResourceLimitError as exc:
-            problems.append({"field": field, "message": f"the template exceeds the {limit_name(exc)}"})
+            problems.append(
+                {"field": field, "message": f"the template exceeds the {limit_name(exc)}"}
+            )
         except LiquidError:
             pass  # an error that depends on a contact's data is that delivery's, when it is sent
         if field.split(".")[-1] in ("html", "text", "text_content") and any(
-                "{%" in link for link in _links(source, field.endswith("html"))):
+            "{%" in link for link in _links(source, field.endswith("html"))
+        ):
             # A click finds its target by rendering the link for that person: merge tags only.
-            problems.append({"field": field, "message": "a link's address may use {{ merge tags }}, not {% tags %}"})
+            problems.append(
+                {
+                    "field": field,
+                    "message": "a link's address may use {{ merge tags }}, not {% tags %}",
+                }
+            )
     if problems:
         raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['message']}", problems)

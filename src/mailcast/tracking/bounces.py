@@ -32,8 +32,11 @@ def _fields(part: Message) -> list[Message]:
         return payload
     # Some writers put the DSN fields in as text; parse the blocks ourselves.
     text = payload if isinstance(payload, str) else ""
-    return [email.message_from_string(block + "\n", policy=compat32) for block in text.replace("\r\n", "\n").split("\n\n")
-            if block.strip()]
+    return [
+        email.message_from_string(block + "\n", policy=compat32)
+        for block in text.replace("\r\n", "\n").split("\n\n")
+        if block.strip()
+    ]
 
 
 def classify(raw: bytes) -> Report:
@@ -63,7 +66,8 @@ def recipient_claim(codec: TokenCodec, address: str) -> Claim | None:
     if not sep or prefix not in purposes:
         return None
     try:
-        # Local parts are case-insensitive on the way back; tokens are not: try the original case first.
+        # Local parts are case-insensitive on the way back; tokens are not: try the original case
+        # first.
         original = address.rpartition("@")[0].partition("+")[2]
         return codec.decode(original, purposes[prefix])
     except InvalidToken:
@@ -76,7 +80,9 @@ def recipient_claim(codec: TokenCodec, address: str) -> Claim | None:
 class BounceHandler:
     """aiosmtpd handler."""
 
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], codec: TokenCodec, clock: Clock) -> None:
+    def __init__(
+        self, sessions: async_sessionmaker[AsyncSession], codec: TokenCodec, clock: Clock
+    ) -> None:
         self.sessions = sessions
         self.codec = codec
         self.clock = clock
@@ -109,7 +115,9 @@ class BounceHandler:
                     await service.unsubscribe_delivery(session, claim.delivery_id, now)
                     outcomes.append("unsubscribe")
                 elif report.kind == "bounce":
-                    await service.record_bounce(session, claim.delivery_id, True, report.diagnostic, now)
+                    await service.record_bounce(
+                        session, claim.delivery_id, True, report.diagnostic, now
+                    )
                     outcomes.append("bounce")
                 elif report.kind == "complaint":
                     await service.record_complaint(session, claim.delivery_id, now)

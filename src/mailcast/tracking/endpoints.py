@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import base64
 import logging
-from urllib.parse import quote
 from pathlib import Path
+from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
@@ -17,15 +17,20 @@ from mailcast.tracking.events import Hit
 
 log = logging.getLogger("mailcast.tracking")
 router = APIRouter(include_in_schema=False)
-pages = Environment(loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape())
+pages = Environment(
+    loader=FileSystemLoader(Path(__file__).parent / "templates"), autoescape=select_autoescape()
+)
 
 PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRAA7")
 _NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
 
 
 def _page(template: str, status: int = 200, **values) -> HTMLResponse:
-    return HTMLResponse(pages.get_template(template).render(**values), status_code=status,
-                        headers={**_NO_STORE, "Referrer-Policy": "no-referrer"})
+    return HTMLResponse(
+        pages.get_template(template).render(**values),
+        status_code=status,
+        headers={**_NO_STORE, "Referrer-Policy": "no-referrer"},
+    )
 
 
 @router.get("/t/o/{token}.gif")
@@ -114,8 +119,12 @@ class TrackingFastPath:
                 log.exception("could not look up a click")
                 return False
             if target is not None:
-                location = quote(target, safe=":/%#?=@[]!$&'()*+,;")  # what Starlette's redirect writes
-                await _answer(send, 302, [(b"location", location.encode("latin-1")), *_FAST_NO_STORE], b"")
+                location = quote(
+                    target, safe=":/%#?=@[]!$&'()*+,;"
+                )  # what Starlette's redirect writes
+                await _answer(
+                    send, 302, [(b"location", location.encode("latin-1")), *_FAST_NO_STORE], b""
+                )
                 return True
         return False
 
@@ -123,9 +132,15 @@ class TrackingFastPath:
 _OPEN_TOKENS = 50_000  # decoded open tokens a process keeps (forgotten all at once past that)
 _FAST_NO_STORE = [(k.lower().encode(), v.encode()) for k, v in _NO_STORE.items()]
 # The pixel's answer never changes: the same two messages every time (the server only reads them).
-_PIXEL_START = {"type": "http.response.start", "status": 200,
-                "headers": [(b"content-type", b"image/gif"), *_FAST_NO_STORE,
-                            (b"content-length", str(len(PIXEL)).encode())]}
+_PIXEL_START = {
+    "type": "http.response.start",
+    "status": 200,
+    "headers": [
+        (b"content-type", b"image/gif"),
+        *_FAST_NO_STORE,
+        (b"content-length", str(len(PIXEL)).encode()),
+    ],
+}
 _PIXEL_BODY = {"type": "http.response.body", "body": PIXEL}
 
 
@@ -146,8 +161,13 @@ def _user_agent(scope) -> str | None:
 
 
 async def _answer(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
-    await send({"type": "http.response.start", "status": status,
-                "headers": [*headers, (b"content-length", str(len(body)).encode())]})
+    await send(
+        {
+            "type": "http.response.start",
+            "status": status,
+            "headers": [*headers, (b"content-length", str(len(body)).encode())],
+        }
+    )
     await send({"type": "http.response.body", "body": body})
 
 
@@ -159,8 +179,15 @@ async def unsubscribe_page(token: str, request: Request) -> Response:
             info = await service.unsubscribe_info(session, request.app.state.codec, token)
     except NotFound:
         return _page("invalid.html", 404, title="Link not valid")
-    return _page("unsubscribe.html", title="Unsubscribe", email=info.email, campaign=info.campaign_name,
-                 unsubscribe_url=info.unsubscribe_url, already=info.already, done=False)
+    return _page(
+        "unsubscribe.html",
+        title="Unsubscribe",
+        email=info.email,
+        campaign=info.campaign_name,
+        unsubscribe_url=info.unsubscribe_url,
+        already=info.already,
+        done=False,
+    )
 
 
 @router.post("/u/{token}")
@@ -173,5 +200,12 @@ async def unsubscribe(token: str, request: Request) -> Response:
             await session.commit()
     except NotFound:
         return _page("invalid.html", 404, title="Link not valid")
-    return _page("unsubscribe.html", title="Unsubscribed", email=info.email, campaign=info.campaign_name,
-                 unsubscribe_url=info.unsubscribe_url, already=info.already, done=True)
+    return _page(
+        "unsubscribe.html",
+        title="Unsubscribed",
+        email=info.email,
+        campaign=info.campaign_name,
+        unsubscribe_url=info.unsubscribe_url,
+        already=info.already,
+        done=True,
+    )

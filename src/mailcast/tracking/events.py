@@ -57,15 +57,22 @@ class Hit(NamedTuple):  # a tuple: made on every pixel load and click
 class Known(NamedTuple):
     """What a process knows of a delivery once a write of its hits committed: when it was sent,
     and whether its first open by a person and by a machine are recorded (they never stop being)."""
+
     sent_at: datetime
     person_opened: bool
     machine_opened: bool
 
 
 class EventWriter:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], machine_window_seconds: int,
-                 is_machine, flush_seconds: float = 0.0, max_buffered: int = 200_000,
-                 known_deliveries: int = KNOWN_DELIVERIES) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        machine_window_seconds: int,
+        is_machine,
+        flush_seconds: float = 0.0,
+        max_buffered: int = 200_000,
+        known_deliveries: int = KNOWN_DELIVERIES,
+    ) -> None:
         self.sessions = sessions
         self.window = machine_window_seconds
         self.is_machine = is_machine
@@ -82,7 +89,9 @@ class EventWriter:
         self._known_size = known_deliveries
         self._flusher: asyncio.Task | None = None
         self._flushing = asyncio.Lock()
-        self._wake = asyncio.Event()  # the buffer is full: write now, not at the end of the interval
+        self._wake = (
+            asyncio.Event()
+        )  # the buffer is full: write now, not at the end of the interval
         self._room = asyncio.Event()  # set after every chunk written (or failed)
         self._failing = False  # the last write failed: requests do not wait for room
 
@@ -107,7 +116,9 @@ class EventWriter:
     def take(self, hit: Hit) -> bool:
         """Buffered, with room in the buffer: the hit is kept for the next write and True. Otherwise
         False, and the caller awaits `record`. (Not a coroutine: the pixel's path calls it.)"""
-        if self.flush_seconds <= 0 or (len(self._buffer) + 1 >= self.max_buffered and not self._failing):
+        if self.flush_seconds <= 0 or (
+            len(self._buffer) + 1 >= self.max_buffered and not self._failing
+        ):
             return False
         if not self._counted(hit):
             self._buffer.append(hit)
@@ -159,7 +170,8 @@ class EventWriter:
             await write(connection, hits, self.window, self.is_machine)
 
     async def _flush_every(self) -> None:
-        """A flush every `flush_seconds` from the start of the last (at once when the buffer is full)."""
+        """A flush every `flush_seconds` from the start of the last (at once when the buffer is
+        full)."""
         loop = asyncio.get_running_loop()
         due = loop.time() + self.flush_seconds
         while self._buffer or self._loads:
@@ -255,13 +267,21 @@ class EventWriter:
                     await self.flush()
                 return
             except Exception:
-                log.exception("could not write %d tracking events on shutdown (attempt %d of 3)",
-                              len(self._buffer), attempt + 1)
+                log.exception(
+                    "could not write %d tracking events on shutdown (attempt %d of 3)",
+                    len(self._buffer),
+                    attempt + 1,
+                )
                 await asyncio.sleep(1)
 
 
-_READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None),
-                 Delivery.machine_opened_at.is_not(None), Delivery.clicked_at.is_not(None))
+_READ_COLUMNS = (
+    Delivery.id,
+    Delivery.sent_at,
+    Delivery.opened_at.is_not(None),
+    Delivery.machine_opened_at.is_not(None),
+    Delivery.clicked_at.is_not(None),
+)
 # PostgreSQL: the loads added by one statement over arrays (an executemany was a statement per
 # delivery: ~24 us of PostgreSQL's time a pixel load, now ~13). That statement's row locks come in
 # whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
@@ -270,17 +290,23 @@ _READ_COLUMNS = (Delivery.id, Delivery.sent_at, Delivery.opened_at.is_not(None),
 # UPDATE, the lock an UPDATE takes: it does not conflict with the key-share locks of other
 # transactions' event inserts (their foreign key).
 _ADD_LOADS_PG = text(
-    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = coalesce(d.opened_at, u.opened), "
-    "clicked_at = coalesce(d.clicked_at, u.clicked), machine_opened_at = coalesce(d.machine_opened_at, u.machine) "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS timestamptz[]), "
-    "CAST(:clicked AS timestamptz[]), CAST(:machine AS timestamptz[])) AS u(id, loads, opened, clicked, machine) "
+    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = "
+    "coalesce(d.opened_at, u.opened), "
+    "clicked_at = coalesce(d.clicked_at, u.clicked), machine_opened_at = "
+    "coalesce(d.machine_opened_at, u.machine) "
+    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS "
+    "timestamptz[]), "
+    "CAST(:clicked AS timestamptz[]), CAST(:machine AS timestamptz[])) AS u(id, loads, opened, "
+    "clicked, machine) "
     "WHERE d.id = u.id"
 )
 # PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
 # number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
 _EVENT_COLUMNS = ("delivery_id", "type", "at", "url", "user_agent", "machine")
 _INSERT_EVENTS_PG = text(
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM {unnest(Event.__table__, _EVENT_COLUMNS)}")
+    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM "
+    f"{unnest(Event.__table__, _EVENT_COLUMNS)}"
+)
 
 
 # The transaction-level advisory lock a tracking write takes on PostgreSQL before it locks any
@@ -299,20 +325,27 @@ async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[i
         return
     if is_postgresql(session):
         await session.execute(_TAKE_WRITERS)
-    ids, counts = (list(column) for column in zip(*loads))
+    ids, counts = (list(column) for column in zip(*loads, strict=True))
     nothing = [None] * len(ids)
     await _update_deliveries(session, ids, counts, nothing, nothing, nothing)
 
 
-async def _update_deliveries(session: AsyncSession | AsyncConnection, ids: list[int], loads: list[int],
-                             opened: list[datetime | None], clicked: list[datetime | None],
-                             machine: list[datetime | None]) -> None:
+async def _update_deliveries(
+    session: AsyncSession | AsyncConnection,
+    ids: list[int],
+    loads: list[int],
+    opened: list[datetime | None],
+    clicked: list[datetime | None],
+    machine: list[datetime | None],
+) -> None:
     """Adds each delivery's loads to its count and keeps its first open and first click by a
     person, and its first open by a machine, where none is kept yet (None: none to keep), in one
     statement. On PostgreSQL the caller holds the tracking writers' lock."""
     if is_postgresql(session):
-        await session.execute(_ADD_LOADS_PG, {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked,
-                                              "machine": machine})
+        await session.execute(
+            _ADD_LOADS_PG,
+            {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked, "machine": machine},
+        )
         return
     table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
 
@@ -320,21 +353,38 @@ async def _update_deliveries(session: AsyncSession | AsyncConnection, ids: list[
         return func.coalesce(column, bindparam(column.name + "_new", type_=column.type))
 
     await session.execute(
-        update(table).where(table.c.id == bindparam("row_id"))
-        .values(open_count=table.c.open_count + bindparam("loads"), opened_at=first(table.c.opened_at),
-                clicked_at=first(table.c.clicked_at), machine_opened_at=first(table.c.machine_opened_at)),
-        [{"row_id": i, "loads": n, "opened_at_new": o, "clicked_at_new": c, "machine_opened_at_new": m}
-         for i, n, o, c, m in zip(ids, loads, opened, clicked, machine)],
+        update(table)
+        .where(table.c.id == bindparam("row_id"))
+        .values(
+            open_count=table.c.open_count + bindparam("loads"),
+            opened_at=first(table.c.opened_at),
+            clicked_at=first(table.c.clicked_at),
+            machine_opened_at=first(table.c.machine_opened_at),
+        ),
+        [
+            {
+                "row_id": i,
+                "loads": n,
+                "opened_at_new": o,
+                "clicked_at_new": c,
+                "machine_opened_at_new": m,
+            }
+            for i, n, o, c, m in zip(ids, loads, opened, clicked, machine, strict=True)
+        ],
     )
 
 
 def _locked(session, stmt, ids: list[int]):
-    return (stmt.where(among(session, Delivery.id, ids)).order_by(Delivery.id)
-            .with_for_update(of=Delivery, key_share=True))
+    return (
+        stmt.where(among(session, Delivery.id, ids))
+        .order_by(Delivery.id)
+        .with_for_update(of=Delivery, key_share=True)
+    )
 
 
-async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int,
-                is_machine) -> dict[int, Known]:
+async def write(
+    session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int, is_machine
+) -> dict[int, Known]:
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
     none was recorded (images may be blocked). A person's first open and first click are also
@@ -350,8 +400,11 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
     locked = postgres and any(hit.kind == "open" for hit in hits)
     if locked:
         await session.execute(_TAKE_WRITERS)
-    read = (_locked(session, select(*_READ_COLUMNS), ids) if locked
-            else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids)))
+    read = (
+        _locked(session, select(*_READ_COLUMNS), ids)
+        if locked
+        else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids))
+    )
     sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
     clicked_before = set()  # deliveries with a person's click recorded (`clicked_at`)
     for delivery_id, sent, human_open, machine_open, human_click in await session.execute(read):
@@ -370,19 +423,37 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         agent = (hit.user_agent or "")[:1000] or None
         if (hit.delivery_id, machine) not in seen:
             seen.add((hit.delivery_id, machine))
-            events.append({"delivery_id": hit.delivery_id, "type": "open", "at": hit.at, "url": None,
-                           "user_agent": agent, "machine": machine})
+            events.append(
+                {
+                    "delivery_id": hit.delivery_id,
+                    "type": "open",
+                    "at": hit.at,
+                    "url": None,
+                    "user_agent": agent,
+                    "machine": machine,
+                }
+            )
             (machine_opened if machine else opened)[hit.delivery_id] = hit.at
         if hit.kind == "open":
             loads[hit.delivery_id] += 1
         else:
-            events.append({"delivery_id": hit.delivery_id, "type": "click", "at": hit.at,
-                           "url": (hit.url or "")[:2000], "user_agent": agent, "machine": machine})
+            events.append(
+                {
+                    "delivery_id": hit.delivery_id,
+                    "type": "click",
+                    "at": hit.at,
+                    "url": (hit.url or "")[:2000],
+                    "user_agent": agent,
+                    "machine": machine,
+                }
+            )
             if not machine and hit.delivery_id not in clicked_before:
                 clicked_before.add(hit.delivery_id)
                 clicked[hit.delivery_id] = hit.at
     if events and postgres:
-        await session.execute(_INSERT_EVENTS_PG, {c: [e[c] for e in events] for c in _EVENT_COLUMNS})
+        await session.execute(
+            _INSERT_EVENTS_PG, {c: [e[c] for e in events] for c in _EVENT_COLUMNS}
+        )
     elif events:
         # Through the table, not the entity: the ORM's bulk insert asks for the new ids back and
         # writes one multi-row VALUES statement per batch size, so nearly every chunk was a new
@@ -390,14 +461,23 @@ async def write(session: AsyncSession | AsyncConnection, hits: list[Hit], window
         # of clicks took 100-150 ms instead of 15).
         await session.execute(insert(Event.__table__), events)
     # All in one statement: the load count, the first human open and the first human click.
-    known = {delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)
-             for delivery_id, sent in sent_at.items() if sent is not None}
+    known = {
+        delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)
+        for delivery_id, sent in sent_at.items()
+        if sent is not None
+    }
     changed = sorted(loads.keys() | opened.keys() | clicked.keys() | machine_opened.keys())
     if not changed:
         return known
     if postgres and not locked:
         await session.execute(_TAKE_WRITERS)
         await session.execute(_locked(session, select(Delivery.id), changed))
-    await _update_deliveries(session, changed, [loads[i] for i in changed], [opened.get(i) for i in changed],
-                             [clicked.get(i) for i in changed], [machine_opened.get(i) for i in changed])
+    await _update_deliveries(
+        session,
+        changed,
+        [loads[i] for i in changed],
+        [opened.get(i) for i in changed],
+        [clicked.get(i) for i in changed],
+        [machine_opened.get(i) for i in changed],
+    )
     return known

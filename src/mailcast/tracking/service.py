@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
-from mailcast.delivery.render import TEXT_ENV, tracked_links, recipient_context
+from mailcast.delivery.render import TEXT_ENV, recipient_context, tracked_links
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
 from mailcast.tracking import repository as repo
@@ -29,7 +29,9 @@ _MACHINE_AGENTS = re.compile(
 )
 
 
-def is_machine(user_agent: str | None, sent_at: datetime | None, now: datetime, window_seconds: int) -> bool:
+def is_machine(
+    user_agent: str | None, sent_at: datetime | None, now: datetime, window_seconds: int
+) -> bool:
     if _machine_agent((user_agent or "").strip()):
         return True
     return sent_at is not None and (now - sent_at).total_seconds() < window_seconds
@@ -94,8 +96,13 @@ class ClickResolver:
         self._waiting: dict[int, list[asyncio.Future]] = {}
         self._reader: asyncio.Task | None = None
 
-    async def resolve(self, sessions: async_sessionmaker[AsyncSession], token: str, user_agent: str | None,
-                      now: datetime) -> Hit:
+    async def resolve(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        token: str,
+        user_agent: str | None,
+        now: datetime,
+    ) -> Hit:
         """A session is opened only when the database must be read (not for a cached delivery's
         plain link: opening and closing one is a good part of a click's cost)."""
         claim = _claim(self.codec, token, Purpose.CLICK)
@@ -108,18 +115,26 @@ class ClickResolver:
         if "{{" in target or "{%" in target:
             async with sessions() as session:
                 contact = await repo.contact(session, found.contact_id)
-            context = recipient_context(found.email, contact.first_name if contact else None,
-                                        contact.last_name if contact else None,
-                                        contact.attributes if contact else None, found.unsubscribe_url)
+            context = recipient_context(
+                found.email,
+                contact.first_name if contact else None,
+                contact.last_name if contact else None,
+                contact.attributes if contact else None,
+                found.unsubscribe_url,
+            )
             target = TEXT_ENV.from_string(target).render(**context).strip()
         return Hit("click", claim.delivery_id, now, user_agent, target)
 
-    async def _look_up(self, sessions: async_sessionmaker[AsyncSession], delivery_id: int) -> _ClickTarget:
+    async def _look_up(
+        self, sessions: async_sessionmaker[AsyncSession], delivery_id: int
+    ) -> _ClickTarget:
         future = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(delivery_id, []).append(future)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_waiting(sessions))
-        found = await asyncio.shield(future)  # a client that hangs up does not cancel the others' read
+        found = await asyncio.shield(
+            future
+        )  # a client that hangs up does not cancel the others' read
         if found is None:
             raise NotFound("This link is not valid")
         return found
@@ -145,18 +160,26 @@ class ClickResolver:
                     if not future.done():
                         future.set_result(target)
 
-    async def _read(self, session: AsyncSession, delivery_ids: list[int]) -> dict[int, _ClickTarget]:
+    async def _read(
+        self, session: AsyncSession, delivery_ids: list[int]
+    ) -> dict[int, _ClickTarget]:
         found = {}
-        for delivery_id, campaign_id, variant, contact_id, email in await repo.click_deliveries(session, delivery_ids):
+        for delivery_id, campaign_id, variant, contact_id, email in await repo.click_deliveries(
+            session, delivery_ids
+        ):
             variant_links = self._variants.get((campaign_id, variant))
             if variant_links is None:
                 campaign = await repo.campaign(session, campaign_id)
                 if campaign is None:
                     continue
                 parts = ab.content(campaign, variant)
-                variant_links = _CampaignLinks(tracked_links(parts["html"], parts["text"]), campaign.unsubscribe_url)
+                variant_links = _CampaignLinks(
+                    tracked_links(parts["html"], parts["text"]), campaign.unsubscribe_url
+                )
                 _remember(self._variants, (campaign_id, variant), variant_links, self.campaigns)
-            found[delivery_id] = _ClickTarget(variant_links.links, contact_id, email, variant_links.unsubscribe_url)
+            found[delivery_id] = _ClickTarget(
+                variant_links.links, contact_id, email, variant_links.unsubscribe_url
+            )
         return found
 
 
@@ -171,7 +194,9 @@ def _remember(cache: OrderedDict, key, value, size: int) -> None:
 class UnsubscribeTarget:
     email: str
     campaign_name: str
-    unsubscribe_url: str  # the sender's own page (the campaign's unsubscribe_url, with who and which)
+    unsubscribe_url: (
+        str  # the sender's own page (the campaign's unsubscribe_url, with who and which)
+    )
     already: bool
 
 
@@ -180,7 +205,11 @@ def sender_page(url: str, email: str, campaign_id: str) -> str:
     query parameters `email` and `campaign_id` (replacing any of those names it had), so the
     sender's preference page knows who arrives."""
     parts = urlsplit(url)
-    query = [(k, v) for k, v in parse_qsl(parts.query, keep_blank_values=True) if k not in ("email", "campaign_id")]
+    query = [
+        (k, v)
+        for k, v in parse_qsl(parts.query, keep_blank_values=True)
+        if k not in ("email", "campaign_id")
+    ]
     query += [("email", email), ("campaign_id", campaign_id)]
     return urlunsplit(parts._replace(query=urlencode(query)))
 
@@ -191,24 +220,37 @@ async def _target(session: AsyncSession, delivery_id: int):
         raise NotFound("This link is not valid")
     delivery, campaign = found
     contact = await repo.contact(session, delivery.contact_id)
-    info = UnsubscribeTarget(delivery.email, campaign.name,
-                             sender_page(campaign.unsubscribe_url, delivery.email, campaign.id),
-                             already=bool(contact and contact.unsubscribed))
+    info = UnsubscribeTarget(
+        delivery.email,
+        campaign.name,
+        sender_page(campaign.unsubscribe_url, delivery.email, campaign.id),
+        already=bool(contact and contact.unsubscribed),
+    )
     return delivery, info
 
 
-async def unsubscribe_info(session: AsyncSession, codec: TokenCodec, token: str) -> UnsubscribeTarget:
+async def unsubscribe_info(
+    session: AsyncSession, codec: TokenCodec, token: str
+) -> UnsubscribeTarget:
     _delivery, info = await _target(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id)
     return info
 
 
-async def unsubscribe(session: AsyncSession, codec: TokenCodec, token: str, now: datetime) -> UnsubscribeTarget:
-    """Idempotent. Takes effect for every campaign's next batch (the sender checks at claim time)."""
-    return await unsubscribe_delivery(session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id, now)
+async def unsubscribe(
+    session: AsyncSession, codec: TokenCodec, token: str, now: datetime
+) -> UnsubscribeTarget:
+    """Idempotent. Takes effect for every campaign's next batch (the sender checks at claim
+    time)."""
+    return await unsubscribe_delivery(
+        session, _claim(codec, token, Purpose.UNSUBSCRIBE).delivery_id, now
+    )
 
 
-async def unsubscribe_delivery(session: AsyncSession, delivery_id: int, now: datetime) -> UnsubscribeTarget:
-    """The unsubscribe of the contact a delivery went to (the page, one-click, or the mailto address)."""
+async def unsubscribe_delivery(
+    session: AsyncSession, delivery_id: int, now: datetime
+) -> UnsubscribeTarget:
+    """The unsubscribe of the contact a delivery went to (the page, one-click, or the mailto
+    address)."""
     delivery, info = await _target(session, delivery_id)
     if delivery.contact_id:
         await repo.unsubscribe_contact(session, delivery.contact_id, now)
@@ -217,7 +259,9 @@ async def unsubscribe_delivery(session: AsyncSession, delivery_id: int, now: dat
     return info
 
 
-async def record_bounce(session: AsyncSession, delivery_id: int, hard: bool, diagnostic: str, now: datetime) -> bool:
+async def record_bounce(
+    session: AsyncSession, delivery_id: int, hard: bool, diagnostic: str, now: datetime
+) -> bool:
     found = await repo.delivery_with_campaign(session, delivery_id)
     if found is None:
         return False

@@ -53,7 +53,9 @@ def in_account(signed: SignedIn, account_id: str) -> None:
         raise NotFound("No such page")
 
 
-async def check_header(request: Request, signed: SignedIn, needed: Scope = Scope.FULL_ACCESS) -> None:
+async def check_header(
+    request: Request, signed: SignedIn, needed: Scope = Scope.FULL_ACCESS
+) -> None:
     """For a request whose body is a file: the CSRF token comes in the X-CSRF-Token header or the
     query string (`?csrf=`, what a plain form can give), checked before the body is read."""
     given = request.headers.get(CSRF_HEADER) or request.query_params.get(CSRF_FIELD)

@@ -8,12 +8,23 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 
 from mailcast.web.pages import HEADERS, fragment
 
-_TITLES = {400: "Bad request", 401: "Sign in", 403: "Not allowed", 404: "Not found", 409: "Not possible now",
-           413: "Too large", 422: "Please check the form", 429: "Too many attempts", 500: "Something went wrong"}
+_TITLES = {
+    400: "Bad request",
+    401: "Sign in",
+    403: "Not allowed",
+    404: "Not found",
+    409: "Not possible now",
+    413: "Too large",
+    422: "Please check the form",
+    429: "Too many attempts",
+    500: "Something went wrong",
+}
 
 
 def error_page(status: int, message: str, headers: dict[str, str] | None = None) -> Response:
-    body = fragment("error.html", title=_TITLES.get(status, "Error"), message=message, status=status)
+    body = fragment(
+        "error.html", title=_TITLES.get(status, "Error"), message=message, status=status
+    )
     return HTMLResponse(body, status_code=status, headers={**HEADERS, **(headers or {})})
 
 

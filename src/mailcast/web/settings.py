@@ -24,29 +24,49 @@ router = APIRouter(prefix="/dashboard/company/{account_id}", include_in_schema=F
 
 def _owner(signed) -> None:
     if not signed.manages_access:
-        raise InsufficientScope("Only the account's owners manage API keys and users", {"role": signed.user.role})
+        raise InsufficientScope(
+            "Only the account's owners manage API keys and users", {"role": signed.user.role}
+        )
 
 
 @router.get("/domains", response_class=HTMLResponse)
-async def domain_list(request: Request, account_id: str, signed: Signed, session: SessionDep,
-                      settings: SettingsDep, notice: Annotated[str | None, Query(max_length=20)] = None):
+async def domain_list(
+    request: Request,
+    account_id: str,
+    signed: Signed,
+    session: SessionDep,
+    settings: SettingsDep,
+    notice: Annotated[str | None, Query(max_length=20)] = None,
+):
     auth.in_account(signed, account_id)
     found = await domains.list_domains(session, account_id, 100, None)
-    return page(request, "settings/domains.html", signed, domains=[(d, domains.dns_records(d, settings))
-                                                                    for d in found],
-                notice={"checked": "Looked the records up."}.get(notice or ""))
+    return page(
+        request,
+        "settings/domains.html",
+        signed,
+        domains=[(d, domains.dns_records(d, settings)) for d in found],
+        notice={"checked": "Looked the records up."}.get(notice or ""),
+    )
 
 
 @router.post("/domain/{domain_id}/verify")
-async def verify(request: Request, account_id: str, domain_id: str, signed: Signed, session: SessionDep,
-                 clock: ClockDep, settings: SettingsDep):
+async def verify(
+    request: Request,
+    account_id: str,
+    domain_id: str,
+    signed: Signed,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+):
     await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     # The look-ups are a unit of work of their own (see verify_domain): the sign-in's transaction
     # ends first, so no connection is held while DNS answers (SQLite has one).
     await session.commit()
-    await domains.verify_domain(request.app.state.sessions, request.app.state.dns, settings, account_id, domain_id,
-                                clock)
+    await domains.verify_domain(
+        request.app.state.sessions, request.app.state.dns, settings, account_id, domain_id, clock
+    )
     return see(f"/dashboard/company/{account_id}/domains?notice=checked")
 
 
@@ -59,27 +79,41 @@ async def key_list(request: Request, account_id: str, signed: Signed, session: S
 
 
 @router.post("/keys", response_class=HTMLResponse)
-async def create_key(request: Request, account_id: str, signed: Signed, session: SessionDep, clock: ClockDep):
+async def create_key(
+    request: Request, account_id: str, signed: Signed, session: SessionDep, clock: ClockDep
+):
     form = await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     _owner(signed)
     name = str(form.get("name", "")).strip()
     if not name or len(name) > 200:
-        raise ValidationFailed("name: 1 to 200 characters", [{"field": "name", "message": "1 to 200 characters"}])
+        raise ValidationFailed(
+            "name: 1 to 200 characters", [{"field": "name", "message": "1 to 200 characters"}]
+        )
     try:
         scope = Scope(str(form.get("scope", "")))
     except ValueError:
-        raise ValidationFailed("scope: read_only, sending_access or full_access",
-                               [{"field": "scope", "message": "unknown scope"}]) from None
+        raise ValidationFailed(
+            "scope: read_only, sending_access or full_access",
+            [{"field": "scope", "message": "unknown scope"}],
+        ) from None
     key, raw = await accounts.create_api_key(session, account_id, name, scope, clock())
     keys = await accounts.list_api_keys(session, account_id, 100, None)
     # The whole key is shown on this answer only, as the API shows it once.
-    return page(request, "settings/keys.html", signed, keys=keys, scopes=list(Scope), created=(key, raw))
+    return page(
+        request, "settings/keys.html", signed, keys=keys, scopes=list(Scope), created=(key, raw)
+    )
 
 
 @router.post("/key/{key_id}/revoke")
-async def revoke_key(request: Request, account_id: str, key_id: str, signed: Signed, session: SessionDep,
-                     clock: ClockDep):
+async def revoke_key(
+    request: Request,
+    account_id: str,
+    key_id: str,
+    signed: Signed,
+    session: SessionDep,
+    clock: ClockDep,
+):
     await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     _owner(signed)
@@ -88,13 +122,29 @@ async def revoke_key(request: Request, account_id: str, key_id: str, signed: Sig
 
 
 @router.get("/account", response_class=HTMLResponse)
-async def account_page(request: Request, account_id: str, signed: Signed, session: SessionDep, clock: ClockDep,
-                       settings: SettingsDep, notice: Annotated[str | None, Query(max_length=20)] = None):
+async def account_page(
+    request: Request,
+    account_id: str,
+    signed: Signed,
+    session: SessionDep,
+    clock: ClockDep,
+    settings: SettingsDep,
+    notice: Annotated[str | None, Query(max_length=20)] = None,
+):
     auth.in_account(signed, account_id)
     account = await accounts.get_account(session, account_id)
     period, quota, used = await accounts.quota_used(session, settings, account, clock())
-    return page(request, "settings/account.html", signed, account=account, period=period, quota=quota, used=used,
-                campaign_limit=settings.campaign_limit(account.plan), notice={"saved": "Saved."}.get(notice or ""))
+    return page(
+        request,
+        "settings/account.html",
+        signed,
+        account=account,
+        period=period,
+        quota=quota,
+        used=used,
+        campaign_limit=settings.campaign_limit(account.plan),
+        notice={"saved": "Saved."}.get(notice or ""),
+    )
 
 
 @router.post("/account")

@@ -1,10 +1,12 @@
-"""The worker loops: the scheduler (due campaigns start, dead workers' leases are settled,
-finished campaigns close), the sender, the A/B evaluator and the contact importer. `mailcast serve` runs them in-process; `mailcast
-worker` runs only them, and any number of worker processes can share one PostgreSQL."""
+"""The worker loops: the scheduler (due campaigns start, dead workers' leases are settled, finished
+campaigns close), the sender, the A/B evaluator and the contact importer. `mailcast serve` runs them
+in-process; `mailcast worker` runs only them, and any number of worker processes can share one
+PostgreSQL."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -26,14 +28,24 @@ log = logging.getLogger("mailcast.worker")
 
 
 class Worker:
-    def __init__(self, sessions: async_sessionmaker[AsyncSession], settings: Settings, transport: Transport,
-                 clock: Clock, worker_id: str | None = None) -> None:
+    def __init__(
+        self,
+        sessions: async_sessionmaker[AsyncSession],
+        settings: Settings,
+        transport: Transport,
+        clock: Clock,
+        worker_id: str | None = None,
+    ) -> None:
         self.sessions = sessions
         self.settings = settings
         self.clock = clock
-        self.sender = Sender(sessions, settings, transport, clock, TokenCodec(settings.secret()), worker_id)
+        self.sender = Sender(
+            sessions, settings, transport, clock, TokenCodec(settings.secret()), worker_id
+        )
         engine = sessions.kw["bind"]
-        self.importer = Importer(engine, contact_store(engine), settings, clock, self.sender.worker_id)
+        self.importer = Importer(
+            engine, contact_store(engine), settings, clock, self.sender.worker_id
+        )
 
     async def schedule_once(self) -> None:
         now = self.clock()
@@ -48,7 +60,11 @@ class Worker:
             except MailcastError as exc:
                 async with self.sessions() as session:
                     if await campaigns.return_to_draft(session, campaign_id, exc.message, now):
-                        log.warning("campaign %s could not start and is a draft again: %s", campaign_id, exc.message)
+                        log.warning(
+                            "campaign %s could not start and is a draft again: %s",
+                            campaign_id,
+                            exc.message,
+                        )
                     await session.commit()
         async with self.sessions() as session:
             recovered = await delivery_repo.recover_expired(session, now)
@@ -58,7 +74,9 @@ class Worker:
             await campaigns_repo.fold_counts(session)
             await session.commit()
         if recovered:
-            log.warning("%d deliveries were in flight when a worker stopped; marked unknown", recovered)
+            log.warning(
+                "%d deliveries were in flight when a worker stopped; marked unknown", recovered
+            )
         for campaign_id in finished:
             log.info("campaign %s sent", campaign_id)
 
@@ -67,7 +85,11 @@ class Worker:
         now = self.clock()
         picked = []
         async with self.sessions() as session:
-            due = [c for c in await campaigns_repo.due_for_evaluation(session, now) if ab.evaluation_due(c, now)]
+            due = [
+                c
+                for c in await campaigns_repo.due_for_evaluation(session, now)
+                if ab.evaluation_due(c, now)
+            ]
         for candidate in due:
             try:
                 async with self.sessions() as session:
@@ -77,8 +99,12 @@ class Worker:
                     released = await ab.pick_winner(session, campaign, winner, now)
                     await session.commit()
                 picked.append((candidate.id, winner))
-                log.info("campaign %s: variant %s wins; %d holdback recipients released", candidate.id, winner,
-                         released)
+                log.info(
+                    "campaign %s: variant %s wins; %d holdback recipients released",
+                    candidate.id,
+                    winner,
+                    released,
+                )
             except MailcastError as exc:  # picked by hand meanwhile, or cancelled
                 log.info("campaign %s: no automatic pick (%s)", candidate.id, exc.message)
         return picked
@@ -99,6 +125,7 @@ class Worker:
         """Until `stop` is set: the scheduler every second, the sender whenever something is due,
         the A/B evaluator, and contact imports one at a time (handed back when `stop` is set)."""
         self.importer.stop = stop
+
         async def scheduler() -> None:
             while not stop.is_set():
                 try:
@@ -139,7 +166,5 @@ class Worker:
 
 
 async def _wait(stop: asyncio.Event, seconds: float) -> None:
-    try:
+    with contextlib.suppress(TimeoutError):
         await asyncio.wait_for(stop.wait(), timeout=seconds)
-    except asyncio.TimeoutError:
-        pass

@@ -5,12 +5,12 @@ Revision ID: 0009
 Revises: 0008
 Create Date: 2026-12-03
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0009'
-down_revision = '0008'
+revision = "0009"
+down_revision = "0008"
 branch_labels = None
 depends_on = None
 
@@ -19,14 +19,16 @@ def upgrade() -> None:
     # Every existing campaign queued its whole audience when it started: filled. ('1', not a
     # SQL expression: SQLite adds a column with a plain default in place, instead of copying the
     # table, which would run the foreign keys' ON DELETE CASCADE on its deliveries.)
-    with op.batch_alter_table('campaigns', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('queue_fill_after', sa.String(length=40), nullable=True))
-        batch_op.add_column(sa.Column('queue_filled', sa.Boolean(), server_default='1', nullable=False))
-        batch_op.add_column(sa.Column('recipients', sa.BigInteger(), nullable=True))
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("queue_fill_after", sa.String(length=40), nullable=True))
+        batch_op.add_column(
+            sa.Column("queue_filled", sa.Boolean(), server_default="1", nullable=False)
+        )
+        batch_op.add_column(sa.Column("recipients", sa.BigInteger(), nullable=True))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('campaigns', schema=None) as batch_op:
-        batch_op.drop_column('recipients')
-        batch_op.drop_column('queue_filled')
-        batch_op.drop_column('queue_fill_after')
+    with op.batch_alter_table("campaigns", schema=None) as batch_op:
+        batch_op.drop_column("recipients")
+        batch_op.drop_column("queue_filled")
+        batch_op.drop_column("queue_fill_after")

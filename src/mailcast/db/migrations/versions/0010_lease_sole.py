@@ -5,22 +5,23 @@ Revision ID: 0010
 Revises: 0009
 Create Date: 2026-12-03
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0010'
-down_revision = '0009'
+revision = "0010"
+down_revision = "0009"
 branch_labels = None
 depends_on = None
 
 
 def upgrade() -> None:
-    # Existing leases: not sole (their end moves nothing, as before). '0', a plain default: see 0009.
-    with op.batch_alter_table('delivery_leases', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('sole', sa.Boolean(), server_default='0', nullable=False))
+    # Existing leases: not sole (their end moves nothing, as before). '0', a plain default: see
+    # 0009.
+    with op.batch_alter_table("delivery_leases", schema=None) as batch_op:
+        batch_op.add_column(sa.Column("sole", sa.Boolean(), server_default="0", nullable=False))
 
 
 def downgrade() -> None:
-    with op.batch_alter_table('delivery_leases', schema=None) as batch_op:
-        batch_op.drop_column('sole')
+    with op.batch_alter_table("delivery_leases", schema=None) as batch_op:
+        batch_op.drop_column("sole")

@@ -5,38 +5,48 @@ Revision ID: 0013
 Revises: 0012
 Create Date: 2026-12-04
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
 import mailcast.db.types
 
-
-revision = '0013'
-down_revision = '0012'
+revision = "0013"
+down_revision = "0012"
 branch_labels = None
 depends_on = None
 
 # The figures as 0008 counts them, and the one this revision adds. Frozen here, as every
 # migration's SQL is: the triggers are written again whole (and 0008's again on a downgrade).
 STATUSES = ("sent", "bounced", "failed", "unknown")
-READERS = {"opened": "opened_at", "clicked": "clicked_at", "complained": "complained_at",
-           "unsubscribed": "unsubscribed_at"}
+READERS = {
+    "opened": "opened_at",
+    "clicked": "clicked_at",
+    "complained": "complained_at",
+    "unsubscribed": "unsubscribed_at",
+}
 
 
 def _facts(row: str, machine: bool) -> dict[str, str]:
     """Each figure's 0-or-1 for one row (`row.` prefix, or '' for the bare columns), total aside."""
-    facts = {**{s: f"({row}status = '{s}')" for s in STATUSES},
-             **{name: f"({row}{column} IS NOT NULL)" for name, column in READERS.items()}}
+    facts = {
+        **{s: f"({row}status = '{s}')" for s in STATUSES},
+        **{name: f"({row}{column} IS NOT NULL)" for name, column in READERS.items()},
+    }
     if machine:
         facts["machine_opened"] = f"({row}machine_opened_at IS NOT NULL AND {row}opened_at IS NULL)"
     return facts
 
 
 def _pg_sums(rows: str, sign: int, machine: bool) -> str:
-    return (f"SELECT campaign_id, {sign} AS total, "
-            + ", ".join(f"{'-' if sign < 0 else ''}{fact}::int AS {name}"
-                        for name, fact in _facts("", machine).items())
-            + f" FROM {rows}")
+    return (
+        f"SELECT campaign_id, {sign} AS total, "
+        + ", ".join(
+            f"{'-' if sign < 0 else ''}{fact}::int AS {name}"
+            for name, fact in _facts("", machine).items()
+        )
+        + f" FROM {rows}"
+    )
 
 
 _PG_TRIGGERS = {
@@ -58,7 +68,8 @@ def _pg_functions(machine: bool) -> dict[str, str]:
         "campaign_counts_inserted": add.format(changes=_pg_sums("new_rows", 1, machine)),
         "campaign_counts_deleted": add.format(changes=_pg_sums("old_rows", -1, machine)),
         "campaign_counts_updated": add.format(
-            changes=f"{_pg_sums('new_rows', 1, machine)} UNION ALL {_pg_sums('old_rows', -1, machine)}"),
+            changes=f"{_pg_sums('new_rows', 1, machine)} UNION ALL {_pg_sums('old_rows', -1, machine)}"
+        ),
     }
 
 
@@ -67,7 +78,9 @@ def _sqlite_triggers(machine: bool) -> dict[str, str]:
     watched = (*READERS.values(), *(("machine_opened_at",) if machine else ()))
 
     def change(row: str, sign: str) -> str:
-        return ", ".join(f"{name} = {name} {sign} {fact}" for name, fact in _facts(f"{row}.", machine).items())
+        return ", ".join(
+            f"{name} = {name} {sign} {fact}" for name, fact in _facts(f"{row}.", machine).items()
+        )
 
     return {
         "campaign_counts_inserted": f"""
@@ -86,9 +99,15 @@ def _sqlite_triggers(machine: bool) -> dict[str, str]:
         "campaign_counts_updated": f"""
             AFTER UPDATE OF status, {", ".join(watched)} ON deliveries
             WHEN OLD.status IS NOT NEW.status
-                 OR {" OR ".join(f"(OLD.{c} IS NULL) IS NOT (NEW.{c} IS NULL)" for c in watched)} BEGIN
-                UPDATE campaign_counts SET {", ".join(f"{name} = {name} + {fact} - {_facts('OLD.', machine)[name]}"
-                                                      for name, fact in _facts("NEW.", machine).items())}
+                 OR {
+            " OR ".join(f"(OLD.{c} IS NULL) IS NOT (NEW.{c} IS NULL)" for c in watched)
+        } BEGIN
+                UPDATE campaign_counts SET {
+            ", ".join(
+                f"{name} = {name} + {fact} - {_facts('OLD.', machine)[name]}"
+                for name, fact in _facts("NEW.", machine).items()
+            )
+        }
                 WHERE campaign_id = NEW.campaign_id;
             END""",
     }
@@ -116,11 +135,15 @@ def _create_triggers(machine: bool) -> None:
     op.execute(_count_all(machine))
     if op.get_bind().dialect.name == "postgresql":
         for name, body in _pg_functions(machine).items():
-            op.execute(f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body}; "
-                       "RETURN NULL; END $$")
+            op.execute(
+                f"CREATE FUNCTION {name}() RETURNS trigger LANGUAGE plpgsql AS $$ BEGIN {body}; "
+                "RETURN NULL; END $$"
+            )
             event, tables = _PG_TRIGGERS[name]
-            op.execute(f"CREATE TRIGGER {name} AFTER {event} ON deliveries REFERENCING {tables} "
-                       f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()")
+            op.execute(
+                f"CREATE TRIGGER {name} AFTER {event} ON deliveries REFERENCING {tables} "
+                f"FOR EACH STATEMENT EXECUTE FUNCTION {name}()"
+            )
     else:
         for name, body in _sqlite_triggers(machine).items():
             op.execute(f"CREATE TRIGGER {name} {body}")
@@ -129,23 +152,30 @@ def _create_triggers(machine: bool) -> None:
 def upgrade() -> None:
     # The triggers go first: on SQLite a table rebuilt by a batch operation would lose them.
     _drop_triggers()
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('machine_opened_at', mailcast.db.types.UTCDateTime(timezone=True),
-                                      nullable=True))
-    op.execute("UPDATE deliveries SET machine_opened_at = (SELECT min(events.at) FROM events "
-               "WHERE events.delivery_id = deliveries.id AND events.type = 'open' AND events.machine) "
-               "WHERE EXISTS (SELECT 1 FROM events WHERE events.delivery_id = deliveries.id "
-               "AND events.type = 'open' AND events.machine)")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column(
+                "machine_opened_at", mailcast.db.types.UTCDateTime(timezone=True), nullable=True
+            )
+        )
+    op.execute(
+        "UPDATE deliveries SET machine_opened_at = (SELECT min(events.at) FROM events "
+        "WHERE events.delivery_id = deliveries.id AND events.type = 'open' AND events.machine) "
+        "WHERE EXISTS (SELECT 1 FROM events WHERE events.delivery_id = deliveries.id "
+        "AND events.type = 'open' AND events.machine)"
+    )
     # A plain default: SQLite adds such a column in place.
-    with op.batch_alter_table('campaign_counts', schema=None) as batch_op:
-        batch_op.add_column(sa.Column('machine_opened', sa.BigInteger(), server_default='0', nullable=False))
+    with op.batch_alter_table("campaign_counts", schema=None) as batch_op:
+        batch_op.add_column(
+            sa.Column("machine_opened", sa.BigInteger(), server_default="0", nullable=False)
+        )
     _create_triggers(machine=True)
 
 
 def downgrade() -> None:
     _drop_triggers()
-    with op.batch_alter_table('campaign_counts', schema=None) as batch_op:
-        batch_op.drop_column('machine_opened')
-    with op.batch_alter_table('deliveries', schema=None) as batch_op:
-        batch_op.drop_column('machine_opened_at')
+    with op.batch_alter_table("campaign_counts", schema=None) as batch_op:
+        batch_op.drop_column("machine_opened")
+    with op.batch_alter_table("deliveries", schema=None) as batch_op:
+        batch_op.drop_column("machine_opened_at")
     _create_triggers(machine=False)

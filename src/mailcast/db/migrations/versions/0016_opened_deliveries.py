@@ -6,12 +6,12 @@ Revision ID: 0016
 Revises: 0015
 Create Date: 2026-12-04
 """
-from alembic import op
+
 import sqlalchemy as sa
+from alembic import op
 
-
-revision = '0016'
-down_revision = '0015'
+revision = "0016"
+down_revision = "0015"
 branch_labels = None
 depends_on = None
 
@@ -22,14 +22,25 @@ CLICKED = "clicked_at IS NOT NULL"
 def upgrade() -> None:
     # PostgreSQL carries the contact in the index (INCLUDE); SQLite, which has no INCLUDE, as a key.
     postgresql = op.get_bind().dialect.name == "postgresql"
-    op.create_index('ix_deliveries_opened', 'deliveries',
-                    ['campaign_id', 'opened_at'] if postgresql else ['campaign_id', 'opened_at', 'contact_id'],
-                    unique=False, postgresql_where=sa.text(OPENED), sqlite_where=sa.text(OPENED),
-                    postgresql_include=['contact_id'])
-    op.create_index('ix_deliveries_clicked', 'deliveries', ['campaign_id', 'clicked_at'], unique=False,
-                    postgresql_where=sa.text(CLICKED), sqlite_where=sa.text(CLICKED))
+    op.create_index(
+        "ix_deliveries_opened",
+        "deliveries",
+        ["campaign_id", "opened_at"] if postgresql else ["campaign_id", "opened_at", "contact_id"],
+        unique=False,
+        postgresql_where=sa.text(OPENED),
+        sqlite_where=sa.text(OPENED),
+        postgresql_include=["contact_id"],
+    )
+    op.create_index(
+        "ix_deliveries_clicked",
+        "deliveries",
+        ["campaign_id", "clicked_at"],
+        unique=False,
+        postgresql_where=sa.text(CLICKED),
+        sqlite_where=sa.text(CLICKED),
+    )
 
 
 def downgrade() -> None:
-    op.drop_index('ix_deliveries_clicked', table_name='deliveries')
-    op.drop_index('ix_deliveries_opened', table_name='deliveries')
+    op.drop_index("ix_deliveries_clicked", table_name="deliveries")
+    op.drop_index("ix_deliveries_opened", table_name="deliveries")
