@@ -32,10 +32,11 @@ migrate: install
 test: install-dev bench-deps browser-deps lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-# The linter and the formatter's check: the tree stays clean.
+# The linter, the formatter's check and the type checker (strict on src/): the tree stays clean.
 lint: install-dev
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	$(BIN)/mypy
 
 # Postfix's smtp-sink / smtp-source and wrk, for the benchmarks (their --quick runs are tests).
 bench-deps:

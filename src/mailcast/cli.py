@@ -6,7 +6,7 @@ import asyncio
 import json
 import logging
 import signal
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
@@ -32,6 +32,7 @@ from mailcast.clock import system_clock
 from mailcast.config import PLANS, Settings, get_settings
 from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_factory
 from mailcast.db.migrate import upgrade
+from mailcast.db.models import Account, ApiKey
 from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
 from mailcast.domains.keys import KeyUnreadable
@@ -83,7 +84,7 @@ def _in_session(work: Callable[[AsyncSession, Settings], Awaitable[T]]) -> T:
         raise typer.Exit(1) from exc
 
 
-def _key_json(key, raw: str) -> dict[str, Any]:
+def _key_json(key: ApiKey, raw: str) -> dict[str, Any]:
     return {"id": key.id, "scope": key.scope, "key": raw, "key_prefix": key.prefix}
 
 
@@ -126,7 +127,9 @@ def serve(
 
     settings = get_settings()
 
-    async def first_start(session: AsyncSession, _settings: Settings):
+    async def first_start(
+        session: AsyncSession, _settings: Settings
+    ) -> tuple[Account, str, str, str] | None:
         await domains.seal_stored_keys(session, settings)
         if await accounts_repo.count_accounts(session):
             return None
@@ -159,7 +162,7 @@ def serve(
         f"API on http://{host}:{port} (docs at http://{host}:{port}/docs); "
         f"dashboard at http://{host}:{port}/dashboard/"
     )
-    options = {
+    options: dict[str, Any] = {
         "host": host,
         "port": port,
         "log_level": "info",
@@ -182,7 +185,7 @@ def serve(
     uvicorn.run(create_app(settings, run_worker=settings.embedded_worker), **options)
 
 
-def run_event_loop(coroutine: Awaitable[None]) -> None:
+def run_event_loop(coroutine: Coroutine[Any, Any, None]) -> None:
     """uvloop where it is installed (a faster event loop: the worker is CPU-bound), else
     asyncio's."""
     try:
@@ -295,7 +298,7 @@ def accounts_create(
     """Create an account; prints its id and a new full_access key as JSON."""
     address = _postal(postal_address)
 
-    async def work(session: AsyncSession, _settings: Settings):
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         account, key, raw = await accounts.create_account(
             session, name, plan, system_clock(), address
         )
@@ -325,7 +328,7 @@ def accounts_update(
     if postal_address is not None:
         changes["postal_address"] = _postal(postal_address)
 
-    async def work(session: AsyncSession, _settings: Settings):
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         found = await accounts.update_account(session, account, changes)
         return {
             "account_id": found.id,
@@ -347,7 +350,7 @@ def api_keys_create(
 ) -> None:
     """Create an API key for an account; prints it as JSON (shown only this once)."""
 
-    async def work(session: AsyncSession, _settings: Settings):
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         key, raw = await accounts.create_api_key(session, account, name, scope, system_clock())
         return _key_json(key, raw)
 
@@ -369,7 +372,7 @@ def domains_add(
     if dkim_algorithm not in ("rsa", "ed25519"):
         raise typer.BadParameter("rsa or ed25519", param_hint="--dkim-algorithm")
 
-    async def work(session: AsyncSession, settings: Settings):
+    async def work(session: AsyncSession, settings: Settings) -> dict[str, Any]:
         if await accounts_repo.get_account(session, account) is None:
             raise MailcastError(f"No such account: {account}")
         domain = await domains.create_domain(
@@ -420,7 +423,7 @@ def domains_reseal_keys(
 def _password_given(password: str | None) -> str:
     if password is not None:
         return password
-    return typer.prompt("Password", hide_input=True, confirmation_prompt=True)
+    return str(typer.prompt("Password", hide_input=True, confirmation_prompt=True))
 
 
 @users_app.command("create")
@@ -433,7 +436,7 @@ def users_create(
     """Create a dashboard user; prints it as JSON."""
     secret = _password_given(password)
 
-    async def work(session: AsyncSession, _settings: Settings):
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         user = await users.create_user(session, account, email, role, secret, system_clock())
         return {
             "id": user.id,
@@ -453,7 +456,7 @@ def users_set_password(
     """Give a user a new password; their sessions end."""
     secret = _password_given(password)
 
-    async def work(session: AsyncSession, _settings: Settings):
+    async def work(session: AsyncSession, _settings: Settings) -> dict[str, Any]:
         user = await users.set_password(session, email, secret, system_clock())
         return {"id": user.id, "email": user.email}
 
@@ -528,7 +531,7 @@ def contacts_import(
                     await asyncio.sleep(0.5)
             errors: list[tuple[int, str, str]] = []
             async with sessions() as session:
-                async for chunk in imports.rejected_rows(session, current):
+                async for chunk in imports.rejected_rows(session, current.id):
                     errors.extend(chunk[: _ERRORS_SHOWN - len(errors)])
                     if len(errors) >= _ERRORS_SHOWN:
                         break

@@ -81,9 +81,8 @@ class Settings(BaseSettings):
     rate_limits_enabled: bool = True
     rate_limit_storage: str = "memory://"
     rate_limit_key: str = "50/second"  # each API key
-    rate_limit_account_free: str = (
-        "5/second"  # each account, by plan (all its keys and dashboard users)
-    )
+    # Each account, by plan (all its keys and dashboard users).
+    rate_limit_account_free: str = "5/second"
     rate_limit_account_pro: str = "50/second"
     rate_limit_account_business: str = "100/second"
     rate_limit_account_enterprise: str = "500/second"
@@ -143,7 +142,7 @@ class Settings(BaseSettings):
     def monthly_quota(self, plan: str) -> int:
         if plan == "free":
             return 0
-        return getattr(self, f"monthly_quota_{plan}")
+        return int(getattr(self, f"monthly_quota_{plan}"))
 
     def secret(self) -> bytes:
         """The secret key, creating and persisting one on first use when none is configured."""

@@ -23,9 +23,8 @@ async def big_campaign(tenant):
         }
         for i in range(N)
     ]
-    rows[5]["first_name"] = (
-        "{{ 7 | times: 6 }} <b>"  # subscriber data that looks like template syntax
-    )
+    # Subscriber data that looks like template syntax.
+    rows[5]["first_name"] = "{{ 7 | times: 6 }} <b>"
     r = await tenant.post("/v1/contacts/import", json={"contacts": rows, "audience_id": audience})
     assert r.json()["created"] == N
     html = (

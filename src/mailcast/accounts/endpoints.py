@@ -1,6 +1,9 @@
 from __future__ import annotations
 
+from datetime import datetime
+
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import service
 from mailcast.accounts.schemas import (
@@ -11,10 +14,13 @@ from mailcast.accounts.schemas import (
     ApiKeyOut,
     QuotaOut,
 )
+from mailcast.accounts.scopes import Scope
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
+from mailcast.config import Settings
+from mailcast.db.models import Account
 
 router = APIRouter(prefix="/v1/api-keys", tags=["API keys"], responses=ERROR_RESPONSES)
 
@@ -22,7 +28,7 @@ router = APIRouter(prefix="/v1/api-keys", tags=["API keys"], responses=ERROR_RES
 @router.post("", status_code=201, response_model=ApiKeyCreated)
 async def create_api_key(
     body: ApiKeyCreate, principal: FullKey, session: SessionDep, clock: ClockDep
-):
+) -> ApiKeyCreated:
     """Create an API key. The full key is in this response only; store it now."""
     key, raw = await service.create_api_key(
         session, principal.account_id, body.name, body.scope, clock()
@@ -30,7 +36,7 @@ async def create_api_key(
     return ApiKeyCreated(
         id=key.id,
         name=key.name,
-        scope=key.scope,
+        scope=Scope(key.scope),
         key=raw,
         key_prefix=key.prefix,
         created_at=key.created_at,
@@ -38,7 +44,7 @@ async def create_api_key(
 
 
 @router.get("", response_model=Page[ApiKeyOut])
-async def list_api_keys(principal: ReadKey, session: SessionDep, page: PageDep):
+async def list_api_keys(principal: ReadKey, session: SessionDep, page: PageDep) -> Page[ApiKeyOut]:
     """List the account's active keys (prefixes only, never the secret)."""
     rows = await service.list_api_keys(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
@@ -48,7 +54,9 @@ async def list_api_keys(principal: ReadKey, session: SessionDep, page: PageDep):
 
 
 @router.delete("/{key_id}", response_model=Deleted)
-async def revoke_api_key(key_id: str, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def revoke_api_key(
+    key_id: str, principal: FullKey, session: SessionDep, clock: ClockDep
+) -> Deleted:
     """Revoke a key; requests with it get 401 from now on."""
     await service.revoke_api_key(session, principal.account_id, key_id, clock())
     return Deleted(id=key_id, object="api_key")
@@ -57,7 +65,9 @@ async def revoke_api_key(key_id: str, principal: FullKey, session: SessionDep, c
 account_router = APIRouter(prefix="/v1/account", tags=["Account"], responses=ERROR_RESPONSES)
 
 
-async def _account_out(session, settings, account, now) -> AccountOut:
+async def _account_out(
+    session: AsyncSession, settings: Settings, account: Account, now: datetime
+) -> AccountOut:
     period, quota, used = await service.quota_used(session, settings, account, now)
     return AccountOut(
         id=account.id,
@@ -73,7 +83,7 @@ async def _account_out(session, settings, account, now) -> AccountOut:
 @account_router.get("", response_model=AccountOut)
 async def get_account(
     principal: ReadKey, session: SessionDep, clock: ClockDep, settings: SettingsDep
-):
+) -> AccountOut:
     """The key's account: plan, limits, this month's quota, postal address."""
     account = await service.get_account(session, principal.account_id)
     return await _account_out(session, settings, account, clock())

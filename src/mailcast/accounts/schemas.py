@@ -1,12 +1,15 @@
 from __future__ import annotations
 
 import re
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field
 
 from mailcast.accounts.scopes import Scope
 from mailcast.api.schemas import Input, Output, SingleLine, Timestamp
+
+if TYPE_CHECKING:
+    from mailcast.db.models import ApiKey
 
 _ADDRESS_CONTROL = re.compile(r"[\x00-\x09\x0b-\x1f\x7f\u2028\u2029\u0085]")
 
@@ -36,11 +39,11 @@ class ApiKeyOut(Output):
     created_at: Timestamp
 
     @classmethod
-    def of(cls, key) -> ApiKeyOut:
+    def of(cls, key: ApiKey) -> ApiKeyOut:
         return cls(
             id=key.id,
             name=key.name,
-            scope=key.scope,
+            scope=Scope(key.scope),
             key_prefix=key.prefix,
             last_used_at=key.last_used_at,
             created_at=key.created_at,

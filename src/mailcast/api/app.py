@@ -6,6 +6,7 @@ import asyncio
 import gc
 import logging
 import re
+from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from fastapi import FastAPI
 from fastapi.responses import RedirectResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.ext.asyncio import AsyncEngine
+from starlette.types import Receive, Scope, Send
 
 from mailcast import __version__
 from mailcast.accounts.endpoints import account_router
@@ -64,7 +66,7 @@ def create_app(
     engine = engine or create_engine(settings.resolved_database_url())
 
     @asynccontextmanager
-    async def lifespan(app: FastAPI):
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
         # What start-up built (modules, the app, the mappers) lives as long as the process: out of
         # the collector's sight, a full collection no longer walks it (pauses of tens of ms under
         # load).
@@ -192,7 +194,7 @@ class MailcastAPI(FastAPI):
 
     tracking: TrackingFastPath | None = None
 
-    async def __call__(self, scope, receive, send) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.tracking is None or not await self.tracking.answer(scope, send):
             await super().__call__(scope, receive, send)
 

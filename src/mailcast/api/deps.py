@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
+from collections.abc import AsyncIterator, Callable
+from typing import Annotated, Any, cast
 
 from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
@@ -31,15 +31,15 @@ async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
 
 
 def get_clock(request: Request) -> Clock:
-    return request.app.state.clock
+    return cast(Clock, request.app.state.clock)
 
 
 def get_app_settings(request: Request) -> Settings:
-    return request.app.state.settings
+    return cast(Settings, request.app.state.settings)
 
 
 def get_codec(request: Request) -> TokenCodec:
-    return request.app.state.codec
+    return cast(TokenCodec, request.app.state.codec)
 
 
 def get_transport(request: Request) -> Transport:
@@ -47,7 +47,7 @@ def get_transport(request: Request) -> Transport:
     state = request.app.state
     if state.transport is None:
         state.transport, _ = build_transport(state.settings)
-    return state.transport
+    return cast(Transport, state.transport)
 
 
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
@@ -61,11 +61,11 @@ _bearer = HTTPBearer(
 )
 
 
-def require(scope: Scope):
+def require(scope: Scope) -> Callable[..., Principal]:
     """The caller, if its key's scope is at least `scope` (authentication itself ran in
     middleware)."""
 
-    def dependency(request: Request, _credentials=Depends(_bearer)) -> Principal:
+    def dependency(request: Request, _credentials: Any = Depends(_bearer)) -> Principal:
         principal: Principal | None = getattr(request.state, "principal", None)
         if principal is None:
             raise Unauthorized()

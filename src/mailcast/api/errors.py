@@ -5,6 +5,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from fastapi import FastAPI, Request
@@ -97,7 +98,7 @@ def error_response(exc: MailcastError, path: str = "") -> Response:
     return respond(path, exc.status, exc.code, exc.message, exc.details, exc.headers)
 
 
-def _field(loc: tuple) -> str:
+def _field(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path")]
     return ".".join(parts) or str(loc[0] if loc else "request")
 
@@ -113,7 +114,8 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     ]
 
 
-async def _mailcast_error(request: Request, exc: MailcastError) -> Response:
+async def _mailcast_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, MailcastError)  # registered for this class only
     if request.url.path.startswith(DASHBOARD_PREFIX) and exc.code == "sign_in_required":
         from mailcast.web.errors import sign_in
 
@@ -121,7 +123,8 @@ async def _mailcast_error(request: Request, exc: MailcastError) -> Response:
     return error_response(exc, request.url.path)
 
 
-async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
+async def _validation_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, RequestValidationError)  # registered for this class only
     errors = list(exc.errors())
     if any(e.get("type") == "json_invalid" for e in errors):
         return respond(request.url.path, 422, "invalid_json", "The request body is not valid JSON")
@@ -138,7 +141,7 @@ async def _validation_error(request: Request, exc: RequestValidationError) -> JS
 _BODY_UNPARSABLE = "There was an error parsing the body"
 
 
-def route_methods(routes) -> list[tuple[Any, set[str]]]:
+def route_methods(routes: Iterable[Any]) -> list[tuple[Any, set[str]]]:
     """(path pattern, methods) of every route with methods: what `Allow` is made from."""
     return [
         (route.path_regex, set(route.methods))
@@ -159,7 +162,8 @@ def _allowed(request: Request) -> str:
     return ", ".join(sorted(methods))
 
 
-async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
+async def _http_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, StarletteHTTPException)  # registered for this class only
     if exc.status_code == 400 and exc.detail == _BODY_UNPARSABLE:
         return respond(request.url.path, 422, "invalid_json", "The request body is not valid JSON")
     code = _HTTP_CODES.get(exc.status_code, "error")
@@ -170,7 +174,8 @@ async def _http_error(request: Request, exc: StarletteHTTPException) -> Response
     return respond(request.url.path, exc.status_code, code, message, headers=headers or None)
 
 
-async def _integrity_error(request: Request, exc: IntegrityError) -> JSONResponse:
+async def _integrity_error(request: Request, exc: Exception) -> Response:
+    assert isinstance(exc, IntegrityError)  # registered for this class only
     # A uniqueness race that the service's own check could not see (two requests at once).
     log.info("integrity error answered as 409: %s", exc.orig)
     return respond(
@@ -178,7 +183,7 @@ async def _integrity_error(request: Request, exc: IntegrityError) -> JSONRespons
     )
 
 
-async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+async def _unexpected(request: Request, exc: Exception) -> Response:
     log.exception("unhandled error", exc_info=exc)
     return respond(request.url.path, 500, "internal_error", "An unexpected error occurred")
 

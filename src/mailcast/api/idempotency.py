@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import re
 from datetime import timedelta
+from typing import Any
 
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -36,7 +37,7 @@ class Idempotency:
             else None
         )
         principal = scope.get("state", {}).get("principal") if key is not None else None
-        if principal is None:
+        if principal is None or key is None:
             await self.app(scope, receive, send)
             return
         path = scope["path"]
@@ -106,9 +107,22 @@ class Idempotency:
             return
         await self._first(scope, receive, send, key, account_id, digest)
 
-    async def _first(self, scope, receive, send, key: str, account_id: str, digest) -> None:
+    async def _first(
+        self,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        key: str,
+        account_id: str,
+        digest: Any,
+    ) -> None:
         state = scope["app"].state
-        answer: dict = {"status": 500, "content_type": None, "body": bytearray(), "kept": True}
+        answer: dict[str, Any] = {
+            "status": 500,
+            "content_type": None,
+            "body": bytearray(),
+            "kept": True,
+        }
 
         async def hashing_receive() -> Message:
             message = await receive()

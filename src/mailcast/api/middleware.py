@@ -8,6 +8,7 @@ from __future__ import annotations
 import contextlib
 import re
 
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from starlette.datastructures import Headers
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
@@ -134,7 +135,7 @@ class ApiKeyAuth:
         await self.app(scope, receive, send)
 
 
-async def _plan(sessions, account_id: str) -> str:
+async def _plan(sessions: async_sessionmaker[AsyncSession], account_id: str) -> str:
     async with sessions() as session:
         return await accounts.plan_of(session, account_id)
 

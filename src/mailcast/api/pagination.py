@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, Generic, TypeVar
 
 from pydantic import BaseModel
@@ -17,7 +17,7 @@ class Page(BaseModel, Generic[T]):
 
 
 def page_of(
-    rows: Sequence[Any], limit: int, key=lambda row: row.id
+    rows: Sequence[Any], limit: int, key: Callable[[Any], str] = lambda row: row.id
 ) -> tuple[list[Any], bool, str | None]:
     """Split a limit+1 fetch into (items, has_more, next_cursor)."""
     items = list(rows[:limit])

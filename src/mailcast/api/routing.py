@@ -1,13 +1,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
+from typing import Any
 
 from fastapi import APIRouter
 
 from mailcast.api.schemas import ErrorOut, SequenzyErrorOut
 
 # Documented on every /v1 operation, so clients (and contract tests) know the error shape.
-ERROR_RESPONSES = {
+ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": ErrorOut, "description": description}
     for status, description in {
         401: "Missing, malformed, unknown or revoked API key",
@@ -21,7 +22,7 @@ ERROR_RESPONSES = {
 }
 
 # The Sequenzy dialect (/api/v1) answers with the statuses its SDK maps (api/errors.py).
-SEQUENZY_ERROR_RESPONSES = {
+SEQUENZY_ERROR_RESPONSES: dict[int | str, dict[str, Any]] = {
     status: {"model": SequenzyErrorOut, "description": description}
     for status, description in {
         400: (
@@ -41,7 +42,9 @@ SEQUENZY_ERROR_RESPONSES = {
 }
 
 
-def put_and_patch(router: APIRouter, path: str, endpoint: Callable, **kwargs) -> None:
+def put_and_patch(
+    router: APIRouter, path: str, endpoint: Callable[..., Any], **kwargs: Any
+) -> None:
     """Register an update under both PUT (what the sendry SDK sends) and PATCH (the spec), each
     with its own operation id. Both are partial updates: fields left out are left as they are."""
     for method in ("PUT", "PATCH"):

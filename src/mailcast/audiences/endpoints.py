@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from fastapi import APIRouter
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep
 from mailcast.api.pagination import Page, page_of
@@ -15,11 +16,12 @@ from mailcast.audiences.schemas import (
     AudienceUpdate,
 )
 from mailcast.contacts.schemas import ContactOut
+from mailcast.db.models import Audience
 
 router = APIRouter(prefix="/v1/audiences", tags=["Audiences"], responses=ERROR_RESPONSES)
 
 
-def _out(audience, count: int) -> AudienceOut:
+def _out(audience: Audience, count: int) -> AudienceOut:
     return AudienceOut(
         id=audience.id,
         name=audience.name,
@@ -30,7 +32,7 @@ def _out(audience, count: int) -> AudienceOut:
     )
 
 
-async def _one(session, audience) -> AudienceOut:
+async def _one(session: AsyncSession, audience: Audience) -> AudienceOut:
     counts = await service.member_counts(session, [audience])
     return _out(audience, counts[audience.id])
 
@@ -38,14 +40,16 @@ async def _one(session, audience) -> AudienceOut:
 @router.post("", status_code=201, response_model=AudienceOut)
 async def create_audience(
     body: AudienceCreate, principal: FullKey, session: SessionDep, clock: ClockDep
-):
+) -> AudienceOut:
     return await _one(
         session, await service.create_audience(session, principal.account_id, body, clock())
     )
 
 
 @router.get("", response_model=Page[AudienceOut])
-async def list_audiences(principal: ReadKey, session: SessionDep, page: PageDep):
+async def list_audiences(
+    principal: ReadKey, session: SessionDep, page: PageDep
+) -> Page[AudienceOut]:
     rows = await service.list_audiences(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
     counts = await service.member_counts(session, items)
@@ -55,7 +59,7 @@ async def list_audiences(principal: ReadKey, session: SessionDep, page: PageDep)
 
 
 @router.get("/{audience_id}", response_model=AudienceOut)
-async def get_audience(audience_id: str, principal: ReadKey, session: SessionDep):
+async def get_audience(audience_id: str, principal: ReadKey, session: SessionDep) -> AudienceOut:
     return await _one(
         session, await service.get_audience(session, principal.account_id, audience_id)
     )
@@ -75,7 +79,7 @@ put_and_patch(router, "/{audience_id}", update_audience, response_model=Audience
 
 
 @router.delete("/{audience_id}", response_model=Deleted)
-async def delete_audience(audience_id: str, principal: FullKey, session: SessionDep):
+async def delete_audience(audience_id: str, principal: FullKey, session: SessionDep) -> Deleted:
     """Delete an audience (its contacts stay). 409 while an unfinished campaign targets it."""
     await service.delete_audience(session, principal.account_id, audience_id)
     return Deleted(id=audience_id, object="audience")
@@ -84,7 +88,7 @@ async def delete_audience(audience_id: str, principal: FullKey, session: Session
 @router.post("/{audience_id}/contacts", response_model=AddContactsResult)
 async def add_contacts(
     audience_id: str, body: AddContacts, principal: FullKey, session: SessionDep, clock: ClockDep
-):
+) -> AddContactsResult:
     """Add existing contacts by id (up to 1,000 per call); `added` counts the new memberships."""
     added = await service.add_contacts(
         session, principal.account_id, audience_id, body.contact_ids, clock()
@@ -95,7 +99,7 @@ async def add_contacts(
 @router.get("/{audience_id}/contacts", response_model=Page[ContactOut])
 async def list_audience_contacts(
     audience_id: str, principal: ReadKey, session: SessionDep, page: PageDep
-):
+) -> Page[ContactOut]:
     rows = await service.list_members(
         session, principal.account_id, audience_id, page.limit, page.cursor
     )
@@ -108,7 +112,7 @@ async def list_audience_contacts(
 @router.delete("/{audience_id}/contacts/{contact_id}", response_model=Deleted)
 async def remove_audience_contact(
     audience_id: str, contact_id: str, principal: FullKey, session: SessionDep
-):
+) -> Deleted:
     """Take a contact out of the audience (the contact itself stays)."""
     await service.remove_contact(session, principal.account_id, audience_id, contact_id)
     return Deleted(id=contact_id, object="audience_member")

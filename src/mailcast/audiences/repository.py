@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db import owned
 from mailcast.db.models import Audience, AudienceMember, Contact
+from mailcast.db.rows import changed
 from mailcast.db.upsert import insert_for
 
 _CHUNK = 500
@@ -119,7 +120,7 @@ async def remove_member(session: AsyncSession, audience_id: str, contact_id: str
     stmt = delete(AudienceMember).where(
         and_(AudienceMember.audience_id == audience_id, AudienceMember.contact_id == contact_id)
     )
-    return (await session.execute(stmt)).rowcount > 0
+    return changed(await session.execute(stmt)) > 0
 
 
 async def delete_one(session: AsyncSession, account_id: str, audience_id: str) -> bool:

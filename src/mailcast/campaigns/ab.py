@@ -7,7 +7,7 @@ import hashlib
 import math
 from datetime import datetime, timedelta
 from fractions import Fraction
-from typing import Any
+from typing import Any, Literal, cast
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -71,7 +71,7 @@ async def freeze(session: AsyncSession, campaign: Campaign) -> None:
     campaign's template fills A's)."""
     if not enabled(campaign):
         return
-    ab = dict(campaign.ab_test)
+    ab = dict(campaign.ab_test or {})
     b = dict(ab.get("variant_b") or {})
     if b.get("template_id"):
         template = await templates_repo.get(session, campaign.account_id, b["template_id"])
@@ -95,7 +95,7 @@ def content(campaign: Campaign, variant: str) -> dict[str, str | None]:
     }
     if variant != "b" or not enabled(campaign):
         return a
-    b = campaign.ab_test.get("variant_b") or {}
+    b = (campaign.ab_test or {}).get("variant_b") or {}
     if b.get("text_content") is not None:
         text = b["text_content"]
     elif b.get("html") is not None:
@@ -137,9 +137,8 @@ async def assign(session: AsyncSession, campaign: Campaign) -> None:
     ordered = [
         delivery_id for delivery_id, _ in sorted(rows, key=lambda r: _rank(campaign.id, r[1], r[0]))
     ]
-    n_a, n_b, _ = sizes(
-        len(ordered), campaign.ab_test["sample_percent"], campaign.ab_test["split_percent"]
-    )
+    test = campaign.ab_test or {}
+    n_a, n_b, _ = sizes(len(ordered), test["sample_percent"], test["split_percent"])
     await repo.set_groups(session, ordered[n_a : n_a + n_b], "b", "b", None)
     await repo.set_groups(session, ordered[n_a + n_b :], "holdback", "a", "held")
 
@@ -162,7 +161,7 @@ async def results(session: AsyncSession, campaign: Campaign) -> AbResults:
         enabled=bool(ab.get("enabled")),
         variant_a=_rates(counts["a"]),
         variant_b=_rates(counts["b"]),
-        winner_variant=campaign.ab_winner,
+        winner_variant=cast(Literal["a", "b"] | None, campaign.ab_winner),
         winner_evaluated_at=campaign.ab_winner_evaluated_at,
         winner_metric=ab.get("winner_metric"),
         holdback_total=counts["holdback"]["total"],

@@ -38,7 +38,7 @@ class _Links(HTMLParser):
         super().__init__(convert_charrefs=True)
         self.hrefs: list[str] = []
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag == "a":
             href = dict(attrs).get("href")
             if href is not None:

@@ -5,6 +5,7 @@ from html import escape as html_escape
 from typing import Annotated, Literal
 
 from fastapi import APIRouter, Query
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.api.deps import (
     ClockDep,
@@ -48,11 +49,15 @@ from mailcast.campaigns.schemas import (
     TestSendRequest,
     TestSentOut,
 )
+from mailcast.clock import Clock
+from mailcast.config import Settings
+from mailcast.db.models import Campaign
+from mailcast.delivery.tokens import TokenCodec
 
 router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"], responses=ERROR_RESPONSES)
 
 
-def _out(c, s: Stats, outage: tuple[datetime, str | None] | None = None) -> CampaignOut:
+def _out(c: Campaign, s: Stats, outage: tuple[datetime, str | None] | None = None) -> CampaignOut:
     return CampaignOut(
         id=c.id,
         name=c.name,
@@ -65,7 +70,7 @@ def _out(c, s: Stats, outage: tuple[datetime, str | None] | None = None) -> Camp
         html=c.html,
         text=c.text,
         unsubscribe_url=c.unsubscribe_url,
-        status=c.status,
+        status=Status(c.status),
         scheduled_at=c.scheduled_at,
         send_started_at=c.send_started_at,
         sent_at=c.sent_at,
@@ -95,7 +100,7 @@ def _out(c, s: Stats, outage: tuple[datetime, str | None] | None = None) -> Camp
     )
 
 
-async def _one(session, settings, campaign) -> CampaignOut:
+async def _one(session: AsyncSession, settings: Settings, campaign: Campaign) -> CampaignOut:
     outages = await service.relay_outages(session, settings, [campaign])
     return _out(
         campaign, (await service.stats(session, [campaign]))[campaign.id], outages.get(campaign.id)
@@ -109,7 +114,7 @@ async def create_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Create a campaign. `scheduled_at` in the future schedules it; without it the campaign starts
     sending at once, unless `draft` is true. `from` must be on a verified domain of the account.
     Plan limits (403 `plan_limit_reached`) and the monthly quota (403 `quota_exceeded`) apply."""
@@ -124,7 +129,7 @@ async def list_campaigns(
     page: PageDep,
     settings: SettingsDep,
     status: Annotated[Status | None, Query()] = None,
-):
+) -> Page[CampaignOut]:
     rows = await service.list_campaigns(
         session, principal.account_id, page.limit, page.cursor, status
     )
@@ -141,7 +146,7 @@ async def list_campaigns(
 @router.get("/{campaign_id}", response_model=CampaignOut)
 async def get_campaign(
     campaign_id: str, principal: ReadKey, session: SessionDep, settings: SettingsDep
-):
+) -> CampaignOut:
     return await _one(
         session, settings, await service.get_campaign(session, principal.account_id, campaign_id)
     )
@@ -166,7 +171,7 @@ put_and_patch(router, "/{campaign_id}", update_campaign, response_model=Campaign
 
 
 @router.delete("/{campaign_id}", response_model=Deleted)
-async def delete_campaign(campaign_id: str, principal: FullKey, session: SessionDep):
+async def delete_campaign(campaign_id: str, principal: FullKey, session: SessionDep) -> Deleted:
     """Delete a draft or cancelled campaign (409 otherwise)."""
     await service.delete_campaign(session, principal.account_id, campaign_id)
     return Deleted(id=campaign_id, object="campaign")
@@ -179,7 +184,7 @@ async def send_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Start sending a draft or scheduled campaign now."""
     campaign = await service.send_campaign(
         session, settings, principal.account_id, campaign_id, clock()
@@ -195,7 +200,7 @@ async def schedule_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Schedule (or reschedule) a draft or scheduled campaign."""
     campaign = await service.schedule_campaign(
         session, settings, principal.account_id, campaign_id, body.scheduled_at, clock()
@@ -210,7 +215,7 @@ async def pause_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Pause a sending campaign."""
     return await _one(
         session,
@@ -226,7 +231,7 @@ async def resume_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Resume a paused campaign where it stopped."""
     return await _one(
         session,
@@ -242,7 +247,7 @@ async def cancel_campaign(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> CampaignOut:
     """Cancel a draft, scheduled or paused campaign. Sending or sent campaigns: 409."""
     return await _one(
         session,
@@ -252,7 +257,7 @@ async def cancel_campaign(
 
 
 @router.get("/{campaign_id}/ab-test/results", response_model=AbResults)
-async def ab_test_results(campaign_id: str, principal: ReadKey, session: SessionDep):
+async def ab_test_results(campaign_id: str, principal: ReadKey, session: SessionDep) -> AbResults:
     """Per-variant sent, opened, clicked and rates (unique opens/clicks by people per sent
     delivery)."""
     campaign = await service.get_campaign(session, principal.account_id, campaign_id)
@@ -262,7 +267,7 @@ async def ab_test_results(campaign_id: str, principal: ReadKey, session: Session
 @router.post("/{campaign_id}/ab-test/pick-winner", response_model=AbResults)
 async def ab_test_pick_winner(
     campaign_id: str, body: PickWinner, principal: SendKey, session: SessionDep, clock: ClockDep
-):
+) -> AbResults:
     """Set the winner by hand; the holdback then receives the winning variant. A second pick:
     409."""
     campaign = await service.get_campaign(session, principal.account_id, campaign_id)
@@ -279,7 +284,7 @@ async def resend_to_non_openers(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> ResendOut:
     """Create a draft that resends a sent campaign to audience members who did not open it (from 6
     hours after it finished sending). The same operation as `POST
     /api/v1/campaigns/{id}/resend-to-non-openers`, in snake_case."""
@@ -303,7 +308,7 @@ async def render_campaign(
     codec: CodecDep,
     contact_id: Annotated[str | None, Query(max_length=40)] = None,
     variant: Annotated[Literal["a", "b"] | None, Query()] = None,
-):
+) -> RenderOut:
     """The subject, HTML and text one contact would get (by default the audience's first member
     who can be mailed, or a sample contact): merge tags filled, links tracked, the pixel and the
     unsubscribe link in place. Its links and pixel record nothing."""
@@ -339,7 +344,7 @@ async def send_test(
     settings: SettingsDep,
     codec: CodecDep,
     transport: TransportDep,
-):
+) -> TestSendOut:
     """Send the campaign's message now to 1-5 addresses, the subject marked "[Test] ", each
     personalised as the contact of that address if there is one. Not counted in the campaign's
     figures nor in the quota; at most 20 a campaign an hour (429 with Retry-After after that)."""
@@ -366,7 +371,7 @@ async def send_test(
 
 
 @router.get("/{campaign_id}/stats", response_model=StatsOut)
-async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionDep):
+async def campaign_stats(campaign_id: str, principal: ReadKey, session: SessionDep) -> StatsOut:
     """Delivery statistics: sent counts accepted and rejected messages, delivered = sent -
     bounced."""
     campaign = await service.get_campaign(session, principal.account_id, campaign_id)
@@ -405,7 +410,7 @@ async def sequenzy_resend_to_non_openers(
     session: SessionDep,  # noqa: N803
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> SequenzyResendOut:
     """Create a draft that resends a sent campaign to everyone in the same audience who didn't open
     it."""
     draft, estimate = await resend.resend_to_non_openers(
@@ -419,8 +424,14 @@ async def sequenzy_resend_to_non_openers(
 
 
 async def _sequenzy_preview(
-    session, settings, codec, clock, account_id: str, campaign_id: str, body: SequenzyRenderRequest
-):
+    session: AsyncSession,
+    settings: Settings,
+    codec: TokenCodec,
+    clock: Clock,
+    account_id: str,
+    campaign_id: str,
+    body: SequenzyRenderRequest,
+) -> tuple[Campaign, preview.Preview]:
     campaign = await service.get_campaign(session, account_id, campaign_id)
     return campaign, await preview.render_preview(
         session, settings, codec, campaign, body.subscriber_id, body.variant_id, clock()
@@ -438,7 +449,7 @@ async def sequenzy_render(
     settings: SettingsDep,
     codec: CodecDep,
     body: SequenzyRenderRequest | None = None,
-):
+) -> SequenzyRenderOut:
     """The campaign's HTML as a contact (`subscriberId`) or the audience's first member gets it."""
     campaign, shown = await _sequenzy_preview(
         session,
@@ -460,13 +471,17 @@ async def sequenzy_render(
     )
 
 
-async def _unknown_tags(session, campaign, variant: str) -> list[str]:
+async def _unknown_tags(session: AsyncSession, campaign: Campaign, variant: str) -> list[str]:
     parts = ab.content(await service.content_as_sent(session, campaign), variant)
     return checks.unknown_tags(*(parts[f] for f in ("subject", "html", "text", "preview_text")))
 
 
-_SEQUENZY_SEVERITY = {checks.FAIL: "error", checks.WARN: "warning", checks.OK: "info"}
-_SEQUENZY_CATEGORY = {
+_SEQUENZY_SEVERITY: dict[str, Literal["error", "warning", "info"]] = {
+    checks.FAIL: "error",
+    checks.WARN: "warning",
+    checks.OK: "info",
+}
+_SEQUENZY_CATEGORY: dict[str, Literal["subject", "preview", "content"]] = {
     "merge_tags": "content",
     "links": "content",
     "unsubscribe_link": "content",
@@ -486,7 +501,7 @@ async def sequenzy_check(
     settings: SettingsDep,
     codec: CodecDep,
     body: SequenzyRenderRequest | None = None,
-):
+) -> SequenzyCheckOut:
     """The pre-send checks (links are judged as written, not fetched: `linksChecked` is false)."""
     campaign, shown = await _sequenzy_preview(
         session,
@@ -505,7 +520,7 @@ async def sequenzy_check(
         - 40 * sum(c.state == checks.FAIL for c in found)
         - 10 * sum(c.state == checks.WARN for c in found),
     )
-    grade = (
+    grade: Literal["A", "B", "C", "D", "F"] = (
         "A"
         if score >= 90
         else "B"
@@ -548,7 +563,7 @@ async def sequenzy_send_test(
     settings: SettingsDep,
     codec: CodecDep,
     transport: TransportDep,
-):
+) -> SequenzyTestOut:
     """Send the campaign's message as a test to one address (see `POST /v1/campaigns/{id}/test`)."""
     sent = await preview.send_test(
         session,

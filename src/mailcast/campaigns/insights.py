@@ -8,6 +8,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -31,7 +32,7 @@ class Insights:
     links: list[tuple[str, int, int]]  # (url, clicks, people), most clicked first
 
 
-_cache: dict[tuple, tuple[float, Insights]] = {}
+_cache: dict[tuple[Any, ...], tuple[float, Insights]] = {}
 
 
 def _window(campaign: Campaign, now: datetime) -> tuple[datetime, int, int, str] | None:

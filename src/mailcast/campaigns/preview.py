@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -131,7 +132,7 @@ async def render_preview(
     )
 
 
-def _preview_text(template, contact: Contact | None, email: str) -> str | None:
+def _preview_text(template: Any, contact: Contact | None, email: str) -> str | None:
     if template is None:
         return None
     context = recipient_context(
@@ -141,7 +142,7 @@ def _preview_text(template, contact: Contact | None, email: str) -> str | None:
         contact.attributes if contact else None,
         "",
     )
-    return template.render(**context)
+    return str(template.render(**context))
 
 
 async def send_test(

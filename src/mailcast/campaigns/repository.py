@@ -7,6 +7,8 @@ from typing import Any
 
 from sqlalchemy import and_, case, delete, func, insert, literal, select, text, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql import ColumnElement, Select
+from sqlalchemy.sql.expression import Exists
 
 from mailcast.campaigns.lifecycle import UNFINISHED, Status
 from mailcast.db import owned
@@ -21,7 +23,9 @@ from mailcast.db.models import (
     Delivery,
     Event,
     RelayStatus,
+    table_of,
 )
+from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
 
 
@@ -67,13 +71,13 @@ async def compare_and_set(
         .values(**values)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).rowcount == 1
+    return changed(await session.execute(stmt)) == 1
 
 
 async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -> bool:
     """Deletes the campaign and its deliveries (their events follow by foreign key)."""
     stmt = delete(Campaign).where(Campaign.id == campaign_id, Campaign.status == expected.value)
-    if (await session.execute(stmt.execution_options(synchronize_session=False))).rowcount != 1:
+    if changed(await session.execute(stmt.execution_options(synchronize_session=False))) != 1:
         return False
     await session.execute(
         delete(Delivery)
@@ -83,7 +87,7 @@ async def delete_if(session: AsyncSession, campaign_id: str, expected: Status) -
     return True
 
 
-def _engaged(kind: str, campaign_id: str):
+def _engaged(kind: str, campaign_id: str) -> Exists:
     """A person (not a machine) opened / clicked campaign `campaign_id`: the member of the outer
     query. Read from the delivery (`opened_at` / `clicked_at`, found through the (campaign,
     contact) index)."""
@@ -99,7 +103,7 @@ def _engaged(kind: str, campaign_id: str):
     )
 
 
-def rule_condition(rule: dict[str, Any]):
+def rule_condition(rule: dict[str, Any]) -> ColumnElement[bool]:
     """One audience rule as a condition on the contacts table."""
     kind = rule["type"]
     if kind in ("opened", "not_opened"):
@@ -108,21 +112,22 @@ def rule_condition(rule: dict[str, Any]):
     if kind in ("clicked", "not_clicked"):
         condition = _engaged("click", rule["campaign_id"])
         return condition if kind == "clicked" else ~condition
-    value = Contact.attributes[rule["key"]].as_string()
+    value: ColumnElement[str] = Contact.attributes[rule["key"]].as_string()
     if rule["op"] == "equals":
-        return value == rule["value"]
+        equal: ColumnElement[bool] = value == rule["value"]
+        return equal
     # Case-insensitive on both backends (SQLite's LIKE ignores ASCII case, PostgreSQL's does not).
     return value.icontains(rule["value"], autoescape=True)
 
 
 def _eligible(
     campaign: Campaign,
-    *columns,
+    *columns: Any,
     after: str | None = None,
     upto: str | None = None,
     members_at: datetime | None = None,
     join_contacts: bool = True,
-):
+) -> Select[Any]:
     """The campaign's recipients among its audience's members (in contact id order from `after`
     to `upto`, each end open when None): subscribed, not suppressed, kept by the campaign's rules,
     and members since before sending started (or `members_at`, for a campaign not started).
@@ -200,7 +205,7 @@ async def _queue(
         ],
         rows,
     )
-    return (await session.execute(stmt)).rowcount, upto
+    return changed(await session.execute(stmt)), upto
 
 
 async def snapshot_recipients(
@@ -228,7 +233,9 @@ async def snapshot_recipients(
     if upto is None:
         campaign.recipients = queued
     else:
-        campaign.recipients = await recipient_count(session, campaign, campaign.send_started_at)
+        campaign.recipients = await recipient_count(
+            session, campaign, campaign.send_started_at or now
+        )
     return campaign.recipients
 
 
@@ -237,12 +244,11 @@ async def recipient_count(session: AsyncSession, campaign: Campaign, at: datetim
     snapshot's own selection, counted."""
     metadata_rules = any(rule["type"] == "metadata" for rule in campaign.audience_rules or [])
     stmt = _eligible(campaign, func.count(), members_at=at, join_contacts=metadata_rules)
-    return (await session.execute(stmt)).scalar_one()
+    return int((await session.execute(stmt)).scalar_one())
 
 
-_FILL_LOCK = (
-    0x6D63_6669  # "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill
-)
+# "mcfi": with the campaign id's hash, the advisory lock of one campaign's fill.
+_FILL_LOCK = 0x6D63_6669
 
 
 async def fill_queue(
@@ -292,7 +298,7 @@ async def fill_queue(
         .values(queue_fill_after=upto, queue_filled=upto is None)
         .execution_options(synchronize_session=False)
     )
-    if (await session.execute(stmt)).rowcount != 1:
+    if changed(await session.execute(stmt)) != 1:
         return None
     return queued, upto is None
 
@@ -308,11 +314,11 @@ async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     stmt = delete(Delivery).where(
         Delivery.campaign_id == campaign_id, Delivery.status.in_(("queued", "deferred", "held"))
     )
-    return (await session.execute(stmt)).rowcount
+    return changed(await session.execute(stmt))
 
 
 # A campaign's figures (total first), each the sum of its rows of counts: CampaignCount's columns.
-_FIGURES = tuple(c.name for c in CampaignCount.__table__.c if c.name not in ("id", "campaign_id"))
+_FIGURES = tuple(c.name for c in table_of(CampaignCount).c if c.name not in ("id", "campaign_id"))
 
 
 async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str, Stats]:
@@ -366,7 +372,7 @@ async def fold_counts(session: AsyncSession) -> int:
         await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})
     ).scalar():
         return 0
-    return (await session.execute(_FOLD_COUNTS)).rowcount
+    return changed(await session.execute(_FOLD_COUNTS))
 
 
 # Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
@@ -398,11 +404,11 @@ async def recount(session: AsyncSession) -> int:
     if is_postgresql(session):
         await session.execute(text("LOCK TABLE campaign_counts IN EXCLUSIVE MODE"))
     await session.execute(delete(CampaignCount))
-    return (await session.execute(_RECOUNT)).rowcount
+    return changed(await session.execute(_RECOUNT))
 
 
 async def _unfinished_using(
-    session: AsyncSession, account_id: str, column, value: str
+    session: AsyncSession, account_id: str, column: Any, value: str
 ) -> list[str]:
     stmt = select(Campaign.id).where(
         and_(
@@ -457,7 +463,7 @@ async def release_holdback(
         .values(status="queued", variant=variant, next_attempt_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).rowcount
+    return changed(await session.execute(stmt))
 
 
 async def set_winner(session: AsyncSession, campaign_id: str, variant: str, now: datetime) -> bool:
@@ -468,7 +474,7 @@ async def set_winner(session: AsyncSession, campaign_id: str, variant: str, now:
         .values(ab_winner=variant, ab_winner_evaluated_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).rowcount == 1
+    return changed(await session.execute(stmt)) == 1
 
 
 async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, dict[str, int]]:
@@ -546,7 +552,9 @@ async def record_test_sends(
         )
 
 
-def _bucket(session: AsyncSession, column, start: datetime, seconds: int):
+def _bucket(
+    session: AsyncSession, column: Any, start: datetime, seconds: int
+) -> ColumnElement[Any]:
     """Which bucket of `seconds` since `start` a time falls in (0, 1, ...)."""
     if is_postgresql(session):
         return func.floor(func.extract("epoch", column - literal(start, UTCDateTime())) / seconds)
@@ -593,7 +601,7 @@ async def clicks_per_link(
 
 async def deliveries_of_contact(
     session: AsyncSession, account_id: str, contact_id: str, limit: int = 100
-) -> list[tuple]:
+) -> list[tuple[Any, ...]]:
     """The contact's deliveries, newest campaign first: (campaign id, name, status of the delivery,
     sent_at, opened_at, clicked_at, open count, unsubscribed_at, complained_at). Found campaign by
     campaign through the (campaign, contact) key: deliveries have no index by contact alone (one
@@ -627,4 +635,4 @@ async def relays_down(session: AsyncSession) -> dict[str, tuple[datetime, str | 
             RelayStatus.down_since.is_not(None)
         )
     )
-    return {relay: (since, error) for relay, since, error in rows}
+    return {relay: (since, error) for relay, since, error in rows if since is not None}

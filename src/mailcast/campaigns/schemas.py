@@ -1,7 +1,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Annotated, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 from pydantic import (
@@ -17,6 +17,10 @@ from pydantic import (
 
 from mailcast.api.schemas import Input, SingleLine, Timestamp
 from mailcast.campaigns.lifecycle import Status
+
+if TYPE_CHECKING:
+    from mailcast.config import Settings
+    from mailcast.db.models import Campaign
 
 
 def _http_url(value: str) -> str:
@@ -39,7 +43,7 @@ class VariantB(Input):
     text_content: Body | None = None
     template_id: str | None = Field(default=None, max_length=40)
 
-    def overrides(self) -> dict:
+    def overrides(self) -> dict[str, Any]:
         return {k: v for k, v in self.model_dump().items() if v is not None}
 
 
@@ -208,8 +212,8 @@ class CampaignOut(BaseModel):
     sent_at: Timestamp | None
     cancelled_at: Timestamp | None
     last_error: str | None = None
-    ab_test: dict | None = None
-    audience_rules: list[dict] = []
+    ab_test: dict[str, Any] | None = None
+    audience_rules: list[dict[str, Any]] = []
     resent_from_id: str | None = None
     email_id: str | None = None
     stats: CampaignStatsOut
@@ -270,7 +274,7 @@ class ResendCampaign(BaseModel):
     preview_url: str = Field(serialization_alias="previewUrl")
 
     @classmethod
-    def of(cls, campaign, settings) -> ResendCampaign:
+    def of(cls, campaign: Campaign, settings: Settings) -> ResendCampaign:
         url = settings.public_url(
             f"/dashboard/company/{campaign.account_id}/campaign/{campaign.id}"
         )
@@ -278,8 +282,8 @@ class ResendCampaign(BaseModel):
             id=campaign.id,
             name=campaign.name,
             subject=campaign.subject,
-            status=campaign.status,
-            email_id=campaign.email_id,
+            status=Status(campaign.status),
+            email_id=campaign.email_id or "",
             scheduled_at=campaign.scheduled_at,
             sent_at=campaign.sent_at,
             created_at=campaign.created_at,
@@ -376,7 +380,7 @@ class SequenzyRenderOut(BaseModel):
     subject: str
     tracking_applied: bool = Field(default=False, serialization_alias="trackingApplied")
     # No block conditions here: everything is evaluated.
-    unevaluated_conditions: list[dict] = Field(
+    unevaluated_conditions: list[dict[str, Any]] = Field(
         default=[], serialization_alias="unevaluatedConditions"
     )
     unresolved_merge_tags: list[SequenzyMergeTag] = Field(serialization_alias="unresolvedMergeTags")

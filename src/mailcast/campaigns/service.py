@@ -6,10 +6,12 @@ on); services never commit, the request or job boundary does."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 from email.utils import getaddresses
 from typing import Any
 
+from pydantic import BaseModel
 from sqlalchemy import inspect
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -21,7 +23,7 @@ from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, S
 from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import CampaignCreate, CampaignUpdate
 from mailcast.config import Settings
-from mailcast.db.models import Campaign
+from mailcast.db.models import Account, Campaign, Contact
 from mailcast.delivery.transports import relay_for
 from mailcast.domains import service as domains
 from mailcast.errors import DomainNotVerified, InvalidTransition, NotFound, ValidationFailed
@@ -100,7 +102,7 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
         raise NotFound("No such campaign", {"campaign_ids": sorted(missing)})
 
 
-def _rules(rules) -> list[dict[str, Any]] | None:
+def _rules(rules: Sequence[BaseModel] | None) -> list[dict[str, Any]] | None:
     return [rule.model_dump() for rule in rules] if rules else None
 
 
@@ -165,7 +167,7 @@ async def create_campaign(
 
 
 async def _begin_sending(
-    session: AsyncSession, settings: Settings, account, campaign: Campaign, now: datetime
+    session: AsyncSession, settings: Settings, account: Account, campaign: Campaign, now: datetime
 ) -> int:
     """Queue the recipients and count them against the month's quota, in the transaction that
     moved the campaign to sending: either all of it happens or none of it."""
@@ -204,7 +206,7 @@ async def content_as_sent(session: AsyncSession, campaign: Campaign) -> Campaign
     return copy
 
 
-async def sample_members(session: AsyncSession, campaign: Campaign, limit: int) -> list:
+async def sample_members(session: AsyncSession, campaign: Campaign, limit: int) -> list[Contact]:
     """Members of the campaign's audience a preview can be shown as."""
     return await audiences_repo.reachable_members(session, campaign.audience_id, limit)
 
@@ -274,6 +276,7 @@ async def fill_queue(
     queued, full = filled
     if full:
         campaign = await session.get(Campaign, campaign_id)
+        assert campaign is not None  # its fill ran in this transaction
         await accounts.release_quota(
             session,
             campaign.account_id,
@@ -379,7 +382,7 @@ async def send_campaign(
 
 
 async def start_sending(
-    session: AsyncSession, settings: Settings, account, campaign: Campaign, now: datetime
+    session: AsyncSession, settings: Settings, account: Account, campaign: Campaign, now: datetime
 ) -> Campaign:
     sources, target = ACTIONS[Action.SEND]
     if Status(campaign.status) not in sources:

@@ -1,6 +1,6 @@
 from __future__ import annotations
 
-from collections.abc import Callable, Coroutine
+from collections.abc import AsyncIterator, Callable, Coroutine
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Query, Request, Response
@@ -27,7 +27,7 @@ router = APIRouter(prefix="/v1/contacts", tags=["Contacts"], responses=ERROR_RES
 @router.post("", status_code=201, response_model=ContactOut)
 async def create_contact(
     body: ContactCreate, principal: FullKey, session: SessionDep, clock: ClockDep
-):
+) -> ContactOut:
     """Create a contact (one per address per account; 409 if the address exists)."""
     return ContactOut.of(await service.create_contact(session, principal.account_id, body, clock()))
 
@@ -39,7 +39,7 @@ async def list_contacts(
     page: PageDep,
     email: Annotated[str | None, Query(max_length=320, description="Part of the address")] = None,
     audience_id: Annotated[str | None, Query(max_length=40)] = None,
-):
+) -> Page[ContactOut]:
     rows = await service.list_contacts(
         session, principal.account_id, page.limit, page.cursor, email, audience_id
     )
@@ -140,7 +140,7 @@ async def start_import(
         ),
     ] = None,
     filename: Annotated[str | None, Query(max_length=255)] = None,
-):
+) -> ContactImportOut:
     """Import a CSV file of any size (up to MAILCAST_IMPORT_MAX_FILE_BYTES, 1 GiB by default),
     sent as the request body (`Content-Type: text/csv`) or as the `file` part of a multipart form.
     The file is stored and a worker imports it; this answers 202 with the job at once. Follow it
@@ -154,7 +154,9 @@ async def start_import(
 
 
 @router.get("/imports", response_model=Page[ContactImportOut])
-async def list_imports(principal: ReadKey, session: SessionDep, page: PageDep):
+async def list_imports(
+    principal: ReadKey, session: SessionDep, page: PageDep
+) -> Page[ContactImportOut]:
     """The account's imports, newest first."""
     rows = await imports.list_imports(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
@@ -164,7 +166,7 @@ async def list_imports(principal: ReadKey, session: SessionDep, page: PageDep):
 
 
 @router.get("/imports/{import_id}", response_model=ContactImportOut)
-async def get_import(import_id: str, principal: ReadKey, session: SessionDep):
+async def get_import(import_id: str, principal: ReadKey, session: SessionDep) -> ContactImportOut:
     """Where an import stands: status, rows read, created, updated, rejected, and its progress
     through the file's bytes."""
     return ContactImportOut.of(await imports.get_import(session, principal.account_id, import_id))
@@ -175,17 +177,17 @@ async def get_import(import_id: str, principal: ReadKey, session: SessionDep):
     response_class=StreamingResponse,
     responses={200: {"content": {"text/csv": {}}, "description": "line,email,reason"}},
 )
-async def import_errors(import_id: str, principal: ReadKey, request: Request):
+async def import_errors(import_id: str, principal: ReadKey, request: Request) -> Response:
     """The rejected rows as CSV: `line,email,reason` (the line in the file; the header is line
     1)."""
     sessions = request.app.state.sessions
     async with sessions() as session:
         job = await imports.get_import(session, principal.account_id, import_id)
 
-    async def rows():
+    async def rows() -> AsyncIterator[str]:
         yield "line,email,reason\r\n"
         async with sessions() as session:
-            async for chunk in imports.rejected_rows(session, job):
+            async for chunk in imports.rejected_rows(session, job.id):
                 yield uploads.csv_lines(chunk)
 
     return StreamingResponse(
@@ -196,7 +198,7 @@ async def import_errors(import_id: str, principal: ReadKey, request: Request):
 
 
 @router.get("/{contact_id}", response_model=ContactOut)
-async def get_contact(contact_id: str, principal: ReadKey, session: SessionDep):
+async def get_contact(contact_id: str, principal: ReadKey, session: SessionDep) -> ContactOut:
     return ContactOut.of(await service.get_contact(session, principal.account_id, contact_id))
 
 
@@ -213,6 +215,8 @@ put_and_patch(router, "/{contact_id}", update_contact, response_model=ContactOut
 
 
 @router.delete("/{contact_id}", response_model=Deleted)
-async def delete_contact(contact_id: str, principal: FullKey, session: SessionDep, clock: ClockDep):
+async def delete_contact(
+    contact_id: str, principal: FullKey, session: SessionDep, clock: ClockDep
+) -> Deleted:
     await service.delete_contact(session, principal.account_id, contact_id, clock())
     return Deleted(id=contact_id, object="contact")

@@ -15,7 +15,7 @@ from collections.abc import AsyncIterator, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 
@@ -97,9 +97,11 @@ async def list_imports(
     return await repo.page(session, account_id, limit, cursor)
 
 
-def rejected_rows(session: AsyncSession, job: ContactImport):
+def rejected_rows(
+    session: AsyncSession, import_id: str
+) -> AsyncIterator[list[tuple[int, str, str]]]:
     """The rejected rows (line, email, reason), a chunk at a time."""
-    return repo.errors(session, job.id)
+    return repo.errors(session, import_id)
 
 
 class AudienceGone(Exception):
@@ -196,7 +198,12 @@ class Importer:
                 "The audience was deleted during the import; the rows before that are imported",
             )
 
-    async def _read(self, job: dict[str, Any], handle, on_progress) -> str:
+    async def _read(
+        self,
+        job: dict[str, Any],
+        handle: BinaryIO,
+        on_progress: Callable[[Progress], None] | None,
+    ) -> str:
         if job["layout"] is None:
             layout = read_layout(handle)
             async with self.engine.begin() as connection:
@@ -273,7 +280,7 @@ class Importer:
 
     @contextlib.asynccontextmanager
     async def _batches(
-        self, handle, layout: Layout, job: dict[str, Any]
+        self, handle: BinaryIO, layout: Layout, job: dict[str, Any]
     ) -> AsyncIterator[AsyncIterator[Batch]]:
         """The file's batches from where the job stands, prepared for the store. A large rest is
         read by a process of its own (`contacts/reader.py`), one batch ahead of the writes:
@@ -342,7 +349,8 @@ class _Pickles:
     async def next(self) -> Batch | None:
         try:
             size = int.from_bytes(await self.stream.readexactly(8), "big")
-            return pickle.loads(await self.stream.readexactly(size))
+            batch: Batch = pickle.loads(await self.stream.readexactly(size))
+            return batch
         except asyncio.IncompleteReadError:
             self.ended_early = True
             raise RuntimeError(

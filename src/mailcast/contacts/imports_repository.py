@@ -8,10 +8,12 @@ from typing import Any
 
 from sqlalchemy import and_, func, insert, literal, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ColumnElement
 
 from mailcast.contacts.csvfile import Rejected
 from mailcast.db import owned
-from mailcast.db.models import Account, ContactImport, ContactImportError
+from mailcast.db.models import Account, ContactImport, ContactImportError, table_of
+from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
 
 QUEUED, RUNNING, DONE, FAILED = "queued", "running", "done", "failed"
@@ -27,7 +29,7 @@ async def page(
     return await owned.page(session, ContactImport, account_id, limit, cursor)
 
 
-def _takeable(now: datetime):
+def _takeable(now: datetime) -> ColumnElement[bool]:
     """Waiting, or running under a lease that ran out (its worker stopped)."""
     return or_(
         ContactImport.status == QUEUED,
@@ -85,13 +87,13 @@ async def take(
         )
         .execution_options(synchronize_session=False)
     )
-    return (await session.execute(stmt)).rowcount == 1
+    return changed(await session.execute(stmt)) == 1
 
 
 async def load(connection: AsyncConnection | AsyncSession, import_id: str) -> dict[str, Any] | None:
     row = (
         await connection.execute(
-            select(ContactImport.__table__).where(ContactImport.id == import_id)
+            select(table_of(ContactImport)).where(ContactImport.id == import_id)
         )
     ).first()
     return None if row is None else dict(row._mapping)
@@ -108,7 +110,7 @@ async def set_layout(
     expires: datetime,
 ) -> bool:
     stmt = (
-        update(ContactImport.__table__)
+        update(table_of(ContactImport))
         .where(
             ContactImport.id == import_id,
             ContactImport.lease_owner == owner,
@@ -116,7 +118,7 @@ async def set_layout(
         )
         .values(layout=layout, offset=offset, line=line, lease_expires_at=expires, updated_at=now)
     )
-    return (await connection.execute(stmt)).rowcount == 1
+    return changed(await connection.execute(stmt)) == 1
 
 
 async def advance(
@@ -136,7 +138,7 @@ async def advance(
     """The batch's progress, in the batch's transaction, and the lease renewed. Guarded on the
     owner and on where the job stood, so a worker that lost its lease writes nothing (the caller
     rolls back) and no batch is counted twice."""
-    table = ContactImport.__table__
+    table = table_of(ContactImport)
     stmt = (
         update(table)
         .where(
@@ -156,7 +158,7 @@ async def advance(
             updated_at=now,
         )
     )
-    return (await connection.execute(stmt)).rowcount == 1
+    return changed(await connection.execute(stmt)) == 1
 
 
 async def add_errors(
@@ -164,7 +166,7 @@ async def add_errors(
 ) -> None:
     if rejected:
         await connection.execute(
-            insert(ContactImportError.__table__),
+            insert(table_of(ContactImportError)),
             [
                 {
                     "import_id": import_id,
@@ -179,7 +181,7 @@ async def add_errors(
 
 async def release(connection: AsyncConnection, import_id: str, owner: str, now: datetime) -> None:
     """Back to the queue, where it stands (its worker is stopping)."""
-    table = ContactImport.__table__
+    table = table_of(ContactImport)
     await connection.execute(
         update(table)
         .where(table.c.id == import_id, table.c.lease_owner == owner, table.c.status == RUNNING)
@@ -195,7 +197,7 @@ async def finish(
     error: str | None,
     now: datetime,
 ) -> bool:
-    table = ContactImport.__table__
+    table = table_of(ContactImport)
     where = [table.c.id == import_id, table.c.status.in_((QUEUED, RUNNING))]
     if owner is not None:
         where.append(table.c.lease_owner == owner)
@@ -211,7 +213,7 @@ async def finish(
             lease_expires_at=None,
         )
     )
-    return (await connection.execute(stmt)).rowcount == 1
+    return changed(await connection.execute(stmt)) == 1
 
 
 async def errors(

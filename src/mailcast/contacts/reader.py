@@ -15,7 +15,7 @@ from mailcast.contacts.csvfile import Batch, Layout, Row, batches
 from mailcast.ids import new_id
 
 
-def copy_records(rows: Sequence[Row]) -> list[tuple]:
+def copy_records(rows: Sequence[Row]) -> list[tuple[Any, ...]]:
     """Rows as PostgreSQL's COPY takes them into the import's batch table (a new contact's id
     included)."""
     dumps = json.dumps

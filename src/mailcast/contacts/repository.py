@@ -4,7 +4,7 @@ from collections.abc import Iterable
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db import owned
 from mailcast.db.lists import is_postgresql
@@ -69,7 +69,7 @@ async def list_page(
     return list((await session.execute(paginate_query(stmt, Contact.id, limit, cursor))).scalars())
 
 
-async def refresh_statistics(session: AsyncSession) -> None:
+async def refresh_statistics(session: AsyncSession | AsyncConnection) -> None:
     """PostgreSQL plans with the statistics of the last ANALYZE. During a large import into a new
     database they still describe an empty table (autovacuum comes a minute later at best, or
     never when it is off), and the address lookup was then planned as "every contact of the

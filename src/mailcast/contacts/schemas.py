@@ -1,8 +1,13 @@
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from pydantic import BaseModel, Field
 
 from mailcast.api.schemas import Input, JsonObject, Output, SingleLine, Timestamp
+
+if TYPE_CHECKING:
+    from mailcast.db.models import Contact, ContactImport
 
 Name = SingleLine
 
@@ -38,7 +43,7 @@ class ContactOut(Output):
     updated_at: Timestamp
 
     @classmethod
-    def of(cls, c) -> ContactOut:
+    def of(cls, c: Contact) -> ContactOut:
         return cls(
             id=c.id,
             email=c.email,
@@ -105,7 +110,7 @@ class ContactImportOut(Output):
     finished_at: Timestamp | None
 
     @classmethod
-    def of(cls, job) -> ContactImportOut:
+    def of(cls, job: ContactImport) -> ContactImportOut:
         done = job.status == "done"
         read = job.file_bytes if done else min(job.offset, job.file_bytes)
         return cls(

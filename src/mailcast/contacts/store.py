@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
 from mailcast.contacts.csvfile import Row
-from mailcast.db.models import Contact
+from mailcast.db.models import Contact, table_of
 from mailcast.ids import new_id
 
 
@@ -86,13 +86,13 @@ class PostgresContactStore:
         connection: AsyncConnection,
         account_id: str,
         audience_id: str | None,
-        prepared: list[tuple],
+        prepared: list[tuple[Any, ...]],
         now: datetime,
     ) -> tuple[int, int]:
         if not prepared:
             return 0, 0
         await connection.execute(_BATCH_TABLE)
-        raw = (await connection.get_raw_connection()).driver_connection
+        raw: Any = (await connection.get_raw_connection()).driver_connection
         await raw.copy_records_to_table(
             "contact_import_batch", records=prepared, columns=_BATCH_COLUMNS
         )
@@ -138,12 +138,13 @@ class SqliteContactStore:
         rows = prepared
         if not rows:
             return 0, 0
-        stamp = _contacts.c.created_at.type.bind_processor(connection.dialect)(now)
-        existing: dict[str, tuple] = {}
+        bind: Any = _contacts.c.created_at.type.bind_processor(connection.dialect)
+        stamp = bind(now)
+        existing: dict[str, tuple[Any, ...]] = {}
         emails = [r.email for r in rows]
         for start in range(0, len(emails), _CHUNK):
             chunk = emails[start : start + _CHUNK]
-            found = await connection.exec_driver_sql(
+            found: Any = await connection.exec_driver_sql(
                 "SELECT id, email, first_name, last_name, metadata, unsubscribed FROM contacts "
                 f"WHERE account_id = ? AND email IN ({', '.join('?' * len(chunk))})",
                 (account_id, *chunk),
@@ -195,7 +196,7 @@ class SqliteContactStore:
         return len(inserts), len(updates)
 
 
-_contacts = Contact.__table__
+_contacts = table_of(Contact)
 
 
 def contact_store(engine: AsyncEngine) -> ContactStore:

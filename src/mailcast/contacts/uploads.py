@@ -7,6 +7,7 @@ import contextlib
 import csv
 import io
 import os
+from collections.abc import Iterable
 from datetime import datetime
 from pathlib import Path
 
@@ -120,7 +121,7 @@ async def import_upload(
         raise
 
 
-def csv_lines(rows) -> str:
+def csv_lines(rows: Iterable[tuple[int, str, str]]) -> str:
     """Rejected rows (line, email, reason) as CSV lines."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\r\n")

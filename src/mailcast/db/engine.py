@@ -6,9 +6,10 @@ import contextlib
 import os
 import time
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import event
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import Connection, make_url
 from sqlalchemy.exc import InvalidatePoolError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
@@ -37,7 +38,7 @@ def private_file(path: Path) -> None:
             os.close(os.open(path, os.O_CREAT | os.O_EXCL | os.O_WRONLY, 0o600))
 
 
-def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs) -> AsyncEngine:
+def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs: Any) -> AsyncEngine:
     """PostgreSQL: a pooled connection is pinged before use (`pool_pre_ping`), or with
     `ping_after_idle` only when it sat in the pool longer than that many seconds. A ping is a
     round trip, and a worker checks a connection out several times a batch, a claim's ping
@@ -77,11 +78,11 @@ def _ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
     dialect = engine.dialect
 
     @event.listens_for(engine.sync_engine, "checkin")
-    def _on_checkin(_dbapi_connection, record) -> None:
+    def _on_checkin(_dbapi_connection: Any, record: Any) -> None:
         record.info["idle_since"] = time.monotonic()
 
     @event.listens_for(engine.sync_engine, "checkout")
-    def _on_checkout(dbapi_connection, record, _proxy) -> None:
+    def _on_checkout(dbapi_connection: Any, record: Any, _proxy: Any) -> None:
         idle_since = record.info.get("idle_since")  # none: a new connection
         if idle_since is None or time.monotonic() - idle_since <= seconds:
             return
@@ -96,7 +97,7 @@ def _ping_after_idle(engine: AsyncEngine, seconds: float) -> None:
 
 def _configure_sqlite(engine: AsyncEngine) -> None:
     @event.listens_for(engine.sync_engine, "connect")
-    def _on_connect(dbapi_connection, _record) -> None:
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
         # Take over transaction control from the driver so BEGIN IMMEDIATE below is ours.
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
@@ -107,7 +108,7 @@ def _configure_sqlite(engine: AsyncEngine) -> None:
         cursor.close()
 
     @event.listens_for(engine.sync_engine, "begin")
-    def _on_begin(conn) -> None:
+    def _on_begin(conn: Connection) -> None:
         # A deferred transaction that reads and then writes can fail with SQLITE_BUSY when
         # another process wrote in between; taking the write lock up front makes every
         # read-check-write sequence (plan limits, transitions) serialisable across processes.

@@ -6,6 +6,7 @@ from pathlib import Path
 
 from alembic import command
 from alembic.config import Config
+from sqlalchemy.engine import Connection
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 MIGRATIONS = Path(__file__).parent / "migrations"
@@ -21,7 +22,7 @@ def alembic_config(url: str) -> Config:
 async def upgrade(engine: AsyncEngine, revision: str = "head") -> None:
     cfg = alembic_config(engine.url.render_as_string(hide_password=False))
 
-    def _upgrade(connection) -> None:
+    def _upgrade(connection: Connection) -> None:
         cfg.attributes["connection"] = connection
         command.upgrade(cfg, revision)
 

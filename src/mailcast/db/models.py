@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Any, cast
 
 from sqlalchemy import (
     BigInteger,
@@ -14,6 +14,7 @@ from sqlalchemy import (
     Integer,
     LargeBinary,
     String,
+    Table,
     Text,
     UniqueConstraint,
     false,
@@ -28,6 +29,11 @@ from .types import BigIntPK, JSONType, UTCDateTime
 
 class Base(DeclarativeBase):
     type_annotation_map = {datetime: UTCDateTime(), dict[str, Any]: JSONType}
+
+
+def table_of(model: type[Base]) -> Table:
+    """A model's table, for Core statements (declarative classes type `__table__` loosely)."""
+    return cast(Table, model.__table__)
 
 
 class Account(Base):
@@ -356,7 +362,7 @@ class Campaign(Base):
     email_id: Mapped[str | None] = mapped_column(String(40))
     # Audience rules evaluated when sending starts: [{"type": "not_opened", "campaign_id": ...},
     # ...]
-    audience_rules: Mapped[list | None] = mapped_column(JSONType)
+    audience_rules: Mapped[list[dict[str, Any]] | None] = mapped_column(JSONType)
     ab_test: Mapped[dict[str, Any] | None]
     ab_winner: Mapped[str | None] = mapped_column(String(1))
     ab_winner_evaluated_at: Mapped[datetime | None]

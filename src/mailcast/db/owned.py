@@ -3,15 +3,25 @@ an id of another account is simply not found."""
 
 from __future__ import annotations
 
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from sqlalchemy import Select, delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-M = TypeVar("M")
+from mailcast.db.rows import changed
 
 
-def paginate_query(stmt: Select, id_column: Any, limit: int, cursor: str | None) -> Select:
+class _Owned(Protocol):
+    id: Any
+    account_id: Any
+
+
+M = TypeVar("M", bound=_Owned)
+
+
+def paginate_query(
+    stmt: Select[Any], id_column: Any, limit: int, cursor: str | None
+) -> Select[Any]:
     # The cursor is the last id of the previous page: any string is a well-defined position
     # ("everything older than this"), so there is no malformed cursor to refuse.
     if cursor:
@@ -36,6 +46,8 @@ async def page(
     return list((await session.execute(paginate_query(stmt, model.id, limit, cursor))).scalars())
 
 
-async def delete_one(session: AsyncSession, model: type, account_id: str, row_id: str) -> bool:
+async def delete_one(
+    session: AsyncSession, model: type[_Owned], account_id: str, row_id: str
+) -> bool:
     stmt = delete(model).where(model.id == row_id, model.account_id == account_id)
-    return (await session.execute(stmt)).rowcount > 0
+    return changed(await session.execute(stmt)) > 0

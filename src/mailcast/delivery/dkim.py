@@ -51,7 +51,9 @@ class Signer:
         self.headers = set(headers)
         key = serialization.load_pem_private_key(private_key_pem.encode(), password=None)
         expected = rsa.RSAPrivateKey if algorithm == "rsa" else ed25519.Ed25519PrivateKey
-        if not isinstance(key, expected):
+        if not isinstance(key, (rsa.RSAPrivateKey, ed25519.Ed25519PrivateKey)) or not isinstance(
+            key, expected
+        ):
             raise ValueError(f"the private key is not a {algorithm} key")
         self._key = key
 
@@ -83,7 +85,7 @@ class Signer:
         )
         header = b"DKIM-Signature: " + tags
         data = b"".join(canonical_header(f) + b"\r\n" for _, f in signed) + canonical_header(header)
-        if self.algorithm == "rsa":
+        if isinstance(self._key, rsa.RSAPrivateKey):
             signature = self._key.sign(data, padding.PKCS1v15(), hashes.SHA256())
         else:  # RFC 8463: Ed25519 over the SHA-256 of the canonicalised data
             signature = self._key.sign(hashlib.sha256(data).digest())

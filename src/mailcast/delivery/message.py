@@ -351,7 +351,7 @@ def build(
     if feedback_id:
         head.append(_header("Feedback-ID", header_safe(feedback_id)))
     head.append("MIME-Version: 1.0\r\n")
-    if html is None:
+    if html_qp is None:
         return "".join(head).encode("ascii") + _TEXT_PART + text_qp
     # "=_" cannot occur in quoted-printable output, so the boundary never collides with a body.
     boundary = f"=_mc_{uuid.uuid4().hex}".encode()
@@ -380,19 +380,19 @@ def build(
 
 
 def _build_with_email_package(
-    sender,
-    recipient,
-    recipient_name,
-    subject,
-    html,
-    text,
-    message_id,
-    date,
-    unsubscribe_url,
-    unsubscribe_mailto,
-    reply_to,
-    list_id,
-    feedback_id,
+    sender: Address,
+    recipient: str,
+    recipient_name: str,
+    subject: str,
+    html: str | None,
+    text: str,
+    message_id: str,
+    date: datetime,
+    unsubscribe_url: str,
+    unsubscribe_mailto: str,
+    reply_to: str | None,
+    list_id: str | None,
+    feedback_id: str | None,
 ) -> bytes:
     msg = EmailMessage(policy=SMTP.clone(utf8=True))
     msg["From"] = sender

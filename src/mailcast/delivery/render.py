@@ -9,9 +9,9 @@ from bisect import bisect_left
 from dataclasses import dataclass, field
 from html.parser import HTMLParser
 from itertools import accumulate
-from typing import Any
+from typing import Any, cast
 
-from liquid import Environment
+from liquid import BoundTemplate, Environment
 from liquid.exceptions import LiquidError, ResourceLimitError
 from markupsafe import escape
 
@@ -49,10 +49,10 @@ def _lookup(values: dict[str, Any], path: tuple[str, ...]) -> Any:
 
 
 def _nested(path: tuple[str, ...], leaf: Any) -> dict[str, Any]:
-    value = leaf
+    value: Any = leaf
     for key in reversed(path):
         value = {key: value}
-    return value
+    return cast(dict[str, Any], value)
 
 
 class SlotTemplate:
@@ -65,14 +65,14 @@ class SlotTemplate:
 
     def __init__(self, env: Environment, source: str) -> None:
         pieces = _OUTPUT_TAG.split(source)
-        self.static = [Recurring(piece) for piece in pieces[0::2]]
+        self.static: list[str] = [Recurring(piece) for piece in pieces[0::2]]
         slots = [p.strip() for p in pieces[1::2]]
         self.escape = env.autoescape
         self.expressions = {
             e: env.from_string("{{ " + e + " }}") for e in set(slots) if not _LINK_SLOT.match(e)
         }
         # Each slot: ("link", n) or ("expr", expression).
-        self.slots = [
+        self.slots: list[tuple[str, Any]] = [
             ("link", int(m.group(1))) if (m := _LINK_SLOT.match(e)) else ("expr", e) for e in slots
         ]
         # expression -> (path, what Liquid writes when the value is empty, or None for no default)
@@ -117,13 +117,13 @@ class SlotTemplate:
         return out
 
 
-def _template(env: Environment, source: str):
+def _template(env: Environment, source: str) -> BoundTemplate | SlotTemplate:
     full = env.from_string(source)
     if "{%" in source or "{{-" in source or "-}}" in source:
         return full
     try:
         fast = SlotTemplate(env, source)
-        probe = {
+        probe: dict[str, Any] = {
             "email": "probe@example.org",
             "first_name": "Probe <&>",
             "last_name": "O'Probe",
@@ -159,8 +159,8 @@ class CompiledVariant:
     )  # link number -> original URL (may hold merge tags)
 
 
-def _rewrite_links(source: str, links: list[str], pattern: re.Pattern, html: bool) -> str:
-    def replace(match: re.Match) -> str:
+def _rewrite_links(source: str, links: list[str], pattern: re.Pattern[str], html: bool) -> str:
+    def replace(match: re.Match[str]) -> str:
         url = match.group(3) if html else match.group(0)
         if not _trackable(htmllib.unescape(url) if html else url):
             return match.group(0)
@@ -189,7 +189,7 @@ _POSTAL_TEXT = "{{ postal_address }}\n"
 
 
 def has_unsubscribe_link(source: str | None) -> bool:
-    return bool(source) and _UNSUBSCRIBE_TAG.search(source) is not None
+    return source is not None and _UNSUBSCRIBE_TAG.search(source) is not None
 
 
 def _with_footer_html(html: str, postal_address: bool) -> str:
@@ -301,7 +301,7 @@ def render(
     if click_urls_html is None:
         click_urls_html = [str(escape(url)) for url in click_urls]
     try:
-        subject = "".join(_pieces(compiled.subject, values, click_urls))
+        subject = "".join(_pieces(compiled.subject, values, click_urls) or ())
         html = _pieces(compiled.html, values, click_urls_html)
         text = _pieces(compiled.text, values, click_urls) or ["\n"]
         preview = _pieces(compiled.preview_text, values, click_urls)
@@ -349,7 +349,7 @@ def _decorate_html(pieces: list[str], preview: str | None, pixel_url: str | None
     return _insert(pieces, sorted(inserts, key=lambda insert: insert[0])) if inserts else pieces
 
 
-def _last_body_close(html: str) -> re.Match | None:
+def _last_body_close(html: str) -> re.Match[str] | None:
     """The last `</body>`, looked for from the end (it is nearly always there) and only then in
     the whole text."""
     start = max(html.rfind("</body"), html.rfind("</BODY"), 0)
@@ -413,7 +413,7 @@ class _TextExtractor(HTMLParser):
         self._skip = 0
         self._href: str | None = None
 
-    def handle_starttag(self, tag, attrs):
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
         if tag in self._SKIP:
             self._skip += 1
         elif tag in self._BLOCK or tag == "br":
@@ -423,7 +423,7 @@ class _TextExtractor(HTMLParser):
         elif tag == "a":
             self._href = dict(attrs).get("href")
 
-    def handle_endtag(self, tag):
+    def handle_endtag(self, tag: str) -> None:
         if tag in self._SKIP:
             self._skip = max(0, self._skip - 1)
         elif tag in self._BLOCK:
@@ -432,7 +432,7 @@ class _TextExtractor(HTMLParser):
             self.parts.append(f" ({self._href})")
             self._href = None
 
-    def handle_data(self, data):
+    def handle_data(self, data: str) -> None:
         if not self._skip:
             self.parts.append(data)
 

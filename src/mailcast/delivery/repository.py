@@ -26,6 +26,7 @@ from sqlalchemy import (
     update,
 )
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
+from sqlalchemy.sql import ColumnElement, CompoundSelect, Select, TextClause, Update
 
 from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import (
@@ -39,7 +40,9 @@ from mailcast.db.models import (
     DeliveryLease,
     Domain,
     RelayStatus,
+    table_of,
 )
+from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
 from mailcast.db.upsert import insert_for
 from mailcast.delivery.transport import RelayHealth
@@ -116,7 +119,7 @@ async def claim(
         after = (started_at, campaign_id)
         if expired:
             await connection.execute(_DELETE_RAN_OUT, {"campaign_id": campaign_id, "now": now})
-        start = (from_at, from_id) if from_at is not None else None
+        start = (from_at, from_id) if from_at is not None and from_id is not None else None
         claimed += await _claim_campaign(
             connection, campaign_id, start, leased, worker, now, limit - len(claimed), lease
         )
@@ -152,7 +155,7 @@ _NEXT_CAMPAIGN_AFTER = _NEXT_CAMPAIGN.where(
     tuple_(Campaign.send_started_at, Campaign.id)
     > tuple_(bindparam("after_at", type_=UTCDateTime()), bindparam("after_id", type_=String()))
 )
-_LEASES = DeliveryLease.__table__
+_LEASES = table_of(DeliveryLease)
 _DELETE_RAN_OUT = delete(_LEASES).where(
     _LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW
 )
@@ -176,13 +179,13 @@ _FIRST_KEYS = select(_LEASES.c.first_at.label("at"), _LEASES.c.first_id.label("i
 )
 
 
-def _move_start(keys):
+def _move_start(select_keys: Select[Any] | CompoundSelect[Any]) -> Update:
     """Set the campaign's start to the smallest of `keys` (a select of (at, id); none: the head)."""
-    keys = keys.subquery()
+    keys = select_keys.subquery()
     smallest = select(keys.c.at, keys.c.id).order_by(keys.c.at, keys.c.id).limit(1)
     return (
-        update(Campaign.__table__)
-        .where(Campaign.__table__.c.id == _CAMPAIGN_ID)
+        update(table_of(Campaign))
+        .where(table_of(Campaign).c.id == _CAMPAIGN_ID)
         .values(
             queue_from_at=smallest.with_only_columns(keys.c.at).scalar_subquery(),
             queue_from_id=smallest.with_only_columns(keys.c.id).scalar_subquery(),
@@ -242,6 +245,8 @@ async def _claim_campaign(
         # A sole batch read from the start leaves it: nothing due lies between the start and the
         # batch, and the batch's end moves the start past it (`end_leases`). One statement less.
         await connection.execute(_MOVE_START, {"campaign_id": campaign_id})
+    if lease_id is None:
+        return []
     return [
         Claimed(id_, campaign_id, contact_id, email, variant, attempts, lease_id)
         for (id_, contact_id, email, variant, attempts) in rows
@@ -275,8 +280,8 @@ _LEASED = exists().where(
 _CLAIMED = (Delivery.id, Delivery.contact_id, Delivery.email, Delivery.variant, Delivery.attempts)
 
 
-def _due_rows_statement(leased: bool, from_start: bool):
-    where = [
+def _due_rows_statement(leased: bool, from_start: bool) -> Select[int, str | None, str, str, int]:
+    where: list[ColumnElement[bool] | TextClause] = [
         Delivery.campaign_id == _CAMPAIGN_ID,
         text(DUE_CONDITION),
         Delivery.next_attempt_at <= _NOW,
@@ -306,7 +311,7 @@ _DUE_ROWS = {
 }
 
 
-def _pending(status):
+def _pending(status: Any) -> ColumnElement[bool]:
     """Queued or deferred, for rows looked up by id. Through coalesce (a status is never null) so
     that PostgreSQL reads them by primary key: the bare condition is the due index's predicate,
     and the planner may then scan that whole index for a handful of ids."""
@@ -371,18 +376,18 @@ async def prepare(
 
 # One statement, built once: a flush of the sender's writes marks a few rows at a time, many
 # times a second. The ids as an expanding IN: only as many lists as relay connections.
-_MARKS = DeliveryLease.__table__
+_MARKS = table_of(DeliveryLease)
 _MARK_ON_WIRE = (
-    update(Delivery.__table__)
+    update(table_of(Delivery))
     .where(
-        Delivery.__table__.c.id.in_(bindparam("ids", expanding=True)),
-        _pending(Delivery.__table__.c.status),
+        table_of(Delivery).c.id.in_(bindparam("ids", expanding=True)),
+        _pending(table_of(Delivery).c.status),
         # the row lies in the range of a lease this worker holds (`claim` deletes leases that ran
         # out)
         exists().where(
-            _MARKS.c.campaign_id == Delivery.__table__.c.campaign_id,
+            _MARKS.c.campaign_id == table_of(Delivery).c.campaign_id,
             _MARKS.c.owner == bindparam("worker"),
-            tuple_(Delivery.__table__.c.next_attempt_at, Delivery.__table__.c.id).between(
+            tuple_(table_of(Delivery).c.next_attempt_at, table_of(Delivery).c.id).between(
                 tuple_(_MARKS.c.first_at, _MARKS.c.first_id),
                 tuple_(_MARKS.c.last_at, _MARKS.c.last_id),
             ),
@@ -390,12 +395,12 @@ _MARK_ON_WIRE = (
     )
     .values(
         status="sending",
-        attempts=Delivery.__table__.c.attempts + 1,
+        attempts=table_of(Delivery).c.attempts + 1,
         lease_owner=bindparam("worker"),
         lease_expires_at=bindparam("expires", type_=UTCDateTime()),
         updated_at=_NOW,
     )
-    .returning(Delivery.__table__.c.id)
+    .returning(table_of(Delivery).c.id)
 )
 
 
@@ -560,7 +565,7 @@ async def record(
                 {"worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}},
             )
             continue
-        table = Delivery.__table__
+        table = table_of(Delivery)
         # not IN (...): an expanding parameter cannot go into an executemany
         if unsent:
             guard = [or_(table.c.status == "queued", table.c.status == "deferred")]
@@ -586,7 +591,7 @@ async def record(
 
 
 @functools.cache
-def _record_over_arrays(columns: tuple[str, ...], unsent: bool):
+def _record_over_arrays(columns: tuple[str, ...], unsent: bool) -> TextClause:
     """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column
     (coalesce: see `_pending`)."""
     guard = (
@@ -597,7 +602,7 @@ def _record_over_arrays(columns: tuple[str, ...], unsent: bool):
     return text(
         f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
         "lease_owner = NULL, lease_expires_at = NULL "
-        f"FROM {unnest(Delivery.__table__, ('id', *columns))} AS "
+        f"FROM {unnest(table_of(Delivery), ('id', *columns))} AS "
         f"u(id{''.join(f', {c}' for c in columns)}) "
         f"WHERE d.id = u.id AND {guard}"
     )
@@ -652,7 +657,7 @@ async def recover_expired(session: AsyncSession, now: datetime) -> int:
         )
         .execution_options(synchronize_session=False)
     )
-    return again.rowcount + stopped.rowcount
+    return changed(again) + changed(stopped)
 
 
 async def campaigns_for(session: AsyncSession, ids: Sequence[str]) -> dict[str, Campaign]:
@@ -744,6 +749,7 @@ async def save_relay_health(
         stmt = insert(RelayStatus).values(
             relay=relay.relay, down_since=relay.down_since, error=relay.error, updated_at=now
         )
+        changes: dict[str, Any]
         if relay.down_since is None:
             changes = {"down_since": None, "error": None, "updated_at": now}
         else:

@@ -138,7 +138,7 @@ class Sender:
             await session.commit()
         async with self.sessions() as session:
             finished = await repo.finish_done_campaigns(
-                session, self.clock(), {c.campaign_id for c in claimed}
+                session, self.clock(), list({c.campaign_id for c in claimed})
             )
             await session.commit()
         for campaign_id in finished:
@@ -189,7 +189,7 @@ class Sender:
         while True:
             try:
                 return await attempt()
-            except (DBAPIError, OSError, *_DRIVER_ERRORS) as exc:
+            except _TRANSIENT as exc:
                 if not _transient(exc):
                     raise
                 if asyncio.get_running_loop().time() + pause > deadline:
@@ -238,15 +238,21 @@ class Sender:
                         unsendable[campaign_id] = f"paused: {exc}"
         for campaign_id, reason in unsendable.items():
             log.error("campaign %s %s", campaign_id, reason)
-            await self.write(
-                lambda s, c=campaign_id, r=reason: campaigns.pause_for(s, c, r, self.clock())
-            )
+            await self.write(partial(self._pause, campaign_id, reason))
         return self._plans
+
+    async def _pause(self, campaign_id: str, reason: str, session: AsyncSession) -> None:
+        await campaigns.pause_for(session, campaign_id, reason, self.clock())
 
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         return await plan_for(session, self.settings, campaign, variant)
 
-    async def _send_chunk(self, chunk: list[repo.Claimed], plans, ledger: Ledger) -> None:
+    async def _send_chunk(
+        self,
+        chunk: list[repo.Claimed],
+        plans: dict[tuple[str, str], CampaignPlan],
+        ledger: Ledger,
+    ) -> None:
         ours = await self.write(
             lambda session: repo.prepare(session, self.worker_id, chunk, self.clock(), self.lease)
         )
@@ -375,7 +381,7 @@ async def plan_for(
     parts = ab.content(campaign, variant)
     postal_address = await repo.postal_address(session, campaign.account_id)
     compiled = compile_variant(
-        parts["subject"],
+        parts["subject"] or "",
         parts["html"],
         parts["text"],
         parts["preview_text"],
@@ -480,6 +486,7 @@ try:  # the driver's own errors, from the statement `Ledger` runs on the driver'
     )
 except ImportError:  # pragma: no cover - SQLite only
     _DRIVER_ERRORS = ()
+_TRANSIENT: tuple[type[Exception], ...] = (DBAPIError, OSError, *_DRIVER_ERRORS)
 
 
 def _transient(exc: Exception) -> bool:
@@ -608,7 +615,7 @@ class Ledger:
                 outcome.done.set_result(None)
 
     async def _write_sent(
-        self, connection, outcomes: list[_Outcome], marks: dict[int, Any]
+        self, connection: Any, outcomes: list[_Outcome], marks: dict[int, Any]
     ) -> set[int]:
         sender = self.sender
         sent = []

@@ -17,6 +17,7 @@ import binascii
 import hashlib
 import hmac
 import struct
+from collections.abc import Sequence
 from enum import IntEnum
 from typing import NamedTuple
 
@@ -76,7 +77,7 @@ class TokenCodec:
     def encode(self, delivery_id: int, purpose: Purpose, link: int = 0) -> str:
         return self.encode_many(delivery_id, purpose, [link])[0]
 
-    def encode_many(self, delivery_id: int, purpose: Purpose, links) -> list[str]:
+    def encode_many(self, delivery_id: int, purpose: Purpose, links: Sequence[int]) -> list[str]:
         """One token per link number: one AES call for all blocks, one for all their tags."""
         # One block each, unique per (delivery, purpose, link): a single-block ECB use is a PRP.
         head = _MAGIC + struct.pack(">QB", delivery_id, purpose)

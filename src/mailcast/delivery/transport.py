@@ -28,19 +28,18 @@ from aiosmtplib import (
     SMTPServerDisconnected,
 )
 from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
+from aiosmtplib.response import SMTPResponse
 
 log = logging.getLogger("mailcast.delivery")
 
 
 class Outcome(StrEnum):
     SENT = "sent"  # the relay accepted it (2xx after the final dot)
-    DEFERRED = (
-        "deferred"  # 4xx, or the connection failed before the message was complete: retry later
-    )
+    # 4xx, or the connection failed before the message was complete: retry later.
+    DEFERRED = "deferred"
     BOUNCED = "bounced"  # 5xx: the relay rejected it
-    UNKNOWN = (
-        "unknown"  # the message was complete but no reply came: it may have arrived (RFC 1047)
-    )
+    # The message was complete but no reply came: it may have arrived (RFC 1047).
+    UNKNOWN = "unknown"
     FAILED = "failed"  # never handed to a relay (it could not be rendered, or the contact left)
     SKIPPED = "skipped"  # `on_wire` said no: the row is no longer this sender's; nothing was sent
     PAUSED = "paused"  # the relay is unreachable (its circuit is open): not tried, due again later
@@ -194,7 +193,12 @@ class RateLimiter:
     throttle). Slots are handed out in order, so the long-run rate holds however many senders
     wait."""
 
-    def __init__(self, rate: float | None, monotonic=time.monotonic, sleep=asyncio.sleep) -> None:
+    def __init__(
+        self,
+        rate: float | None,
+        monotonic: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable[None]] = asyncio.sleep,
+    ) -> None:
         self.interval = 1.0 / rate if rate else 0.0
         self._next = 0.0
         self._monotonic = monotonic
@@ -219,7 +223,7 @@ class Breaker:
         self,
         threshold: int = 5,
         max_seconds: float = 60.0,
-        monotonic=time.monotonic,
+        monotonic: Callable[[], float] = time.monotonic,
         wall: Callable[[], datetime] = lambda: datetime.now(UTC),
     ) -> None:
         self.threshold = threshold
@@ -489,7 +493,7 @@ class SmtpRelay:
 
     async def _pipelined(
         self, client: aiosmtplib.SMTP, mail: bytes, rcpt: bytes, phase: list[_Phase]
-    ):
+    ) -> SMTPResponse:
         """RFC 2920 (PIPELINING, which nearly every relay offers): MAIL, RCPT and DATA in one
         write and their three replies read in order, two round trips a message instead of four
         (8-12% more messages a second, bench/RESULTS.md). Every reply is read before anything
@@ -499,7 +503,7 @@ class SmtpRelay:
         session's phase: see `send`). A relay that answers DATA with 354 after refusing the
         sender or the recipient gets the final dot at once (an empty message for nobody)."""
         protocol = client.protocol
-        if protocol is None:
+        if not isinstance(protocol, _PipeliningProtocol):
             raise SMTPServerDisconnected("Connection lost")
         _write_group(protocol, b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt), 3)
         to_mail = await _next_reply(protocol, self.timeout)
@@ -539,7 +543,9 @@ _SIMPLE_ADDRESS = re.compile(r"^[A-Za-z0-9!#$%&'*+/=?^_`{|}~.-]+@[A-Za-z0-9.-]+$
 RECIPIENT_TAKEN = (250, 251, 252)
 
 
-async def _command(client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, ...]):
+async def _command(
+    client: aiosmtplib.SMTP, command: bytes, accept: tuple[int, ...]
+) -> SMTPResponse:
     response = await client.execute_command(command)
     if response.code not in accept:
         raise SMTPResponseException(response.code, response.message)
@@ -568,7 +574,7 @@ class _PipeliningProtocol(SMTPProtocol):
 # aiosmtplib makes its protocol by this name when it connects (private to aiosmtplib 5.1, like
 # the attributes `_send_body` and `_next_reply` use; the version is pinned, and a connection
 # with any other protocol sends one command at a time).
-aiosmtplib.smtp.SMTPProtocol = _PipeliningProtocol
+aiosmtplib.smtp.SMTPProtocol = _PipeliningProtocol  # type: ignore[attr-defined]
 
 
 def _write_group(protocol: _PipeliningProtocol, data: bytes, replies: int) -> None:
@@ -578,7 +584,7 @@ def _write_group(protocol: _PipeliningProtocol, data: bytes, replies: int) -> No
     protocol.write(data)
 
 
-async def _next_reply(protocol: _PipeliningProtocol, timeout: float):
+async def _next_reply(protocol: _PipeliningProtocol, timeout: float) -> SMTPResponse:
     """The next reply of a pipelined group, in order: one that came with an earlier reply and is
     still in the buffer, or else the next to arrive."""
     reply = protocol._read_response_from_buffer()
@@ -606,7 +612,7 @@ def wire_body(data: bytes, wire_ready: bool = False) -> bytes:
 
 async def _send_body(
     client: aiosmtplib.SMTP, data: bytes, timeout: float, wire_ready: bool = False
-):
+) -> SMTPResponse:
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
     told apart from one before the relay agreed to take a message. (The write and the reply read
     mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""

@@ -53,11 +53,12 @@ def build_transport(settings: Settings) -> tuple[Transport, str]:
         default = FileOutbox(settings.resolved_outbox_dir())
         where = (
             "NO SMTP RELAY CONFIGURED: mail is not leaving this machine; every message is written "
-            "to "
-            f"{settings.resolved_outbox_dir()} (set MAILCAST_SMTP_URL to send)"
+            f"to {settings.resolved_outbox_dir()} (set MAILCAST_SMTP_URL to send)"
         )
     if routes:
-        relays = {domain: _relay(url, settings) for domain, url in routes.items()}
+        relays: dict[str, Transport] = {
+            domain: _relay(url, settings) for domain, url in routes.items()
+        }
         where += f"; senders on {', '.join(sorted(relays))} use their own relays"
         return Router(default, relays), where
     return default, where

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+from typing import Any
+
 from fastapi import APIRouter, Request
 
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
@@ -7,14 +9,15 @@ from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES
 from mailcast.api.schemas import Deleted
 from mailcast.config import Settings
+from mailcast.db.models import Domain
 from mailcast.domains import service
 from mailcast.domains.schemas import DomainCreate, DomainOut, DomainVerifyOut
 
 router = APIRouter(prefix="/v1/domains", tags=["Domains"], responses=ERROR_RESPONSES)
 
 
-def _out(domain, settings: Settings, cls=DomainOut, **extra):
-    return cls(
+def _out(domain: Domain, settings: Settings) -> dict[str, Any]:
+    return dict(
         id=domain.id,
         name=domain.name,
         status=domain.status,
@@ -26,7 +29,6 @@ def _out(domain, settings: Settings, cls=DomainOut, **extra):
         verified_at=domain.verified_at,
         last_checked_at=domain.last_checked_at,
         created_at=domain.created_at,
-        **extra,
     )
 
 
@@ -37,7 +39,7 @@ async def create_domain(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> DomainOut:
     """Add a sender domain. Publish the returned DNS records (SPF, DKIM with a key generated for
     this domain, DMARC), then call verify."""
     domain = await service.create_domain(
@@ -48,31 +50,33 @@ async def create_domain(
         settings,
         dkim_algorithm=body.dkim_algorithm,
     )
-    return _out(domain, settings)
+    return DomainOut(**_out(domain, settings))
 
 
 @router.get("", response_model=Page[DomainOut])
 async def list_domains(
     principal: ReadKey, session: SessionDep, page: PageDep, settings: SettingsDep
-):
+) -> Page[DomainOut]:
     rows = await service.list_domains(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
     return Page[DomainOut](
-        data=[_out(d, settings) for d in items], has_more=has_more, next_cursor=cursor
+        data=[DomainOut(**_out(d, settings)) for d in items], has_more=has_more, next_cursor=cursor
     )
 
 
 @router.get("/{domain_id}", response_model=DomainOut)
 async def get_domain(
     domain_id: str, principal: ReadKey, session: SessionDep, settings: SettingsDep
-):
-    return _out(await service.get_domain(session, principal.account_id, domain_id), settings)
+) -> DomainOut:
+    return DomainOut(
+        **_out(await service.get_domain(session, principal.account_id, domain_id), settings)
+    )
 
 
 @router.post("/{domain_id}/verify", response_model=DomainVerifyOut)
 async def verify_domain(
     domain_id: str, principal: FullKey, clock: ClockDep, settings: SettingsDep, request: Request
-):
+) -> DomainVerifyOut:
     """Look the records up in DNS now. Verified when SPF and DKIM match; DMARC is reported."""
     domain, problems = await service.verify_domain(
         request.app.state.sessions,
@@ -82,10 +86,10 @@ async def verify_domain(
         domain_id,
         clock,
     )
-    return _out(domain, settings, DomainVerifyOut, problems=problems)
+    return DomainVerifyOut(**_out(domain, settings), problems=problems)
 
 
 @router.delete("/{domain_id}", response_model=Deleted)
-async def delete_domain(domain_id: str, principal: FullKey, session: SessionDep):
+async def delete_domain(domain_id: str, principal: FullKey, session: SessionDep) -> Deleted:
     await service.delete_domain(session, principal.account_id, domain_id)
     return Deleted(id=domain_id, object="domain")

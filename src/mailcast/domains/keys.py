@@ -42,9 +42,8 @@ def generate_keypair(algorithm: str) -> tuple[str, str]:
     return generate_ed25519_keypair() if algorithm == "ed25519" else generate_rsa_keypair()
 
 
-SEALED = (
-    "fernet:"  # how a sealed private key starts; a key stored before sealing starts "-----BEGIN"
-)
+# How a sealed private key starts; a key stored before sealing starts "-----BEGIN".
+SEALED = "fernet:"
 
 
 class KeyUnreadable(Exception):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import re
 from datetime import datetime
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -72,7 +73,7 @@ def spf_value(settings: Settings) -> str:
     return f"v=spf1 {mechanism} ~all"
 
 
-def dns_records(domain: Domain, settings: Settings) -> list[dict]:
+def dns_records(domain: Domain, settings: Settings) -> list[dict[str, Any]]:
     records = [
         ("spf", domain.name, spf_value(settings), domain.spf_verified),
         (
@@ -205,9 +206,10 @@ async def verify_domain(
     results, problems = await check_records(dns, settings, domain)
     async with sessions() as session:
         # Locked: a delete that comes meanwhile waits for this update, or it found the domain gone.
-        domain = await repo.get_locked(session, account_id, domain_id)
-        if domain is None:
+        locked = await repo.get_locked(session, account_id, domain_id)
+        if locked is None:
             raise NotFound("No such domain")
+        domain = locked
         now = clock()
         for key, value in results.items():
             setattr(domain, key, value)

@@ -15,7 +15,7 @@ router = APIRouter(prefix="/v1/templates", tags=["Templates"], responses=ERROR_R
 @router.post("", status_code=201, response_model=TemplateOut)
 async def create_template(
     body: TemplateCreate, principal: FullKey, session: SessionDep, clock: ClockDep
-):
+) -> TemplateOut:
     """Save a template. Merge tags are Liquid (`{{ first_name | default: "there" }}`); a syntax
     error is a 422 naming the field."""
     return TemplateOut.model_validate(
@@ -24,7 +24,9 @@ async def create_template(
 
 
 @router.get("", response_model=Page[TemplateOut])
-async def list_templates(principal: ReadKey, session: SessionDep, page: PageDep):
+async def list_templates(
+    principal: ReadKey, session: SessionDep, page: PageDep
+) -> Page[TemplateOut]:
     rows = await service.list_templates(session, principal.account_id, page.limit, page.cursor)
     items, has_more, cursor = page_of(rows, page.limit)
     return Page[TemplateOut](
@@ -33,7 +35,7 @@ async def list_templates(principal: ReadKey, session: SessionDep, page: PageDep)
 
 
 @router.get("/{template_id}", response_model=TemplateOut)
-async def get_template(template_id: str, principal: ReadKey, session: SessionDep):
+async def get_template(template_id: str, principal: ReadKey, session: SessionDep) -> TemplateOut:
     return TemplateOut.model_validate(
         await service.get_template(session, principal.account_id, template_id)
     )
@@ -53,7 +55,7 @@ put_and_patch(router, "/{template_id}", update_template, response_model=Template
 
 
 @router.delete("/{template_id}", response_model=Deleted)
-async def delete_template(template_id: str, principal: FullKey, session: SessionDep):
+async def delete_template(template_id: str, principal: FullKey, session: SessionDep) -> Deleted:
     """Delete a template. 409 while an unfinished campaign uses it."""
     await service.delete_template(session, principal.account_id, template_id)
     return Deleted(id=template_id, object="template")

@@ -11,6 +11,9 @@ from dataclasses import dataclass
 from email.message import Message
 from email.policy import compat32
 
+from aiosmtpd.smtp import SMTP as SMTPServer
+from aiosmtpd.smtp import Envelope as SMTPEnvelope
+from aiosmtpd.smtp import Session as SMTPSession
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.clock import Clock
@@ -29,7 +32,7 @@ class Report:
 def _fields(part: Message) -> list[Message]:
     payload = part.get_payload()
     if isinstance(payload, list):
-        return payload
+        return [p for p in payload if isinstance(p, Message)]
     # Some writers put the DSN fields in as text; parse the blocks ourselves.
     text = payload if isinstance(payload, str) else ""
     return [
@@ -42,7 +45,7 @@ def _fields(part: Message) -> list[Message]:
 def classify(raw: bytes) -> Report:
     msg = email.message_from_bytes(raw, policy=compat32)
     if msg.get_content_type() == "multipart/report":
-        report_type = (msg.get_param("report-type") or "").lower()
+        report_type = str(msg.get_param("report-type") or "").lower()
         for part in msg.walk():
             ctype = part.get_content_type()
             if report_type == "delivery-status" and ctype == "message/delivery-status":
@@ -87,15 +90,27 @@ class BounceHandler:
         self.codec = codec
         self.clock = clock
 
-    async def handle_RCPT(self, server, session, envelope, address, rcpt_options):
+    async def handle_RCPT(
+        self,
+        server: SMTPServer,
+        session: SMTPSession,
+        envelope: SMTPEnvelope,
+        address: str,
+        rcpt_options: list[str],
+    ) -> str:
         if recipient_claim(self.codec, address) is None:
             return "550 5.1.1 No such mailbox"
         envelope.rcpt_tos.append(address)
         return "250 OK"
 
-    async def handle_DATA(self, server, session, envelope):
+    async def handle_DATA(
+        self, server: SMTPServer, session: SMTPSession, envelope: SMTPEnvelope
+    ) -> str:
         try:
-            await self.process(envelope.rcpt_tos, envelope.original_content or envelope.content)
+            content = envelope.original_content or envelope.content or b""
+            if isinstance(content, str):
+                content = content.encode("utf-8", "surrogateescape")
+            await self.process(envelope.rcpt_tos, content)
         except Exception:
             log.exception("could not record a report")
             return "451 4.3.0 Try again later"

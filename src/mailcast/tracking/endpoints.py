@@ -5,11 +5,14 @@ from __future__ import annotations
 import base64
 import logging
 from pathlib import Path
+from typing import Any
 from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from jinja2 import Environment, FileSystemLoader, select_autoescape
+from starlette.datastructures import State
+from starlette.types import Scope, Send
 
 from mailcast.errors import NotFound
 from mailcast.tracking import service
@@ -25,7 +28,7 @@ PIXEL = base64.b64decode("R0lGODlhAQABAIAAAAAAAP///yH5BAEAAAAALAAAAAABAAEAAAIBRA
 _NO_STORE = {"Cache-Control": "no-store, no-cache, must-revalidate, private", "Pragma": "no-cache"}
 
 
-def _page(template: str, status: int = 200, **values) -> HTMLResponse:
+def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
     return HTMLResponse(
         pages.get_template(template).render(**values),
         status_code=status,
@@ -50,23 +53,23 @@ async def click(token: str, request: Request) -> Response:
     return RedirectResponse(target, status_code=302, headers=_NO_STORE)
 
 
-async def record_open(state, token: str, user_agent: str | None) -> None:
+async def record_open(state: State, token: str, user_agent: str | None) -> None:
     hit = service.open_hit(state.codec, token, user_agent, state.clock())
     if hit is not None:
         await _record_open(state, hit)
 
 
-async def _record_open(state, hit) -> None:
+async def _record_open(state: State, hit: Hit) -> None:
     try:
         await state.events.record(hit)
     except Exception:  # the reader still gets the image
         log.exception("could not record an open")
 
 
-async def record_click(state, token: str, user_agent: str | None) -> str | None:
+async def record_click(state: State, token: str, user_agent: str | None) -> str | None:
     """The target, once the click is recorded; None for a link that is not valid."""
     try:
-        hit = await state.clicks.resolve(state.sessions, token, user_agent, state.clock())
+        hit: Hit = await state.clicks.resolve(state.sessions, token, user_agent, state.clock())
     except NotFound:
         return None
     try:
@@ -83,11 +86,11 @@ class TrackingFastPath:
     not valid (the error page), and a click whose look-up failed go on to the application, which
     answers them in its own shape."""
 
-    def __init__(self, state) -> None:
+    def __init__(self, state: State) -> None:
         self.state = state
         self._opens: dict[str, int] = {}  # open tokens decoded: their delivery
 
-    def _open_hit(self, token: str, scope) -> Hit | None:
+    def _open_hit(self, token: str, scope: Scope) -> Hit | None:
         """The pixel load; None for a token that is not an open token of ours. A token seen before
         is not decoded again (a mail client loads the image each time the message is shown)."""
         delivery_id = self._opens.get(token)
@@ -100,7 +103,7 @@ class TrackingFastPath:
             self._opens[token] = hit.delivery_id
         return hit
 
-    async def answer(self, scope, send) -> bool:
+    async def answer(self, scope: Scope, send: Send) -> bool:
         """True when the request was answered here."""
         if scope["type"] != "http" or scope["method"] != "GET":
             return False
@@ -148,7 +151,7 @@ _AGENTS: dict[bytes, str] = {}  # user agents decoded: one string for all the hi
 _AGENTS_KEPT = 4_096  # mail clients send a few hundred distinct ones; past this, decoded every time
 
 
-def _user_agent(scope) -> str | None:
+def _user_agent(scope: Scope) -> str | None:
     for name, value in scope["headers"]:
         if name == b"user-agent":
             agent = _AGENTS.get(value)
@@ -160,7 +163,7 @@ def _user_agent(scope) -> str | None:
     return None
 
 
-async def _answer(send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
+async def _answer(send: Send, status: int, headers: list[tuple[bytes, bytes]], body: bytes) -> None:
     await send(
         {
             "type": "http.response.start",

@@ -21,15 +21,17 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
+from collections.abc import Callable
 from datetime import datetime
 from itertools import islice
-from typing import NamedTuple
+from typing import Any, NamedTuple, TypeVarTuple
 
 from sqlalchemy import bindparam, func, insert, select, text, update
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
+from sqlalchemy.sql import ColumnElement, Select
 
 from mailcast.db.lists import among, is_postgresql, unnest
-from mailcast.db.models import Delivery, Event
+from mailcast.db.models import Delivery, Event, table_of
 
 log = logging.getLogger("mailcast.tracking")
 # Hits per transaction of a buffered write. Each chunk's Python work holds the event loop, so it
@@ -63,12 +65,16 @@ class Known(NamedTuple):
     machine_opened: bool
 
 
+# Whether a hit is a machine's: (user agent, when its message was sent, when, window seconds).
+MachineTest = Callable[[str | None, datetime | None, datetime, int], bool]
+
+
 class EventWriter:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
         machine_window_seconds: int,
-        is_machine,
+        is_machine: MachineTest,
         flush_seconds: float = 0.0,
         max_buffered: int = 200_000,
         known_deliveries: int = KNOWN_DELIVERIES,
@@ -78,8 +84,8 @@ class EventWriter:
         self.is_machine = is_machine
         self.flush_seconds = flush_seconds
         self.max_buffered = max_buffered
-        self._pending: list[tuple[Hit, asyncio.Future]] = []
-        self._writer: asyncio.Task | None = None
+        self._pending: list[tuple[Hit, asyncio.Future[None]]] = []
+        self._writer: asyncio.Task[None] | None = None
         self._buffer: list[Hit] = []
         # Buffered: pixel loads that only add to their delivery's count (its first open of the
         # same kind is recorded already), by delivery. Counted here, not kept as hits: a flush
@@ -87,7 +93,7 @@ class EventWriter:
         self._loads: Counter[int] = Counter()
         self._known: dict[int, Known] = {}
         self._known_size = known_deliveries
-        self._flusher: asyncio.Task | None = None
+        self._flusher: asyncio.Task[None] | None = None
         self._flushing = asyncio.Lock()
         self._wake = (
             asyncio.Event()
@@ -161,8 +167,8 @@ class EventWriter:
                         future.set_result(None)
 
     @property
-    def _engine(self):
-        return self.sessions.kw["bind"]  # the factory's: a test may swap the factory
+    def _engine(self) -> AsyncEngine:
+        return self.sessions.kw["bind"]  # type: ignore[no-any-return]  # the factory's: a test may swap the factory
 
     async def _commit(self, hits: list[Hit]) -> None:
         """Group commit: one transaction for a batch."""
@@ -233,7 +239,8 @@ class EventWriter:
         interval's); how many of them it took. A pixel load of a delivery that an earlier chunk
         made known is counted instead: in the first interval of a process most loads are of a
         delivery seen a moment before, and the chunks of first opens could not keep up."""
-        buffer, batch, taken = self._buffer, [], 0
+        buffer, taken = self._buffer, 0
+        batch: list[Hit] = []
         count = min(count, _SCANNED)
         while taken < count and len(batch) < FLUSH_CHUNK:
             hit = buffer[taken]
@@ -305,7 +312,7 @@ _ADD_LOADS_PG = text(
 _EVENT_COLUMNS = ("delivery_id", "type", "at", "url", "user_agent", "machine")
 _INSERT_EVENTS_PG = text(
     f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM "
-    f"{unnest(Event.__table__, _EVENT_COLUMNS)}"
+    f"{unnest(table_of(Event), _EVENT_COLUMNS)}"
 )
 
 
@@ -326,7 +333,7 @@ async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[i
     if is_postgresql(session):
         await session.execute(_TAKE_WRITERS)
     ids, counts = (list(column) for column in zip(*loads, strict=True))
-    nothing = [None] * len(ids)
+    nothing: list[datetime | None] = [None] * len(ids)
     await _update_deliveries(session, ids, counts, nothing, nothing, nothing)
 
 
@@ -347,9 +354,9 @@ async def _update_deliveries(
             {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked, "machine": machine},
         )
         return
-    table = Delivery.__table__  # SQLite: one writer at a time, no lock order to keep
+    table = table_of(Delivery)  # SQLite: one writer at a time, no lock order to keep
 
-    def first(column):
+    def first(column: Any) -> ColumnElement[Any]:
         return func.coalesce(column, bindparam(column.name + "_new", type_=column.type))
 
     await session.execute(
@@ -374,7 +381,12 @@ async def _update_deliveries(
     )
 
 
-def _locked(session, stmt, ids: list[int]):
+_Ts = TypeVarTuple("_Ts")
+
+
+def _locked(
+    session: AsyncSession | AsyncConnection, stmt: Select[*_Ts], ids: list[int]
+) -> Select[*_Ts]:
     return (
         stmt.where(among(session, Delivery.id, ids))
         .order_by(Delivery.id)
@@ -383,7 +395,10 @@ def _locked(session, stmt, ids: list[int]):
 
 
 async def write(
-    session: AsyncSession | AsyncConnection, hits: list[Hit], window_seconds: int, is_machine
+    session: AsyncSession | AsyncConnection,
+    hits: list[Hit],
+    window_seconds: int,
+    is_machine: MachineTest,
 ) -> dict[int, Known]:
     """Each click is an event; the first open of a delivery (once as a machine's, once as a
     person's) is an event and every pixel load is counted; a click records the open too when
@@ -415,7 +430,11 @@ async def write(
             seen.add((delivery_id, True))
         if human_click:
             clicked_before.add(delivery_id)
-    events, loads, opened, clicked, machine_opened = [], Counter(), {}, {}, {}
+    events: list[dict[str, Any]] = []
+    loads: Counter[int] = Counter()
+    opened: dict[int, datetime] = {}
+    clicked: dict[int, datetime] = {}
+    machine_opened: dict[int, datetime] = {}
     for hit in hits:
         if hit.delivery_id not in sent_at:
             continue
@@ -459,7 +478,7 @@ async def write(
         # writes one multi-row VALUES statement per batch size, so nearly every chunk was a new
         # statement of thousands of parameters to parse and plan (a fresh process's first chunks
         # of clicks took 100-150 ms instead of 15).
-        await session.execute(insert(Event.__table__), events)
+        await session.execute(insert(table_of(Event)), events)
     # All in one statement: the load count, the first human open and the first human click.
     known = {
         delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)

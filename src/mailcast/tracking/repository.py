@@ -7,6 +7,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.db.lists import among
 from mailcast.db.models import Campaign, Contact, Delivery, Event
+from mailcast.db.rows import changed
 
 
 async def delivery_with_campaign(
@@ -29,7 +30,7 @@ async def click_deliveries(
     stmt = select(
         Delivery.id, Delivery.campaign_id, Delivery.variant, Delivery.contact_id, Delivery.email
     ).where(among(session, Delivery.id, delivery_ids))
-    return [tuple(row) for row in await session.execute(stmt)]
+    return [(row[0], row[1], row[2], row[3], row[4]) for row in await session.execute(stmt)]
 
 
 async def campaign(session: AsyncSession, campaign_id: str) -> Campaign | None:
@@ -70,7 +71,7 @@ async def first_of_its_kind(
         .values({column: at})
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount == 1
+    return changed(result) == 1
 
 
 async def add_event(
@@ -101,7 +102,7 @@ async def unsubscribe_contact(session: AsyncSession, contact_id: str, at: dateti
         .values(unsubscribed=True, unsubscribed_at=at, updated_at=at)
         .execution_options(synchronize_session=False)
     )
-    return result.rowcount > 0
+    return changed(result) > 0
 
 
 async def mark_bounced(

@@ -9,11 +9,13 @@ from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from functools import lru_cache
+from typing import TypeVar
 from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast.campaigns import ab
+from mailcast.db.models import Delivery
 from mailcast.delivery.render import TEXT_ENV, recipient_context, tracked_links
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
@@ -93,8 +95,8 @@ class ClickResolver:
         self.campaigns = campaigns
         self._recent: OrderedDict[int, _ClickTarget] = OrderedDict()
         self._variants: OrderedDict[tuple[str, str], _CampaignLinks] = OrderedDict()
-        self._waiting: dict[int, list[asyncio.Future]] = {}
-        self._reader: asyncio.Task | None = None
+        self._waiting: dict[int, list[asyncio.Future[_ClickTarget | None]]] = {}
+        self._reader: asyncio.Task[None] | None = None
 
     async def resolve(
         self,
@@ -128,7 +130,7 @@ class ClickResolver:
     async def _look_up(
         self, sessions: async_sessionmaker[AsyncSession], delivery_id: int
     ) -> _ClickTarget:
-        future = asyncio.get_running_loop().create_future()
+        future: asyncio.Future[_ClickTarget | None] = asyncio.get_running_loop().create_future()
         self._waiting.setdefault(delivery_id, []).append(future)
         if self._reader is None or self._reader.done():
             self._reader = asyncio.create_task(self._read_waiting(sessions))
@@ -183,7 +185,11 @@ class ClickResolver:
         return found
 
 
-def _remember(cache: OrderedDict, key, value, size: int) -> None:
+K = TypeVar("K")
+V = TypeVar("V")
+
+
+def _remember(cache: OrderedDict[K, V], key: K, value: V, size: int) -> None:
     """Keep `value`, dropping the oldest entry past `size`."""
     cache[key] = value
     if len(cache) > size:
@@ -194,9 +200,8 @@ def _remember(cache: OrderedDict, key, value, size: int) -> None:
 class UnsubscribeTarget:
     email: str
     campaign_name: str
-    unsubscribe_url: (
-        str  # the sender's own page (the campaign's unsubscribe_url, with who and which)
-    )
+    # The sender's own page (the campaign's unsubscribe_url, with who and which).
+    unsubscribe_url: str
     already: bool
 
 
@@ -214,7 +219,7 @@ def sender_page(url: str, email: str, campaign_id: str) -> str:
     return urlunsplit(parts._replace(query=urlencode(query)))
 
 
-async def _target(session: AsyncSession, delivery_id: int):
+async def _target(session: AsyncSession, delivery_id: int) -> tuple[Delivery, UnsubscribeTarget]:
     found = await repo.delivery_with_campaign(session, delivery_id)
     if found is None:
         raise NotFound("This link is not valid")

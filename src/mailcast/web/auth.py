@@ -34,7 +34,7 @@ class CsrfRefused(MailcastError):
 
 
 def secure_cookies(request: Request) -> bool:
-    return request.app.state.settings.base_url.startswith("https://")
+    return bool(request.app.state.settings.base_url.startswith("https://"))
 
 
 async def current(request: Request, session: SessionDep) -> SignedIn:

@@ -3,11 +3,14 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, Response, StreamingResponse
+from sqlalchemy.ext.asyncio import AsyncSession
 
+from mailcast.accounts.users import SignedIn
 from mailcast.api.deps import ClockDep, SessionDep, SettingsDep
 from mailcast.audiences import service as audiences
 from mailcast.campaigns import repository as campaigns_repo
@@ -29,7 +32,7 @@ async def audience_list(
     signed: Signed,
     session: SessionDep,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     rows = await audiences.list_audiences(session, account_id, PAGE, cursor)
     items, more = rows[:PAGE], len(rows) > PAGE
@@ -53,7 +56,7 @@ async def contact_list(
     q: Annotated[str | None, Query(max_length=320)] = None,
     audience_id: Annotated[str | None, Query(max_length=40)] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     rows = await contacts.list_contacts(
         session, account_id, PAGE, cursor, q or None, audience_id or None
@@ -78,7 +81,7 @@ async def contact_page(
     signed: Signed,
     session: SessionDep,
     notice: Annotated[str | None, Query(max_length=20)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     contact = await contacts.get_contact(session, account_id, contact_id)
     member_of = await audiences.audiences_of(session, account_id, contact_id)
@@ -102,7 +105,7 @@ async def subscription(
     signed: Signed,
     session: SessionDep,
     clock: ClockDep,
-):
+) -> Response:
     """Unsubscribe or resubscribe by hand (an import never resubscribes; a person can be)."""
     form = await auth.changing(request, signed)
     auth.in_account(signed, account_id)
@@ -112,7 +115,9 @@ async def subscription(
 
 
 @router.get("/imports", response_class=HTMLResponse)
-async def import_list(request: Request, account_id: str, signed: Signed, session: SessionDep):
+async def import_list(
+    request: Request, account_id: str, signed: Signed, session: SessionDep
+) -> Response:
     auth.in_account(signed, account_id)
     jobs = await imports.list_imports(session, account_id, PAGE, None)
     found = await audiences.list_audiences(session, account_id, 100, None)
@@ -133,7 +138,7 @@ async def upload(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> Response:
     """The CSV upload: streamed to disk as it arrives (CSRF checked from the header, before the
     file is read), then the same import job as the API's."""
     auth.in_account(signed, account_id)
@@ -142,7 +147,9 @@ async def upload(
     return see(f"/dashboard/company/{account_id}/import/{job.id}")
 
 
-async def _job(session, signed, account_id: str, import_id: str):
+async def _job(
+    session: AsyncSession, signed: SignedIn, account_id: str, import_id: str
+) -> ContactImportOut:
     auth.in_account(signed, account_id)
     return ContactImportOut.of(await imports.get_import(session, account_id, import_id))
 
@@ -150,7 +157,7 @@ async def _job(session, signed, account_id: str, import_id: str):
 @router.get("/import/{import_id}", response_class=HTMLResponse)
 async def import_page(
     request: Request, account_id: str, import_id: str, signed: Signed, session: SessionDep
-):
+) -> Response:
     return page(
         request,
         "people/import.html",
@@ -160,7 +167,9 @@ async def import_page(
 
 
 @router.get("/import/{import_id}/progress", response_class=HTMLResponse)
-async def import_progress(account_id: str, import_id: str, signed: Signed, session: SessionDep):
+async def import_progress(
+    account_id: str, import_id: str, signed: Signed, session: SessionDep
+) -> Response:
     """The progress bar (an htmx fragment, polled until the import ends)."""
     job = await _job(session, signed, account_id, import_id)
     return HTMLResponse(
@@ -171,14 +180,14 @@ async def import_progress(account_id: str, import_id: str, signed: Signed, sessi
 @router.get("/import/{import_id}/errors.csv")
 async def import_errors(
     request: Request, account_id: str, import_id: str, signed: Signed, session: SessionDep
-):
+) -> Response:
     job = await _job(session, signed, account_id, import_id)
     sessions = request.app.state.sessions
 
-    async def rows():
+    async def rows() -> AsyncIterator[str]:
         yield "line,email,reason\r\n"
         async with sessions() as reading:
-            async for chunk in imports.rejected_rows(reading, job):
+            async for chunk in imports.rejected_rows(reading, job.id):
                 yield uploads.csv_lines(chunk)
 
     return StreamingResponse(

@@ -5,20 +5,24 @@ or permission check lives here or in a template."""
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Annotated
+from typing import Annotated, Any
 from urllib.parse import urlencode
 
 from fastapi import APIRouter, Query, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from sqlalchemy.ext.asyncio import AsyncSession
+from starlette.datastructures import FormData
 
 from mailcast.accounts import users
 from mailcast.accounts.scopes import Scope
+from mailcast.accounts.users import SignedIn
 from mailcast.api.deps import ClockDep, CodecDep, SessionDep, SettingsDep, TransportDep
 from mailcast.campaigns import ab, checks, insights, preview, resend
 from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns import service as campaigns
 from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, Status
 from mailcast.campaigns.schemas import CampaignUpdate
+from mailcast.db.models import Campaign
 from mailcast.errors import MailcastError, ValidationFailed
 from mailcast.web import auth
 from mailcast.web.auth import COOKIE, Signed
@@ -60,7 +64,7 @@ def _client(request: Request) -> str:
 @router.get("/login", response_class=HTMLResponse)
 async def login_page(
     request: Request, session: SessionDep, next: Annotated[str, Query(max_length=500)] = ""
-):  # noqa: A002
+) -> Response:  # noqa: A002
     signed = await users.signed_in(session, request.cookies.get(COOKIE), request.app.state.clock())
     if signed is not None:
         return see(_home(signed.user.account_id))
@@ -68,7 +72,7 @@ async def login_page(
 
 
 @router.post("/login", response_class=HTMLResponse)
-async def login(request: Request, session: SessionDep, clock: ClockDep):
+async def login(request: Request, session: SessionDep, clock: ClockDep) -> Response:
     form = await request.form(max_fields=10)
     email, password, target = (str(form.get(k, "")) for k in ("email", "password", "next"))
     try:
@@ -109,7 +113,7 @@ async def login(request: Request, session: SessionDep, clock: ClockDep):
 
 
 @router.post("/logout")
-async def logout(request: Request, signed: Signed, session: SessionDep):
+async def logout(request: Request, signed: Signed, session: SessionDep) -> Response:
     await auth.changing(request, signed, Scope.READ_ONLY)
     await users.sign_out(session, request.cookies.get(COOKIE))
     response = see("/dashboard/login")
@@ -119,7 +123,7 @@ async def logout(request: Request, signed: Signed, session: SessionDep):
 
 @router.get("")
 @router.get("/")
-async def home(signed: Signed):
+async def home(signed: Signed) -> Response:
     return see(_home(signed.user.account_id))
 
 
@@ -131,7 +135,7 @@ async def campaign_list(
     session: SessionDep,
     status: Annotated[Status | None, Query()] = None,
     cursor: Annotated[str | None, Query(max_length=64)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     rows = await campaigns.list_campaigns(session, account_id, PAGE, cursor, status)
     items, more = rows[:PAGE], len(rows) > PAGE
@@ -148,7 +152,9 @@ async def campaign_list(
     )
 
 
-async def _campaign(session, signed, account_id: str, campaign_id: str):
+async def _campaign(
+    session: AsyncSession, signed: SignedIn, account_id: str, campaign_id: str
+) -> Campaign:
     auth.in_account(signed, account_id)
     return await campaigns.get_campaign(session, account_id, campaign_id)
 
@@ -167,10 +173,10 @@ async def campaign_page(
     variant: Annotated[str | None, Query(pattern="^[ab]$")] = None,
     contact_id: Annotated[str | None, Query(max_length=40)] = None,
     notice: Annotated[str | None, Query(max_length=20)] = None,
-):
+) -> Response:
     campaign = await _campaign(session, signed, account_id, campaign_id)
     now = clock()
-    common = {
+    common: dict[str, Any] = {
         "campaign": campaign,
         "status": Status(campaign.status),
         "notice": NOTICES.get(notice or ""),
@@ -202,9 +208,9 @@ async def campaign_page(
             **common,
         )
     stats = (await campaigns.stats(session, [campaign]))[campaign.id]
-    found = await insights.insights(session, campaign, now)
-    chart = series_chart(found.series, found.start, found.seconds, found.unit) if found else None
-    links = found.links if found else []
+    seen = await insights.insights(session, campaign, now)
+    chart = series_chart(seen.series, seen.start, seen.seconds, seen.unit) if seen else None
+    links = seen.links if seen else []
     results = await ab.results(session, campaign) if ab.enabled(campaign) else None
     evaluate_at = None
     if results is not None and campaign.send_started_at and not campaign.ab_winner:
@@ -235,7 +241,7 @@ async def campaign_page(
 @router.get("/company/{account_id}/campaign/{campaign_id}/counters", response_class=HTMLResponse)
 async def counters(
     account_id: str, campaign_id: str, signed: Signed, session: SessionDep, settings: SettingsDep
-):
+) -> Response:
     """The live counters (an htmx fragment, polled while the campaign sends)."""
     campaign = await _campaign(session, signed, account_id, campaign_id)
     stats = (await campaigns.stats(session, [campaign]))[campaign.id]
@@ -274,7 +280,7 @@ async def preview_message(
     variant: Annotated[str | None, Query(pattern="^[ab]$")] = None,
     contact_id: Annotated[str | None, Query(max_length=40)] = None,
     part: Annotated[str, Query(pattern="^(html|text)$")] = "html",
-):
+) -> Response:
     campaign = await _campaign(session, signed, account_id, campaign_id)
     shown = await preview.render_preview(
         session, settings, codec, campaign, contact_id, variant, clock()
@@ -284,7 +290,7 @@ async def preview_message(
     return HTMLResponse(shown.html, headers=PREVIEW_HEADERS)
 
 
-def _actions(campaign, signed) -> set[str]:
+def _actions(campaign: Campaign, signed: SignedIn) -> set[str]:
     """What the page offers: the lifecycle's actions from this status, as far as the role allows."""
     status = Status(campaign.status)
     allowed: set[str] = set()
@@ -327,7 +333,7 @@ _NEEDS = {
 }
 
 
-def _scheduled_at(form) -> datetime:
+def _scheduled_at(form: FormData) -> datetime:
     """`when` (a datetime-local value in the viewer's zone) and `offset` (minutes east of UTC, as
     the page's script reads it; without it the value is taken as UTC)."""
     raw = str(form.get("when", ""))
@@ -360,7 +366,7 @@ async def campaign_action(
     settings: SettingsDep,
     codec: CodecDep,
     transport: TransportDep,
-):
+) -> Response:
     if action not in _NEEDS:
         return page(
             request,
@@ -447,7 +453,7 @@ async def campaign_action(
 @router.get("/company/{account_id}/campaign/{campaign_id}/edit", response_class=HTMLResponse)
 async def edit_page(
     request: Request, account_id: str, campaign_id: str, signed: Signed, session: SessionDep
-):
+) -> Response:
     campaign = await _campaign(session, signed, account_id, campaign_id)
     return page(
         request,

@@ -6,11 +6,12 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, Query, Request
-from fastapi.responses import HTMLResponse
+from fastapi.responses import HTMLResponse, Response
 
 from mailcast.accounts import service as accounts
 from mailcast.accounts.schemas import AccountUpdate
 from mailcast.accounts.scopes import Scope
+from mailcast.accounts.users import SignedIn
 from mailcast.api.deps import ClockDep, SessionDep, SettingsDep
 from mailcast.domains import service as domains
 from mailcast.errors import InsufficientScope, ValidationFailed
@@ -22,7 +23,7 @@ from mailcast.web.routes import see
 router = APIRouter(prefix="/dashboard/company/{account_id}", include_in_schema=False)
 
 
-def _owner(signed) -> None:
+def _owner(signed: SignedIn) -> None:
     if not signed.manages_access:
         raise InsufficientScope(
             "Only the account's owners manage API keys and users", {"role": signed.user.role}
@@ -37,7 +38,7 @@ async def domain_list(
     session: SessionDep,
     settings: SettingsDep,
     notice: Annotated[str | None, Query(max_length=20)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     found = await domains.list_domains(session, account_id, 100, None)
     return page(
@@ -58,7 +59,7 @@ async def verify(
     session: SessionDep,
     clock: ClockDep,
     settings: SettingsDep,
-):
+) -> Response:
     await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     # The look-ups are a unit of work of their own (see verify_domain): the sign-in's transaction
@@ -71,7 +72,9 @@ async def verify(
 
 
 @router.get("/keys", response_class=HTMLResponse)
-async def key_list(request: Request, account_id: str, signed: Signed, session: SessionDep):
+async def key_list(
+    request: Request, account_id: str, signed: Signed, session: SessionDep
+) -> Response:
     auth.in_account(signed, account_id)
     _owner(signed)
     keys = await accounts.list_api_keys(session, account_id, 100, None)
@@ -81,7 +84,7 @@ async def key_list(request: Request, account_id: str, signed: Signed, session: S
 @router.post("/keys", response_class=HTMLResponse)
 async def create_key(
     request: Request, account_id: str, signed: Signed, session: SessionDep, clock: ClockDep
-):
+) -> Response:
     form = await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     _owner(signed)
@@ -113,7 +116,7 @@ async def revoke_key(
     signed: Signed,
     session: SessionDep,
     clock: ClockDep,
-):
+) -> Response:
     await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     _owner(signed)
@@ -130,7 +133,7 @@ async def account_page(
     clock: ClockDep,
     settings: SettingsDep,
     notice: Annotated[str | None, Query(max_length=20)] = None,
-):
+) -> Response:
     auth.in_account(signed, account_id)
     account = await accounts.get_account(session, account_id)
     period, quota, used = await accounts.quota_used(session, settings, account, clock())
@@ -148,7 +151,9 @@ async def account_page(
 
 
 @router.post("/account")
-async def save_account(request: Request, account_id: str, signed: Signed, session: SessionDep):
+async def save_account(
+    request: Request, account_id: str, signed: Signed, session: SessionDep
+) -> Response:
     form = await auth.changing(request, signed)
     auth.in_account(signed, account_id)
     _owner(signed)

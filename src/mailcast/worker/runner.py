@@ -94,6 +94,8 @@ class Worker:
             try:
                 async with self.sessions() as session:
                     campaign = await campaigns_repo.get(session, candidate.account_id, candidate.id)
+                    if campaign is None or not campaign.ab_test:
+                        continue  # deleted meanwhile
                     result = await ab.results(session, campaign)
                     winner = ab.decide(result, campaign.ab_test["winner_metric"])
                     released = await ab.pick_winner(session, campaign, winner, now)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 
 from alembic import context
+from sqlalchemy.engine import Connection
 
 from mailcast.db.engine import create_engine
 from mailcast.db.models import Base
@@ -13,7 +14,7 @@ config = context.config
 target_metadata = Base.metadata
 
 
-def _run(connection) -> None:
+def _run(connection: Connection) -> None:
     context.configure(
         connection=connection,
         target_metadata=target_metadata,
@@ -36,7 +37,9 @@ def run_migrations_offline() -> None:
 
 
 async def _run_async() -> None:
-    engine = create_engine(config.get_main_option("sqlalchemy.url"))
+    url = config.get_main_option("sqlalchemy.url")
+    assert url is not None, "the migrations run with sqlalchemy.url set"
+    engine = create_engine(url)
     async with engine.begin() as connection:
         await connection.run_sync(_run)
     await engine.dispose()
