@@ -215,14 +215,12 @@ async def snapshot_recipients(
     `first` audience members (all: None) are queued, one delivery per recipient. The rest are
     queued by the workers as the campaign sends (`fill_queue`), in chunks of members in contact
     id order; the snapshot is what the members since before the start and the rules let through.
-    Queuing a million deliveries at once took 8-13 s (indexes and WAL: bench/RESULTS.md, tenth
-    round), all of it in the request that started the campaign and before its first message.
-    Returns the number of recipients (what the month's quota counts).
+    So a large campaign is not all queued in the request that starts it, before its first
+    message. Returns the number of recipients (what the month's quota counts).
 
     Idempotent: a campaign that has any delivery was started already, and a second call queues
-    nothing. That is asked with one index probe, not per row: `ON CONFLICT DO NOTHING` (a
-    speculative insertion per row) made a million-recipient snapshot take 10.6 s on PostgreSQL
-    instead of 8.2 s (sixth round). Two snapshots of one campaign cannot run side by side: each
+    nothing. That is asked with one index probe, not per row (`ON CONFLICT DO NOTHING` is a
+    speculative insertion per row). Two snapshots of one campaign cannot run side by side: each
     follows the guarded move to `sending` in its transaction, and the (campaign, contact) unique
     index would refuse the second anyway."""
     taken = select(Delivery.id).where(Delivery.campaign_id == campaign.id).limit(1)

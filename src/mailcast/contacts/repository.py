@@ -70,12 +70,10 @@ async def list_page(
 
 
 async def refresh_statistics(session: AsyncSession | AsyncConnection) -> None:
-    """PostgreSQL plans with the statistics of the last ANALYZE. During a large import into a new
-    database they still describe an empty table (autovacuum comes a minute later at best, or
-    never when it is off), and the address lookup was then planned as "every contact of the
-    account, compared with 500 addresses": an import slowed down with every 10,000 contacts
-    (1 s -> 13 s a chunk at 80,000). ANALYZE samples a bounded number of rows (~0.1 s at a
-    million); it holds a lock that only another ANALYZE or VACUUM waits for."""
+    """PostgreSQL plans with the statistics of the last ANALYZE: during a large import into a new
+    database they still describe an empty table (autovacuum comes late, or never when it is
+    off), and the address lookup gets planned as a scan of the account's contacts. ANALYZE
+    samples a bounded number of rows and holds a lock only another ANALYZE or VACUUM waits for."""
     if is_postgresql(session):
         await session.execute(text("ANALYZE contacts, audience_members"))
 

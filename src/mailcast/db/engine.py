@@ -40,11 +40,10 @@ def private_file(path: Path) -> None:
 
 def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs: Any) -> AsyncEngine:
     """PostgreSQL: a pooled connection is pinged before use (`pool_pre_ping`), or with
-    `ping_after_idle` only when it sat in the pool longer than that many seconds. A ping is a
-    round trip, and a worker checks a connection out several times a batch, a claim's ping
-    among them (bench/RESULTS.md, thirteenth round); a connection a worker used a moment ago
-    was alive a moment ago. One that died since (the server restarted in that moment) fails
-    its statement once: the pool then replaces every connection, and the worker's loop tries
+    `ping_after_idle` only when it sat in the pool longer than that many seconds. A ping is a round
+    trip, and a worker checks a connection out several times a batch; a connection a worker used a
+    moment ago was alive a moment ago. One that died since (the server restarted in that moment)
+    fails its statement once: the pool then replaces every connection, and the worker's loop tries
     again at its next turn."""
     if is_sqlite(url):
         database = make_url(url).database
@@ -62,8 +61,8 @@ def create_engine(url: str, *, ping_after_idle: float | None = None, **kwargs: A
     kwargs.setdefault("max_overflow", 10)
     kwargs.setdefault("pool_pre_ping", ping_after_idle is None)
     if make_url(url).get_driver_name() == "asyncpg":
-        # No JIT compilation: it cost the counts over a million deliveries ~0.4 s of compiling
-        # for a query that runs in ~0.35 s, and nothing mailcast asks for runs long enough to gain.
+        # No JIT compilation: nothing mailcast asks for runs long enough to gain what compiling
+        # costs (docs/design.md).
         kwargs.setdefault("connect_args", {}).setdefault("server_settings", {}).setdefault(
             "jit", "off"
         )

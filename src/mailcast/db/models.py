@@ -175,8 +175,8 @@ class Domain(Base):
 
 
 class Contact(Base):
-    """On PostgreSQL contacts have no foreign key to their account (migration 0015): checking it
-    for every row was a third of what a large import cost. Accounts are never deleted by mailcast.
+    """On PostgreSQL contacts have no foreign key to their account (migration 0015): an import
+    would check it for every row. Accounts are never deleted by mailcast.
     The (account, email) key serves every read by account."""
 
     __tablename__ = "contacts"
@@ -392,13 +392,13 @@ DUE_CONDITION = "status IN ({})".format(", ".join(f"'{status}'" for status in PE
 class Delivery(Base):
     """One row per (campaign, contact): the send queue and the audit trail at once.
 
-    On PostgreSQL the table has no foreign keys: checking two of them for every row was half of
-    the time a campaign's recipient snapshot took (7 of 15 s for a million recipients). The code
-    keeps what they kept: deleting a campaign deletes its deliveries (campaigns/repository.py),
-    and a delivery whose contact was deleted keeps the contact's id, which then matches no
-    contact (a read that joins contacts counts such a delivery as unreachable; one that does not
-    finds the id in DeletedContact). SQLite keeps the keys of its first schema (dropping one
-    there means rebuilding the table) and sets the id to NULL; both mean the same to the code."""
+    On PostgreSQL the table has no foreign keys, which a recipient snapshot would check for every
+    row (docs/design.md). The code keeps what they kept: deleting a campaign deletes its deliveries
+    (campaigns/repository.py), and a delivery whose contact was deleted keeps the contact's id,
+    which then matches no contact (a read that joins contacts counts such a delivery as unreachable;
+    one that does not finds the id in DeletedContact). SQLite keeps the keys of its first schema
+    (dropping one there means rebuilding the table) and sets the id to NULL; both mean the same to
+    the code."""
 
     __tablename__ = "deliveries"
     __table_args__ = (
@@ -495,8 +495,7 @@ class CampaignCount(Base):
     """A campaign's figures as additions: they are the sums of its rows. Kept by triggers on
     `deliveries` (migration 0008) in the transaction of every insert, change (of the status or
     of the four `*_at` columns of readers) and delete, whichever code makes it, so the campaign
-    list and get read a few rows instead of counting deliveries and events (a campaign of
-    100,000: 30-80 ms a request by status, 120-310 ms more for 65,000 events).
+    list and get read a few rows instead of counting deliveries and events.
 
     On PostgreSQL each statement that changes counts adds one row (no row is updated, so workers
     recording at once never wait for each other on a counter) and the worker folds a campaign's

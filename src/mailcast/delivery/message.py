@@ -143,8 +143,8 @@ def _qp(text: str) -> bytes:
 def _no_leading_dots(encoded: bytes, limit: int) -> bytes:
     """Quoted-printable lines none of which starts with "." (it is written "=2E", the same text to
     a decoder), each of at most `limit` characters. SMTP would have to double such a dot on the
-    wire; a message built here has none, so the transport sends it as it is (a replace over
-    every message's 40 KB was a tenth of a worker's time)."""
+    wire; a message built here has none, so the transport sends it as it is, without a pass
+    over the whole body."""
     if encoded[:1] != b"." and b"\n." not in encoded:
         return encoded
     out: list[bytes] = []

@@ -74,33 +74,16 @@ UNREACHABLE = Recipient(None, None, None, False)  # the contact was deleted
 async def claim(
     session: AsyncSession, worker: str, now: datetime, limit: int, lease: timedelta
 ) -> list[Claimed]:
-    """Lease up to `limit` due deliveries of sending campaigns, the campaign that started first
-    first, each campaign's rows by due time. The lease is one DeliveryLease row per campaign
-    covering a range of the queue's order, not a write to every delivery: the rows are only
-    read (through the partial index of due rows, `ix_deliveries_due`, so a claim costs the same
-    with a million sent rows behind it), in one statement. Their contacts are read per chunk
-    just before sending (`mark_sending`), outside the campaign's lock that claims take turns on.
+    """Lease up to `limit` due deliveries of sending campaigns: campaigns in the order they
+    started, each one's rows by due time. A lease is one `DeliveryLease` row per campaign
+    covering a range of the queue's order; the rows themselves are only read.
 
-    Claims of one campaign take turns on the campaign's row lock (PostgreSQL; SQLite runs one
-    writer at a time anyway). Under it, leases that ran out are deleted first, then rows in the
-    range of a live lease are skipped (`_LEASED`). Deleting waits for an owner renewing the lease at
-    that moment (`mark_sending`), and is undone by nothing: an owner that comes back later finds
-    its lease gone and sends none of its rows, so no row is sent by two workers.
-
-    Where the read starts: a row that leaves the queue (sent) leaves a dead entry in the due
-    index until VACUUM removes it, and a read from the head walks past all of them: a claim's
-    cost grew with the campaign (batches of 1,000 with half of a million-recipient campaign
-    sent: 18-19 ms from the head, 13-14 ms from the start, bench/RESULTS.md). So each claim
-    starts at the campaign's `queue_from` key and leaves there the first key of the campaign's
-    oldest live lease (a claim that found no other lease and read from the start leaves the start
-    where it is: its batch is the oldest lease, and the batch's end moves the start past it, see
-    `end_leases`). Nothing due and unleased lies before it: the read is in key order, and a
-    lease's rows that go back to the queue (its owner ended it or died) keep their keys, which
-    are not before the lease's first. A row given a new key (a
-    retry, a released A/B holdback) gets the time it was given, later than the keys claimed
-    before. Should a new key still come before the start (written by a worker whose clock is
-    behind, or at the very same instant with a smaller id), the row is not lost, only later: a
-    claim that finds less than a full batch from the start reads from the head as well."""
+    Claims of one campaign take turns on its row lock; under it, leases that ran out are deleted
+    and rows inside a live lease's range are skipped, so no row is leased twice. A claim reads
+    from the campaign's `queue_from` key and leaves there the first key of its oldest live lease:
+    nothing due and unleased lies before that key. A row that still lands before it (a worker's
+    clock behind) is read later, from the head, when a claim finds less than a full batch.
+    docs/design.md ("claim") gives the reasoning."""
     connection = await session.connection()  # plain rows: no ORM loading of a thousand of them
     claimed: list[Claimed] = []
     after = None  # (send_started_at, id) of the campaign done last
@@ -126,8 +109,8 @@ async def claim(
     return claimed
 
 
-# A claim's statements are built once, with bound parameters: building and keying five
-# statements per claim was a millisecond of Python (bench/RESULTS.md, seventh round).
+# A claim's statements are built once, with bound parameters: building them is Python's work
+# on every claim otherwise.
 _NOW = bindparam("now", type_=UTCDateTime())
 _CAMPAIGN_ID = bindparam("campaign_id", type_=String())
 # Whether the campaign has leases that ran out; whether one lives: with none, no row needs the check
@@ -159,10 +142,9 @@ _LEASES = table_of(DeliveryLease)
 _DELETE_RAN_OUT = delete(_LEASES).where(
     _LEASES.c.campaign_id == _CAMPAIGN_ID, _LEASES.c.expires_at <= _NOW
 )
-# The lease's first and last keys are read by id here, not with every row of the claim: a
-# timestamp a row was a third of the due rows' read (bench/RESULTS.md, twelfth round). A due
-# row's key does not change meanwhile: only a retry (a row being sent, so not due) and a
-# released holdback (a held row, not due either) give a row a new one.
+# The lease's first and last keys are read by id here, not with every row of the claim (a
+# timestamp decoded per row). A due row's key does not change meanwhile: only a retry and a
+# released holdback give a row a new one, and neither row is due.
 _FIRST, _LAST = bindparam("first", type_=BigInteger()), bindparam("last", type_=BigInteger())
 _INSERT_LEASE = (
     insert(_LEASES)
@@ -504,15 +486,14 @@ async def end_leases(
 ) -> None:
     """A batch is done (or will not be sent now): its rows not sent are claimable again at once.
 
-    `attempted`: every row of these leases was marked `sending` and given its outcome (the
-    sender's whole batch), so none is due under its old key any more. A lease whose claim found
-    no other lease of its campaign alive (`sole`) then read every due row from the campaign's
-    start to its last key, and the start moves to that last key (or to the first key of an
-    older lease that lives): the next claim does not walk past this batch's rows, which stay in
-    the due index as dead entries until VACUUM (bench/RESULTS.md, thirteenth round). Only a sole
-    lease: another claim's range can span a lease it skipped, whose rows may come back unsent.
-    The campaigns are locked first, in the order claims lock them, so no claim adds a lease in
-    between."""
+    `attempted`: every row of these leases was marked `sending` and given its outcome (the sender's
+    whole batch), so none is due under its old key any more. A lease whose claim found no other
+    lease of its campaign alive (`sole`) then read every due row from the campaign's start to its
+    last key, and the start moves to that last key (or to the first key of an older lease that
+    lives): the next claim does not walk past this batch's rows, which stay in the due index as dead
+    entries until VACUUM. Only a sole lease: another claim's range can span a lease it skipped,
+    whose rows may come back unsent. The campaigns are locked first, in the order claims lock them,
+    so no claim adds a lease in between."""
     ids = set(lease_ids)
     if attempted:
         await session.execute(_LOCK_SOLE_CAMPAIGNS, {"ids": list(ids), "worker": worker})

@@ -99,7 +99,7 @@ class TokenCodec:
         return self._tagger.update(sealed)
 
     def decode(self, token: str, purpose: Purpose | None = None) -> Claim:
-        """Every pixel load and click decodes one, so this is kept short: about 1.5 us."""
+        """Every pixel load and click decodes one, so this is kept short."""
         if len(token) != _LENGTH or token[-1] not in _CANONICAL_LAST:
             raise InvalidToken
         try:

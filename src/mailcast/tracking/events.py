@@ -34,11 +34,10 @@ from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import Delivery, Event, table_of
 
 log = logging.getLogger("mailcast.tracking")
-# Hits per transaction of a buffered write. Each chunk's Python work holds the event loop, so it
-# sets the tracking endpoints' tail latency: 1,000 gave pixel p99 33-58 ms, 500 gave 17-36 ms,
-# 250 gives 16-28 ms at the same request rates (bench/RESULTS.md, fourth and fifth rounds).
+# Hits per transaction of a buffered write. Each chunk's Python work holds the event loop, so
+# its size bounds the tracking endpoints' tail latency.
 FLUSH_CHUNK = 250
-# Buffered hits one chunk looks through at most (counting those already known costs ~0.5 us each).
+# Buffered hits one chunk looks through at most (those already known are counted as it goes).
 _SCANNED = 8 * FLUSH_CHUNK
 # Deliveries per transaction of counted loads (`EventWriter._loads`): one statement and no Python
 # work a row, so a chunk holds the event loop for the time it takes to build two lists.
@@ -196,10 +195,10 @@ class EventWriter:
         failure what is not written stays buffered and this raises."""
         async with self._flushing:
             engine = self._engine
-            # PostgreSQL: one connection for all the chunks (taking one from the pool per chunk
-            # cost two more round trips a chunk: the pool's liveness ping and its rollback on
-            # return). SQLite: the process has one connection, given back after every chunk so
-            # that the API's requests are not held for a whole flush.
+            # PostgreSQL: one connection for all the chunks (a pool checkout per chunk adds its
+            # liveness ping and its rollback on return). SQLite: the process has one connection,
+            # given back after every chunk so that the API's requests are not held for a whole
+            # flush.
             one_per_chunk = not is_postgresql(engine)
             hits = len(self._buffer)
             loads: list[tuple[int, int]] | None = None  # taken once the hits are written
@@ -215,8 +214,8 @@ class EventWriter:
                                 hits -= await self._write_hits(connection, hits)
                             else:
                                 if loads is None:
-                                    # Not sorted: there is no order to keep under the writers'
-                                    # lock (`_WRITERS`); sorting 50,000 held the event loop ~16 ms.
+                                    # Not sorted: the writers' lock (`_WRITERS`) leaves no
+                                    # order to keep, and a sort would hold the event loop.
                                     loads, self._loads = list(self._loads.items()), Counter()
                                 async with connection.begin():
                                     await add_loads(connection, loads[:LOADS_CHUNK])
@@ -289,8 +288,8 @@ _READ_COLUMNS = (
     Delivery.machine_opened_at.is_not(None),
     Delivery.clicked_at.is_not(None),
 )
-# PostgreSQL: the loads added by one statement over arrays (an executemany was a statement per
-# delivery: ~24 us of PostgreSQL's time a pixel load, now ~13). That statement's row locks come in
+# PostgreSQL: the loads added by one statement over arrays (not a statement per delivery, as an
+# executemany would be). That statement's row locks come in
 # whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
 # two processes writing hits of the same deliveries then wait for each other instead of
 # deadlocking (PostgreSQL breaks a deadlock only after its 1 s deadlock_timeout). FOR NO KEY
@@ -475,9 +474,8 @@ async def write(
         )
     elif events:
         # Through the table, not the entity: the ORM's bulk insert asks for the new ids back and
-        # writes one multi-row VALUES statement per batch size, so nearly every chunk was a new
-        # statement of thousands of parameters to parse and plan (a fresh process's first chunks
-        # of clicks took 100-150 ms instead of 15).
+        # writes one multi-row VALUES statement per batch size, a new statement of thousands of
+        # parameters to parse and plan for nearly every chunk.
         await session.execute(insert(table_of(Event)), events)
     # All in one statement: the load count, the first human open and the first human click.
     known = {

@@ -42,7 +42,7 @@ def is_machine(
 @lru_cache(maxsize=4096)
 def _machine_agent(agent: str) -> bool:
     """Remembered: readers' mail clients send a few hundred distinct user agents, and the
-    pattern's search over a browser's 120 characters was a sixth of a tracking process's time."""
+    pattern's search runs over the whole string."""
     # Apple Mail Privacy Protection fetches with a bare "Mozilla/5.0".
     return not agent or agent == "Mozilla/5.0" or _MACHINE_AGENTS.search(agent) is not None
 
@@ -86,8 +86,8 @@ class ClickResolver:
 
     A delivery not kept is read by its few columns, and the clicks waiting for a read share it,
     as group commit shares a write: while one statement is out, the deliveries clicked meanwhile
-    gather for the next (most real clicks are a recipient's first: a session, a transaction and
-    a statement per click were what a click cost, ~1,600 clicks/s on two cores)."""
+    gather for the next (most real clicks are a recipient's first, each of which would
+    otherwise cost a session, a transaction and a statement)."""
 
     def __init__(self, codec: TokenCodec, size: int = 10_000, campaigns: int = 512) -> None:
         self.codec = codec
