@@ -53,6 +53,7 @@ from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
 from mailcast.delivery.tokens import TokenCodec
+from mailcast.delivery.transport import Outcome
 
 router = APIRouter(prefix="/v1/campaigns", tags=["Campaigns"], responses=ERROR_RESPONSES)
 
@@ -578,7 +579,7 @@ async def sequenzy_send_test(
     )
     (one,) = sent.recipients
     return SequenzyTestOut(
-        success=one.status == "sent",
+        success=one.status is Outcome.SENT,
         campaign_id=sent.campaign_id,
         email_send_id=one.message_id,
         recipient_email=one.email,

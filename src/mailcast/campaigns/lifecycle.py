@@ -4,15 +4,9 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from mailcast.statuses import CampaignStatus
 
-class Status(StrEnum):
-    DRAFT = "draft"
-    SCHEDULED = "scheduled"
-    SENDING = "sending"
-    PAUSED = "paused"
-    SENT = "sent"
-    CANCELLED = "cancelled"
-
+Status = CampaignStatus
 
 ALLOWED: dict[Status, frozenset[Status]] = {
     Status.DRAFT: frozenset({Status.SCHEDULED, Status.SENDING, Status.CANCELLED}),

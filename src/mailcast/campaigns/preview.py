@@ -51,7 +51,7 @@ class Preview:
 @dataclass
 class TestSent:
     email: str
-    status: str  # sent, deferred, bounced, failed (the relay's answer)
+    status: Outcome  # sent, deferred, bounced, failed, unknown (the relay's answer)
     message: str
     message_id: str | None = None
 
@@ -201,7 +201,7 @@ async def send_test(
                 subject_prefix=TEST_SUBJECT_PREFIX,
             )
         except RenderError as exc:
-            result.recipients.append(TestSent(email, "failed", str(exc)))
+            result.recipients.append(TestSent(email, Outcome.FAILED, str(exc)))
             continue
         result.subject = rendered.subject
         envelope = Envelope(
@@ -213,7 +213,7 @@ async def send_test(
         )
         answer = await transport.send(envelope)
         # A relay that is down answers for itself: the test was not tried, as a 4xx would say.
-        status = "deferred" if answer.outcome is Outcome.PAUSED else answer.outcome.value
+        status = Outcome.DEFERRED if answer.outcome is Outcome.PAUSED else answer.outcome
         result.recipients.append(TestSent(email, status, answer.message, message_id))
     await repo.record_test_sends(session, campaign.id, addresses, now)
     return result

@@ -27,6 +27,7 @@ from mailcast.db.models import (
 )
 from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
+from mailcast.statuses import CampaignStatus, DeliveryStatus
 
 
 @dataclass
@@ -183,7 +184,7 @@ async def _queue(
         Contact.id,
         Contact.email,
         literal("a"),
-        literal("queued"),
+        literal(DeliveryStatus.QUEUED.value),
         literal(0),
         ts,
         ts,
@@ -275,7 +276,7 @@ async def fill_queue(
             .execution_options(populate_existing=True)
         )
     ).scalar_one_or_none()
-    if campaign is None or campaign.status != "sending" or campaign.queue_filled:
+    if campaign is None or campaign.status != CampaignStatus.SENDING or campaign.queue_filled:
         return None
     after, queued, upto = campaign.queue_fill_after, 0, campaign.queue_fill_after
     while True:
@@ -287,7 +288,7 @@ async def fill_queue(
         update(Campaign)
         .where(
             Campaign.id == campaign_id,
-            Campaign.status == "sending",
+            Campaign.status == CampaignStatus.SENDING,
             Campaign.queue_filled.is_(False),
             Campaign.queue_fill_after.is_(None)
             if after is None
@@ -303,14 +304,17 @@ async def fill_queue(
 
 async def filling(session: AsyncSession) -> list[str]:
     """Sending campaigns whose queue is not full yet."""
-    stmt = select(Campaign.id).where(Campaign.status == "sending", Campaign.queue_filled.is_(False))
+    stmt = select(Campaign.id).where(
+        Campaign.status == CampaignStatus.SENDING, Campaign.queue_filled.is_(False)
+    )
     return list((await session.execute(stmt)).scalars())
 
 
 async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
     """Remove deliveries that were never handed to a relay (a cancelled remainder)."""
     stmt = delete(Delivery).where(
-        Delivery.campaign_id == campaign_id, Delivery.status.in_(("queued", "deferred", "held"))
+        Delivery.campaign_id == campaign_id,
+        Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)),
     )
     return changed(await session.execute(stmt))
 
@@ -374,8 +378,16 @@ async def fold_counts(session: AsyncSession) -> int:
 
 
 # Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
-_FACTS = {
-    **{status: Delivery.status == status for status in ("sent", "bounced", "failed", "unknown")},
+_FACTS: dict[str, ColumnElement[bool]] = {
+    **{
+        str(status): Delivery.status == status
+        for status in (
+            DeliveryStatus.SENT,
+            DeliveryStatus.BOUNCED,
+            DeliveryStatus.FAILED,
+            DeliveryStatus.UNKNOWN,
+        )
+    },
     "opened": Delivery.opened_at.is_not(None),
     "clicked": Delivery.clicked_at.is_not(None),
     "complained": Delivery.complained_at.is_not(None),
@@ -457,8 +469,8 @@ async def release_holdback(
 ) -> int:
     stmt = (
         update(Delivery)
-        .where(Delivery.campaign_id == campaign_id, Delivery.status == "held")
-        .values(status="queued", variant=variant, next_attempt_at=now, updated_at=now)
+        .where(Delivery.campaign_id == campaign_id, Delivery.status == DeliveryStatus.HELD)
+        .values(status=DeliveryStatus.QUEUED, variant=variant, next_attempt_at=now, updated_at=now)
         .execution_options(synchronize_session=False)
     )
     return changed(await session.execute(stmt))
@@ -492,7 +504,7 @@ async def variant_results(session: AsyncSession, campaign_id: str) -> dict[str, 
     )
     for group, status, n, opened, clicked in rows:
         out[group]["total"] += n
-        if status in ("sent", "bounced"):
+        if status in (DeliveryStatus.SENT, DeliveryStatus.BOUNCED):
             out[group]["sent"] += n
             out[group]["opened"] += opened
             out[group]["clicked"] += clicked
@@ -503,7 +515,7 @@ async def due_for_evaluation(session: AsyncSession, now: datetime) -> list[Campa
     """A/B campaigns still without a winner, sending or paused (evaluate_after is checked by the
     caller)."""
     stmt = select(Campaign).where(
-        Campaign.status.in_(("sending", "paused")),
+        Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED)),
         Campaign.ab_test.is_not(None),
         Campaign.ab_winner.is_(None),
         Campaign.send_started_at <= now,

@@ -24,6 +24,8 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
+from mailcast.statuses import PENDING, DeliveryStatus
+
 from .types import BigIntPK, JSONType, UTCDateTime
 
 
@@ -384,7 +386,6 @@ class Campaign(Base):
     updated_at: Mapped[datetime]
 
 
-PENDING = ("queued", "deferred")  # a delivery waiting for (another) attempt
 # Written out in the SQL: a bound parameter cannot match a partial index.
 DUE_CONDITION = "status IN ({})".format(", ".join(f"'{status}'" for status in PENDING))
 
@@ -461,7 +462,7 @@ class Delivery(Base):
     # The A/B assignment, never changed: a, b or holdback (holdback rows wait as "held" for the
     # winner).
     ab_group: Mapped[str] = mapped_column(String(10), default="a", server_default="a")
-    status: Mapped[str] = mapped_column(String(20), default="queued")
+    status: Mapped[str] = mapped_column(String(20), default=DeliveryStatus.QUEUED)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     next_attempt_at: Mapped[datetime | None]
     # Set when the row becomes `sending` (its message about to go on the wire): the worker whose

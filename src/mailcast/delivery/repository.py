@@ -31,7 +31,6 @@ from sqlalchemy.sql import ColumnElement, CompoundSelect, Select, TextClause, Up
 from mailcast.db.lists import among, is_postgresql, unnest
 from mailcast.db.models import (
     DUE_CONDITION,
-    PENDING,
     Account,
     Audience,
     Campaign,
@@ -46,6 +45,7 @@ from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
 from mailcast.db.upsert import insert_for
 from mailcast.delivery.transport import RelayHealth
+from mailcast.statuses import PENDING, CampaignStatus, DeliveryStatus
 
 
 class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
@@ -129,7 +129,7 @@ _NEXT_CAMPAIGN = (
         Campaign.queue_from_at,
         Campaign.queue_from_id,
     )
-    .where(Campaign.status == "sending")
+    .where(Campaign.status == CampaignStatus.SENDING)
     .order_by(Campaign.send_started_at, Campaign.id)
     .limit(1)
     .with_for_update(of=Campaign, key_share=True)
@@ -376,7 +376,7 @@ _MARK_ON_WIRE = (
         ),
     )
     .values(
-        status="sending",
+        status=DeliveryStatus.SENDING,
         attempts=table_of(Delivery).c.attempts + 1,
         lease_owner=bindparam("worker"),
         lease_expires_at=bindparam("expires", type_=UTCDateTime()),
@@ -549,11 +549,19 @@ async def record(
         table = table_of(Delivery)
         # not IN (...): an expanding parameter cannot go into an executemany
         if unsent:
-            guard = [or_(table.c.status == "queued", table.c.status == "deferred")]
+            guard = [
+                or_(
+                    table.c.status == DeliveryStatus.QUEUED,
+                    table.c.status == DeliveryStatus.DEFERRED,
+                )
+            ]
         else:
             guard = [
                 table.c.lease_owner == worker,
-                or_(table.c.status == "sending", table.c.status == "unknown"),
+                or_(
+                    table.c.status == DeliveryStatus.SENDING,
+                    table.c.status == DeliveryStatus.UNKNOWN,
+                ),
             ]
         stmt = (
             update(table)
@@ -601,7 +609,7 @@ async def recover_expired(session: AsyncSession, now: datetime) -> int:
         .where(
             DeliveryLease.expires_at <= now,
             DeliveryLease.campaign_id.not_in(
-                select(Campaign.id).where(Campaign.status == "sending")
+                select(Campaign.id).where(Campaign.status == CampaignStatus.SENDING)
             ),
         )
         .execution_options(synchronize_session=False)
@@ -609,13 +617,15 @@ async def recover_expired(session: AsyncSession, now: datetime) -> int:
     alive = exists().where(
         DeliveryLease.owner == Delivery.lease_owner, DeliveryLease.expires_at > now
     )
-    sending = select(Campaign.id).where(Campaign.status.in_(("sending", "paused")))
-    orphaned = [Delivery.status == "sending", Delivery.lease_expires_at < now, ~alive]
+    sending = select(Campaign.id).where(
+        Campaign.status.in_((CampaignStatus.SENDING, CampaignStatus.PAUSED))
+    )
+    orphaned = [Delivery.status == DeliveryStatus.SENDING, Delivery.lease_expires_at < now, ~alive]
     again = await session.execute(
         update(Delivery)
         .where(*orphaned, Delivery.campaign_id.in_(sending))
         .values(
-            status="deferred",
+            status=DeliveryStatus.DEFERRED,
             next_attempt_at=now,
             in_doubt=True,
             lease_owner=None,
@@ -631,7 +641,7 @@ async def recover_expired(session: AsyncSession, now: datetime) -> int:
         update(Delivery)
         .where(*orphaned, Delivery.campaign_id.not_in(sending))
         .values(
-            status="unknown",
+            status=DeliveryStatus.UNKNOWN,
             in_doubt=True,
             smtp_response="the worker stopped while this message was on the wire",
             updated_at=now,
@@ -672,15 +682,26 @@ async def finish_done_campaigns(
     # "held": an A/B holdback waiting for the winner; the campaign is sent only after it went out.
     unfinished = exists().where(
         Delivery.campaign_id == Campaign.id,
-        Delivery.status.in_(("queued", "deferred", "sending", "held")),
+        Delivery.status.in_(
+            (
+                DeliveryStatus.QUEUED,
+                DeliveryStatus.DEFERRED,
+                DeliveryStatus.SENDING,
+                DeliveryStatus.HELD,
+            )
+        ),
     )
-    where = [Campaign.status == "sending", Campaign.queue_filled.is_(True), ~unfinished]
+    where = [
+        Campaign.status == CampaignStatus.SENDING,
+        Campaign.queue_filled.is_(True),
+        ~unfinished,
+    ]
     if campaign_ids is not None:
         where.append(Campaign.id.in_(list(campaign_ids)))
     stmt = (
         update(Campaign)
         .where(and_(*where))
-        .values(status="sent", sent_at=now, updated_at=now)
+        .values(status=CampaignStatus.SENT, sent_at=now, updated_at=now)
         .returning(Campaign.id)
         .execution_options(synchronize_session=False)
     )
@@ -704,7 +725,7 @@ async def due_scheduled(
 ) -> list[tuple[str, str]]:
     stmt = (
         select(Campaign.id, Campaign.account_id)
-        .where(Campaign.status == "scheduled", Campaign.scheduled_at <= now)
+        .where(Campaign.status == CampaignStatus.SCHEDULED, Campaign.scheduled_at <= now)
         .order_by(Campaign.scheduled_at)
         .limit(limit)
     )

@@ -45,6 +45,7 @@ from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
 from mailcast.domains import service as domains
 from mailcast.domains.keys import KeyUnreadable, sealer
+from mailcast.statuses import DeliveryStatus
 
 log = logging.getLogger("mailcast.sender")
 
@@ -284,7 +285,8 @@ class Sender:
         if result.outcome is Outcome.PAUSED:
             # Not tried: the relay is unreachable. Due again when it is probed; no attempt counted.
             row.update(
-                status="deferred", next_attempt_at=now + timedelta(seconds=result.retry_after)
+                status=DeliveryStatus.DEFERRED,
+                next_attempt_at=now + timedelta(seconds=result.retry_after),
             )
             return row
         if not marked and result.outcome is Outcome.DEFERRED:
@@ -296,7 +298,7 @@ class Sender:
         if result.outcome is Outcome.SENT:
             row["sent_at"] = now
         elif result.outcome in (Outcome.DEFERRED, Outcome.UNKNOWN):
-            row["status"] = "deferred"
+            row["status"] = DeliveryStatus.DEFERRED
             attempt = delivery.attempts + 1
             retry_at = now + backoff(
                 attempt, self.settings.retry_base_seconds, self.settings.retry_max_seconds
@@ -304,7 +306,11 @@ class Sender:
             if queued_at is None or retry_at > queued_at + timedelta(
                 hours=self.settings.retry_lifetime_hours
             ):
-                row["status"] = "unknown" if result.outcome is Outcome.UNKNOWN else "failed"
+                row["status"] = (
+                    DeliveryStatus.UNKNOWN
+                    if result.outcome is Outcome.UNKNOWN
+                    else DeliveryStatus.FAILED
+                )
                 row["smtp_response"] = f"gave up after {attempt} attempts: {response}"[:2000]
             else:
                 row["next_attempt_at"] = retry_at

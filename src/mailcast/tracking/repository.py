@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from mailcast.db.lists import among
 from mailcast.db.models import Campaign, Contact, Delivery, Event
 from mailcast.db.rows import changed
+from mailcast.statuses import DeliveryStatus
 
 
 async def delivery_with_campaign(
@@ -111,8 +112,11 @@ async def mark_bounced(
     """A bounce reported after the relay accepted the message: it counts as sent and bounced."""
     await session.execute(
         update(Delivery)
-        .where(Delivery.id == delivery_id, Delivery.status.in_(("sent", "unknown")))
-        .values(status="bounced", smtp_response=response[:2000], updated_at=at)
+        .where(
+            Delivery.id == delivery_id,
+            Delivery.status.in_((DeliveryStatus.SENT, DeliveryStatus.UNKNOWN)),
+        )
+        .values(status=DeliveryStatus.BOUNCED, smtp_response=response[:2000], updated_at=at)
         .execution_options(synchronize_session=False)
     )
 

@@ -24,6 +24,7 @@ from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, S
 from mailcast.campaigns.schemas import CampaignUpdate
 from mailcast.db.models import Campaign
 from mailcast.errors import MailcastError, ValidationFailed
+from mailcast.statuses import CampaignStatus
 from mailcast.web import auth
 from mailcast.web.auth import COOKIE, Signed
 from mailcast.web.charts import series_chart
@@ -232,7 +233,7 @@ async def campaign_page(
         evaluate_at=evaluate_at,
         resend_at=resend_at,
         now=now,
-        live=campaign.status in ("sending", "paused"),
+        live=campaign.status in (CampaignStatus.SENDING, CampaignStatus.PAUSED),
         outage=outage,
         **common,
     )
@@ -252,7 +253,7 @@ async def counters(
             campaign=campaign,
             stats=stats,
             outage=outage,
-            live=campaign.status in ("sending", "paused"),
+            live=campaign.status in (CampaignStatus.SENDING, CampaignStatus.PAUSED),
         ),
         headers=HEADERS,
     )
