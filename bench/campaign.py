@@ -104,6 +104,7 @@ async def message_size(url: str, campaign_id: str, env: dict) -> int:
     messages of this size)."""
     from sqlalchemy import select
 
+    from mailcast.campaigns import service as campaigns
     from mailcast.clock import system_clock
     from mailcast.config import Settings
     from mailcast.db.engine import create_engine, session_factory
@@ -136,7 +137,9 @@ async def message_size(url: str, campaign_id: str, env: dict) -> int:
             attempts=d.attempts,
             lease_id=0,
         )
-        sender = Sender(sessions, settings, None, system_clock, TokenCodec(settings.secret()))
+        sender = Sender(
+            sessions, settings, None, system_clock, TokenCodec(settings.secret()), campaigns
+        )
         plans = await sender._plans_for([claimed])
         data, _ = sender.build(
             claimed,

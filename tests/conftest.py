@@ -18,8 +18,7 @@ import pytest
 from sqlalchemy import text
 
 from mailcast.accounts import service as accounts
-from mailcast.accounts.scopes import Scope
-from mailcast.api.app import create_app
+from mailcast.app import create_app
 from mailcast.clock import FixedClock
 from mailcast.config import Settings
 from mailcast.db.engine import create_engine, is_sqlite, session_factory
@@ -28,6 +27,7 @@ from mailcast.db.models import Base
 from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
 from mailcast.domains.dns import Resolver
+from mailcast.scopes import Scope
 from mailcast.worker.runner import Worker
 from tests.dnsserver import LoopbackDns
 from tests.smtpserver import LoopbackRelay

@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import stat
 
-from mailcast.api.app import RedactTokens
+from mailcast.app import RedactTokens
 from mailcast.config import Settings
 from mailcast.db.engine import create_engine
 

@@ -27,7 +27,6 @@ from mailcast.accounts import repository as accounts_repo
 from mailcast.accounts import service as accounts
 from mailcast.accounts import users
 from mailcast.accounts.schemas import AccountUpdate
-from mailcast.accounts.scopes import Scope
 from mailcast.clock import system_clock
 from mailcast.config import PLANS, Settings, get_settings
 from mailcast.db.engine import WORKER_PING_AFTER_IDLE, create_engine, session_factory
@@ -37,6 +36,7 @@ from mailcast.delivery.transports import build_transport
 from mailcast.domains import service as domains
 from mailcast.domains.keys import KeyUnreadable
 from mailcast.errors import MailcastError
+from mailcast.scopes import Scope
 
 app = typer.Typer(no_args_is_help=True, help="mailcast: self-hosted email broadcast campaigns.")
 accounts_app = typer.Typer(no_args_is_help=True, help="Tenants and their plans.")
@@ -123,7 +123,7 @@ def serve(
     """Migrate, create a first account on the very first start, then serve the API."""
     import uvicorn
 
-    from mailcast.api.app import create_app
+    from mailcast.app import create_app
 
     settings = get_settings()
 
@@ -177,7 +177,7 @@ def serve(
             "them"
         )
         uvicorn.run(
-            "mailcast.api.app:create_app_from_environment", factory=True, workers=workers, **options
+            "mailcast.app:create_app_from_environment", factory=True, workers=workers, **options
         )
         return
     if settings.embedded_worker:

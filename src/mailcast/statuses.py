@@ -28,5 +28,15 @@ class DeliveryStatus(StrEnum):
     UNKNOWN = "unknown"  # in doubt and not sent again (see docs/reliability.md)
 
 
+# Campaigns that still need their audience and template.
+UNFINISHED = frozenset(
+    {
+        CampaignStatus.DRAFT,
+        CampaignStatus.SCHEDULED,
+        CampaignStatus.SENDING,
+        CampaignStatus.PAUSED,
+    }
+)
+
 # A delivery waiting for (another) attempt.
 PENDING = (DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED)

@@ -9,8 +9,8 @@ from typing import Any
 
 import pytest
 
-from mailcast.accounts.scopes import Scope
 from mailcast.delivery import repository as delivery_repo
+from mailcast.scopes import Scope
 
 
 async def build_world(tenant) -> dict[str, str]:

@@ -10,7 +10,7 @@ from sendry import Sendry
 from sendry._exceptions import RateLimitError
 from sqlalchemy import event
 
-from mailcast.api.app import create_app
+from mailcast.app import create_app
 from tests.conftest import LiveServer
 
 

@@ -257,7 +257,7 @@ async def test_manual_pick_and_a_second_pick(ab_ready, worker, relay):
     c = await ab_ready.campaign(ab_ready.audience_id, draft=None, ab_test=AB)
     await worker.run_until_idle()
     read_only = await ab_ready.key_with(
-        __import__("mailcast.accounts.scopes", fromlist=["Scope"]).Scope.READ_ONLY
+        __import__("mailcast.scopes", fromlist=["Scope"]).Scope.READ_ONLY
     )
     r = await ab_ready.post(
         f"/v1/campaigns/{c['id']}/ab-test/pick-winner", json={"variant": "a"}, key=read_only

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import re
 
-from mailcast.accounts.scopes import Scope
+from mailcast.scopes import Scope
 
 
 async def _draft(tenant, **overrides) -> dict:

@@ -244,7 +244,7 @@ async def test_sequenzy_sdk_gets_its_own_error_classes_and_shape(
     from sequenzy import Sequenzy
     from sequenzy.errors import BadRequestError, NotFoundError, UnauthorizedError
 
-    from mailcast.accounts.scopes import Scope
+    from mailcast.scopes import Scope
 
     original = await _sent_campaign(tenant, worker)
     client = Sequenzy(base_url=f"{live_server.url}/api/v1", api_key=tenant.key, max_retries=0)

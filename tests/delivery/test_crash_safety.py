@@ -22,7 +22,7 @@ import pytest
 from sqlalchemy import func, select
 
 from mailcast.accounts import service as accounts
-from mailcast.api.app import create_app
+from mailcast.app import create_app
 from mailcast.clock import FixedClock
 from mailcast.config import Settings
 from mailcast.db.engine import create_engine, session_factory

@@ -14,13 +14,13 @@ from mailcast.accounts.schemas import (
     ApiKeyOut,
     QuotaOut,
 )
-from mailcast.accounts.scopes import Scope
 from mailcast.api.deps import ClockDep, FullKey, PageDep, ReadKey, SessionDep, SettingsDep
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted
 from mailcast.config import Settings
 from mailcast.db.models import Account
+from mailcast.scopes import Scope
 
 router = APIRouter(prefix="/v1/api-keys", tags=["API keys"], responses=ERROR_RESPONSES)
 

@@ -5,8 +5,8 @@ from typing import TYPE_CHECKING, Annotated
 
 from pydantic import AfterValidator, Field
 
-from mailcast.accounts.scopes import Scope
 from mailcast.api.schemas import Input, Output, SingleLine, Timestamp
+from mailcast.scopes import Scope
 
 if TYPE_CHECKING:
     from mailcast.db.models import ApiKey

@@ -11,7 +11,6 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import repository as repo
-from mailcast.accounts.scopes import Principal, Scope
 from mailcast.config import PLANS, Settings
 from mailcast.db.models import Account, ApiKey
 from mailcast.errors import (
@@ -22,6 +21,7 @@ from mailcast.errors import (
     ValidationFailed,
 )
 from mailcast.ids import new_id
+from mailcast.scopes import Principal, Scope
 
 KEY_PREFIX = "mc_live_"
 _KEY_RE = re.compile(r"^mc_live_[A-Za-z0-9_-]{43}$")

@@ -15,11 +15,11 @@ from argon2.exceptions import InvalidHashError, VerificationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import repository as repo
-from mailcast.accounts.scopes import Principal, Scope
 from mailcast.contacts.addresses import normalise_email
 from mailcast.db.models import User, WebSession
 from mailcast.errors import Conflict, MailcastError, NotFound, RateLimited, ValidationFailed
 from mailcast.ids import new_id
+from mailcast.scopes import Principal, Scope
 
 _HASHER = PasswordHasher()
 # Checked against when the email is unknown, so both failures cost the same time.

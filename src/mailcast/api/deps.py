@@ -9,13 +9,10 @@ from fastapi import Depends, Query, Request
 from fastapi.security import HTTPBearer
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.accounts.scopes import Principal, Scope
 from mailcast.clock import Clock
 from mailcast.config import Settings
-from mailcast.delivery.tokens import TokenCodec
-from mailcast.delivery.transport import Transport
-from mailcast.delivery.transports import build_transport
 from mailcast.errors import InsufficientScope, Unauthorized
+from mailcast.scopes import Principal, Scope
 
 
 async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
@@ -38,23 +35,9 @@ def get_app_settings(request: Request) -> Settings:
     return cast(Settings, request.app.state.settings)
 
 
-def get_codec(request: Request) -> TokenCodec:
-    return cast(TokenCodec, request.app.state.codec)
-
-
-def get_transport(request: Request) -> Transport:
-    """The relay (or outbox) this process sends test messages through, opened on first use."""
-    state = request.app.state
-    if state.transport is None:
-        state.transport, _ = build_transport(state.settings)
-    return cast(Transport, state.transport)
-
-
 SessionDep = Annotated[AsyncSession, Depends(get_session, scope="function")]
 ClockDep = Annotated[Clock, Depends(get_clock)]
 SettingsDep = Annotated[Settings, Depends(get_app_settings)]
-CodecDep = Annotated[TokenCodec, Depends(get_codec)]
-TransportDep = Annotated[Transport, Depends(get_transport)]
 
 _bearer = HTTPBearer(
     auto_error=False, description="An API key: `Authorization: Bearer mc_live_...`"

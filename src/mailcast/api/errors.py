@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
@@ -34,6 +34,20 @@ _HTTP_CODES = {
 
 SEQUENZY_PREFIX = "/api/v1/"
 DASHBOARD_PREFIX = "/dashboard"
+
+
+class ErrorPages(Protocol):
+    """How the dashboard answers an error: a page, or the way to sign in."""
+
+    def error_page(
+        self, status: int, message: str, headers: dict[str, str] | None = None
+    ) -> Response: ...
+
+    def sign_in(self, path: str, htmx: bool) -> Response: ...
+
+
+# The dashboard's, given by `install` (the dashboard is built on this package, not below it).
+_pages: ErrorPages | None = None
 
 
 def error_body(code: str, message: str, details: Any = None) -> dict[str, Any]:
@@ -80,10 +94,8 @@ def respond(
     headers: dict[str, str] | None = None,
 ) -> Response:
     """An error in the dialect of the path it answers (the dashboard's: a page)."""
-    if path.startswith(DASHBOARD_PREFIX):
-        from mailcast.web.errors import error_page
-
-        return error_page(status, message, headers)
+    if _pages is not None and path.startswith(DASHBOARD_PREFIX):
+        return _pages.error_page(status, message, headers)
     if path.startswith(SEQUENZY_PREFIX):
         return _sequenzy(status, code, message, details, headers)
     return JSONResponse(error_body(code, message, details), status_code=status, headers=headers)
@@ -116,10 +128,12 @@ def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
 
 async def _mailcast_error(request: Request, exc: Exception) -> Response:
     assert isinstance(exc, MailcastError)  # registered for this class only
-    if request.url.path.startswith(DASHBOARD_PREFIX) and exc.code == "sign_in_required":
-        from mailcast.web.errors import sign_in
-
-        return sign_in(request.url.path, "hx-request" in request.headers)
+    if (
+        _pages is not None
+        and request.url.path.startswith(DASHBOARD_PREFIX)
+        and exc.code == "sign_in_required"
+    ):
+        return _pages.sign_in(request.url.path, "hx-request" in request.headers)
     return error_response(exc, request.url.path)
 
 
@@ -188,7 +202,10 @@ async def _unexpected(request: Request, exc: Exception) -> Response:
     return respond(request.url.path, 500, "internal_error", "An unexpected error occurred")
 
 
-def install(app: FastAPI) -> None:
+def install(app: FastAPI, pages: ErrorPages | None = None) -> None:
+    """The handlers of every error; `pages`: how paths under /dashboard answer."""
+    global _pages
+    _pages = pages
     app.add_exception_handler(MailcastError, _mailcast_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     app.add_exception_handler(StarletteHTTPException, _http_error)

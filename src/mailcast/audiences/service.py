@@ -8,9 +8,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.audiences import repository as repo
 from mailcast.audiences.schemas import AudienceCreate, AudienceUpdate
-from mailcast.campaigns import repository as campaigns_repo
-from mailcast.contacts import repository as contacts_repo
-from mailcast.db.models import Audience, Contact
+from mailcast.db import usage
+from mailcast.db.models import Audience
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
 
@@ -74,42 +73,9 @@ async def delete_audience(session: AsyncSession, account_id: str, audience_id: s
     """Deleting an audience removes memberships, never contacts. An audience that a campaign
     still has to send to cannot go."""
     await get_audience(session, account_id, audience_id)
-    users = await campaigns_repo.active_using_audience(session, account_id, audience_id)
+    users = await usage.campaigns_using_audience(session, account_id, audience_id)
     if users:
         raise Conflict(
             "Campaigns that have not finished still use this audience", {"campaign_ids": users}
         )
     await repo.delete_one(session, account_id, audience_id)
-
-
-async def add_contacts(
-    session: AsyncSession, account_id: str, audience_id: str, contact_ids: list[str], now: datetime
-) -> int:
-    if not await repo.hold(session, account_id, audience_id):
-        raise NotFound("No such audience")
-    wanted = list(dict.fromkeys(contact_ids))
-    owned = await contacts_repo.ids_owned(session, account_id, wanted)
-    missing = [cid for cid in wanted if cid not in owned]
-    if missing:
-        raise NotFound("No such contact", {"contact_ids": missing})
-    already = await repo.existing_members(session, audience_id, wanted)
-    new = [cid for cid in wanted if cid not in already]
-    await repo.add_members(session, audience_id, new, now)
-    return len(new)
-
-
-async def list_members(
-    session: AsyncSession, account_id: str, audience_id: str, limit: int, cursor: str | None
-) -> list[Contact]:
-    await get_audience(session, account_id, audience_id)
-    return await contacts_repo.list_page(
-        session, account_id, limit, cursor, audience_id=audience_id
-    )
-
-
-async def remove_contact(
-    session: AsyncSession, account_id: str, audience_id: str, contact_id: str
-) -> None:
-    await get_audience(session, account_id, audience_id)
-    if not await repo.remove_member(session, audience_id, contact_id):
-        raise NotFound("That contact is not in this audience")

@@ -18,10 +18,8 @@ from mailcast.db.models import Campaign
 from mailcast.errors import Conflict, InvalidTransition, NotFound, ValidationFailed
 from mailcast.templates import repository as templates_repo
 from mailcast.templates.syntax import check_fields
-
-
-def enabled(campaign: Campaign) -> bool:
-    return bool(campaign.ab_test and campaign.ab_test.get("enabled"))
+from mailcast.variants import content as content
+from mailcast.variants import enabled as enabled
 
 
 def stored(ab: AbTest | None) -> dict[str, Any] | None:
@@ -81,33 +79,6 @@ async def freeze(session: AsyncSession, campaign: Campaign) -> None:
                     b[field] = value
     ab["variant_b"] = b
     campaign.ab_test = ab
-
-
-def content(campaign: Campaign, variant: str) -> dict[str, str | None]:
-    """subject, html, text, preview_text of a variant. Every field B leaves unset is A's, except
-    that a B with HTML of its own and no text of its own gets no text here: its text part is
-    derived from its HTML (`compile_variant`), so no message carries A's text under B's HTML."""
-    a = {
-        "subject": campaign.subject,
-        "html": campaign.html,
-        "text": campaign.text,
-        "preview_text": campaign.preview_text,
-    }
-    if variant != "b" or not enabled(campaign):
-        return a
-    b = (campaign.ab_test or {}).get("variant_b") or {}
-    if b.get("text_content") is not None:
-        text = b["text_content"]
-    elif b.get("html") is not None:
-        text = None
-    else:
-        text = a["text"]
-    return {
-        "subject": b.get("subject") or a["subject"],
-        "html": b["html"] if b.get("html") is not None else a["html"],
-        "text": text,
-        "preview_text": b.get("preview_text") or a["preview_text"],
-    }
 
 
 def _half_up(x: Fraction) -> int:

@@ -9,14 +9,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.api.deps import (
     ClockDep,
-    CodecDep,
     FullKey,
     PageDep,
     ReadKey,
     SendKey,
     SessionDep,
     SettingsDep,
-    TransportDep,
 )
 from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, SEQUENZY_ERROR_RESPONSES, put_and_patch
@@ -52,6 +50,7 @@ from mailcast.campaigns.schemas import (
 from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
+from mailcast.delivery.deps import CodecDep, TransportDep
 from mailcast.delivery.tokens import TokenCodec
 from mailcast.delivery.transport import Outcome
 

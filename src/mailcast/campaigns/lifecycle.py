@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from enum import StrEnum
 
+from mailcast.statuses import UNFINISHED as UNFINISHED
 from mailcast.statuses import CampaignStatus
 
 Status = CampaignStatus
@@ -20,8 +21,6 @@ ALLOWED: dict[Status, frozenset[Status]] = {
 
 EDITABLE = frozenset({Status.DRAFT, Status.SCHEDULED})
 DELETABLE = frozenset({Status.DRAFT, Status.CANCELLED})
-# Campaigns that still need their audience and template.
-UNFINISHED = frozenset({Status.DRAFT, Status.SCHEDULED, Status.SENDING, Status.PAUSED})
 
 
 def can(source: Status, target: Status) -> bool:

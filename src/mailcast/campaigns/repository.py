@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.expression import Exists
 
-from mailcast.campaigns.lifecycle import UNFINISHED, Status
+from mailcast.campaigns.lifecycle import Status
 from mailcast.db import owned
 from mailcast.db.lists import among, is_postgresql
 from mailcast.db.models import (
@@ -415,31 +415,6 @@ async def recount(session: AsyncSession) -> int:
         await session.execute(text("LOCK TABLE campaign_counts IN EXCLUSIVE MODE"))
     await session.execute(delete(CampaignCount))
     return changed(await session.execute(_RECOUNT))
-
-
-async def _unfinished_using(
-    session: AsyncSession, account_id: str, column: Any, value: str
-) -> list[str]:
-    stmt = select(Campaign.id).where(
-        and_(
-            Campaign.account_id == account_id,
-            column == value,
-            Campaign.status.in_([s.value for s in UNFINISHED]),
-        )
-    )
-    return list((await session.execute(stmt)).scalars())
-
-
-async def active_using_audience(
-    session: AsyncSession, account_id: str, audience_id: str
-) -> list[str]:
-    return await _unfinished_using(session, account_id, Campaign.audience_id, audience_id)
-
-
-async def active_using_template(
-    session: AsyncSession, account_id: str, template_id: str
-) -> list[str]:
-    return await _unfinished_using(session, account_id, Campaign.template_id, template_id)
 
 
 async def recipients_for_assignment(

@@ -17,14 +17,13 @@ from markupsafe import escape
 
 from mailcast.delivery.message import Recurring
 from mailcast.templates.bounded import BoundedEnvironment, limit_name
+from mailcast.templates.links import HREF, TEXT_URL, rewrite_links
 
 # HTML output escapes merge values (a subscriber named "<script>" stays text); subject and text do
 # not.
 HTML_ENV = BoundedEnvironment(autoescape=True)
 TEXT_ENV = BoundedEnvironment(autoescape=False)
 
-_HREF = re.compile(r"""(<a\b[^>]*?\bhref\s*=\s*)(["'])(.*?)\2""", re.IGNORECASE | re.DOTALL)
-_TEXT_URL = re.compile(r"""https?://[^\s<>"']+""")
 _BODY_OPEN = re.compile(r"<body\b[^>]*>", re.IGNORECASE)
 _BODY_CLOSE = re.compile(r"</body\s*>", re.IGNORECASE)
 
@@ -143,11 +142,6 @@ class RenderError(Exception):
     """This recipient's message cannot be rendered; the delivery fails, the campaign goes on."""
 
 
-def _trackable(url: str) -> bool:
-    stripped = url.strip().lower()
-    return stripped.startswith(("http://", "https://")) and "unsubscribe_url" not in stripped
-
-
 @dataclass
 class CompiledVariant:
     subject: Any
@@ -157,20 +151,6 @@ class CompiledVariant:
     links: list[str] = field(
         default_factory=list
     )  # link number -> original URL (may hold merge tags)
-
-
-def _rewrite_links(source: str, links: list[str], pattern: re.Pattern[str], html: bool) -> str:
-    def replace(match: re.Match[str]) -> str:
-        url = match.group(3) if html else match.group(0)
-        if not _trackable(htmllib.unescape(url) if html else url):
-            return match.group(0)
-        links.append(htmllib.unescape(url) if html else url)
-        placeholder = f"{{{{ __link_{len(links) - 1} }}}}"
-        if html:
-            return f"{match.group(1)}{match.group(2)}{placeholder}{match.group(2)}"
-        return placeholder
-
-    return pattern.sub(replace, source)
 
 
 # A part that never names {{ unsubscribe_url }} gets a footer with it: no campaign leaves without
@@ -200,17 +180,6 @@ def _with_footer_html(html: str, postal_address: bool) -> str:
     )
 
 
-def tracked_links(html: str | None, text: str | None) -> list[str]:
-    """The links `compile_variant` tracks, in the same order, without compiling any template:
-    what a click needs to find its target."""
-    links: list[str] = []
-    if html:
-        _rewrite_links(html, links, _HREF, html=True)
-    if text:
-        _rewrite_links(text, links, _TEXT_URL, html=False)
-    return links
-
-
 def compile_variant(
     subject: str,
     html: str | None,
@@ -224,9 +193,9 @@ def compile_variant(
     account's postal address, `{{ postal_address }}` in the context, when `postal_address`)."""
     links: list[str] = []
     if html and track_links:
-        html = _rewrite_links(html, links, _HREF, html=True)
+        html = rewrite_links(html, links, HREF, html=True)
     if text and track_links:
-        text = _rewrite_links(text, links, _TEXT_URL, html=False)
+        text = rewrite_links(text, links, TEXT_URL, html=False)
     if html and not text:
         # The plain-text part is derived once per campaign from the HTML template (merge tags and
         # link placeholders survive as text) and then rendered per recipient like any text.

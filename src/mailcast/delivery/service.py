@@ -19,14 +19,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
 from functools import partial
-from typing import Any, TypeVar
+from typing import Any, Protocol, TypeVar
 
 from markupsafe import escape
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
 
-from mailcast.campaigns import ab
-from mailcast.campaigns import service as campaigns
+from mailcast import variants
 from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.db.models import Campaign
@@ -72,6 +71,23 @@ def backoff(attempt: int, base: int, cap: int) -> timedelta:
     return timedelta(seconds=min(cap, base * 2 ** max(0, attempt - 1)))
 
 
+class CampaignQueues(Protocol):
+    """The campaign side of sending (`campaigns.service`): snapshots queued a chunk at a time,
+    and a campaign paused when it cannot be sent."""
+
+    async def queues_to_fill(
+        self, session: AsyncSession, settings: Settings
+    ) -> tuple[list[str], list[str]]: ...
+
+    async def fill_queue(
+        self, session: AsyncSession, settings: Settings, campaign_id: str, now: datetime
+    ) -> int | None: ...
+
+    async def pause_for(
+        self, session: AsyncSession, campaign_id: str, reason: str, now: datetime
+    ) -> bool: ...
+
+
 class Sender:
     def __init__(
         self,
@@ -80,9 +96,11 @@ class Sender:
         transport: Transport,
         clock: Clock,
         codec: TokenCodec,
+        queues: CampaignQueues,
         worker_id: str | None = None,
     ) -> None:
         self.sessions = sessions
+        self.queues = queues
         self.settings = settings
         self.transport = transport
         self.clock = clock
@@ -106,7 +124,7 @@ class Sender:
             return 0
         size = self.settings.worker_batch_size
         async with self.sessions() as session:
-            filling, running_low = await campaigns.queues_to_fill(session, self.settings)
+            filling, running_low = await self.queues.queues_to_fill(session, self.settings)
         await self._fill(running_low)
         claimed = await self._claim(size)
         if len(claimed) < size and await self._fill(filling):
@@ -216,7 +234,7 @@ class Sender:
         queued = 0
         for campaign_id in campaign_ids:
             async with self.sessions() as session:
-                n = await campaigns.fill_queue(session, self.settings, campaign_id, self.clock())
+                n = await self.queues.fill_queue(session, self.settings, campaign_id, self.clock())
                 if n is not None:
                     await session.commit()
                     queued += n
@@ -243,7 +261,7 @@ class Sender:
         return self._plans
 
     async def _pause(self, campaign_id: str, reason: str, session: AsyncSession) -> None:
-        await campaigns.pause_for(session, campaign_id, reason, self.clock())
+        await self.queues.pause_for(session, campaign_id, reason, self.clock())
 
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         return await plan_for(session, self.settings, campaign, variant)
@@ -384,7 +402,7 @@ async def plan_for(
             sealer(settings.secret()).open(domain.dkim_private_key),
             mime.SIGNED_HEADERS,
         )
-    parts = ab.content(campaign, variant)
+    parts = variants.content(campaign, variant)
     postal_address = await repo.postal_address(session, campaign.account_id)
     compiled = compile_variant(
         parts["subject"] or "",

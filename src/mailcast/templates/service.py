@@ -6,7 +6,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from mailcast.campaigns import repository as campaigns_repo
+from mailcast.db import usage
 from mailcast.db.models import Template
 from mailcast.errors import Conflict, NotFound, ValidationFailed
 from mailcast.ids import new_id
@@ -76,7 +76,7 @@ async def update_template(
 
 async def delete_template(session: AsyncSession, account_id: str, template_id: str) -> None:
     await get_template(session, account_id, template_id)
-    users = await campaigns_repo.active_using_template(session, account_id, template_id)
+    users = await usage.campaigns_using_template(session, account_id, template_id)
     if users:
         raise Conflict(
             "Campaigns that have not finished still use this template", {"campaign_ids": users}

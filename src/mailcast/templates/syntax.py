@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from liquid.exceptions import LiquidError, ResourceLimitError
 
-from mailcast.delivery.render import tracked_links
 from mailcast.errors import ValidationFailed
 from mailcast.templates.bounded import BoundedEnvironment, limit_name
+from mailcast.templates.links import tracked_links
 
 ENV = BoundedEnvironment()
 

@@ -14,11 +14,12 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from mailcast.campaigns import ab
+from mailcast import variants
 from mailcast.db.models import Delivery
-from mailcast.delivery.render import TEXT_ENV, recipient_context, tracked_links
+from mailcast.delivery.render import TEXT_ENV, recipient_context
 from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
+from mailcast.templates.links import tracked_links
 from mailcast.tracking import repository as repo
 from mailcast.tracking.events import Hit
 
@@ -174,7 +175,7 @@ class ClickResolver:
                 campaign = await repo.campaign(session, campaign_id)
                 if campaign is None:
                     continue
-                parts = ab.content(campaign, variant)
+                parts = variants.content(campaign, variant)
                 variant_links = _CampaignLinks(
                     tracked_links(parts["html"], parts["text"]), campaign.unsubscribe_url
                 )

@@ -9,10 +9,10 @@ from fastapi import Depends, Request
 from starlette.datastructures import FormData
 
 from mailcast.accounts import users
-from mailcast.accounts.scopes import Scope
 from mailcast.accounts.users import SignedIn
 from mailcast.api.deps import SessionDep
 from mailcast.errors import InsufficientScope, MailcastError, NotFound
+from mailcast.scopes import Scope
 
 COOKIE = "mailcast_session"
 CSRF_FIELD = "csrf"

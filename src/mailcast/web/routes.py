@@ -14,16 +14,17 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from starlette.datastructures import FormData
 
 from mailcast.accounts import users
-from mailcast.accounts.scopes import Scope
 from mailcast.accounts.users import SignedIn
-from mailcast.api.deps import ClockDep, CodecDep, SessionDep, SettingsDep, TransportDep
+from mailcast.api.deps import ClockDep, SessionDep, SettingsDep
 from mailcast.campaigns import ab, checks, insights, preview, resend
 from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns import service as campaigns
 from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, Status
 from mailcast.campaigns.schemas import CampaignUpdate
 from mailcast.db.models import Campaign
+from mailcast.delivery.deps import CodecDep, TransportDep
 from mailcast.errors import MailcastError, ValidationFailed
+from mailcast.scopes import Scope
 from mailcast.statuses import CampaignStatus
 from mailcast.web import auth
 from mailcast.web.auth import COOKIE, Signed

@@ -10,11 +10,11 @@ from fastapi.responses import HTMLResponse, Response
 
 from mailcast.accounts import service as accounts
 from mailcast.accounts.schemas import AccountUpdate
-from mailcast.accounts.scopes import Scope
 from mailcast.accounts.users import SignedIn
 from mailcast.api.deps import ClockDep, SessionDep, SettingsDep
 from mailcast.domains import service as domains
 from mailcast.errors import InsufficientScope, ValidationFailed
+from mailcast.scopes import Scope
 from mailcast.web import auth
 from mailcast.web.auth import Signed
 from mailcast.web.pages import page

@@ -40,7 +40,13 @@ class Worker:
         self.settings = settings
         self.clock = clock
         self.sender = Sender(
-            sessions, settings, transport, clock, TokenCodec(settings.secret()), worker_id
+            sessions,
+            settings,
+            transport,
+            clock,
+            TokenCodec(settings.secret()),
+            campaigns,
+            worker_id,
         )
         engine = sessions.kw["bind"]
         self.importer = Importer(

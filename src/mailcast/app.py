@@ -19,9 +19,10 @@ from starlette.types import Receive, Scope, Send
 from mailcast import __version__
 from mailcast.accounts.endpoints import account_router
 from mailcast.accounts.endpoints import router as api_keys_router
+from mailcast.accounts.middleware import ApiKeyAuth
 from mailcast.api import errors
 from mailcast.api.idempotency import Idempotency
-from mailcast.api.middleware import AddressLimit, ApiKeyAuth, BodyLimit, NoNulInUrl
+from mailcast.api.middleware import AddressLimit, BodyLimit, NoNulInUrl
 from mailcast.api.ratelimit import RateLimits
 from mailcast.audiences.endpoints import router as audiences_router
 from mailcast.campaigns.endpoints import router as campaigns_router
@@ -34,11 +35,13 @@ from mailcast.delivery.tokens import TokenCodec
 from mailcast.delivery.transports import build_transport
 from mailcast.domains.dns import Resolver, TxtLookup
 from mailcast.domains.endpoints import router as domains_router
+from mailcast.members.endpoints import router as members_router
 from mailcast.templates.endpoints import router as templates_router
 from mailcast.tracking.endpoints import TrackingFastPath
 from mailcast.tracking.endpoints import router as tracking_router
 from mailcast.tracking.events import EventWriter
 from mailcast.tracking.service import ClickResolver, is_machine
+from mailcast.web import errors as dashboard_errors
 from mailcast.web import pages as dashboard_pages
 from mailcast.web.people import router as dashboard_people_router
 from mailcast.web.routes import router as dashboard_router
@@ -114,12 +117,13 @@ def create_app(
     app.state.clicks = ClickResolver(app.state.codec)
     app.state.transport = None
 
-    errors.install(app)
+    errors.install(app, dashboard_errors)
     routers = (
         account_router,
         api_keys_router,
         domains_router,
         audiences_router,
+        members_router,
         contacts_router,
         templates_router,
         campaigns_router,
