@@ -326,39 +326,109 @@ async def test_rate_limit_holds_over_a_minute():
     assert virtual[0] - before == pytest.approx(0.02)
 
 
+class _Loopback(asyncio.Transport):
+    def write(self, data: bytes) -> None:
+        pass
+
+    def is_closing(self) -> bool:
+        return False
+
+
+class _Inner(asyncio.Protocol):
+    """Stands for aiosmtplib's protocol: what it would be handed."""
+
+    def __init__(self) -> None:
+        self.received: list[bytes] = []
+
+    def data_received(self, data: bytes) -> None:
+        self.received.append(data)
+
+
 async def test_a_reply_that_arrives_before_the_one_ahead_of_it_was_taken_is_not_lost():
     # The second reply of a pipelined group arrives (the loop's next read) before the sender has
     # taken the first: made to happen here. The worker's loop (uvloop) meets it all the time with
     # a relay that writes each reply apart (aiosmtpd does). aiosmtplib's protocol alone drops
     # such a reply (one reply per command is all it expects), and the sender would wait for one
-    # that never comes (the kill -9 test's worker stalled so without this).
-    from mailcast.delivery.transport import _next_reply, _PipeliningProtocol
+    # that never comes.
+    from mailcast.delivery.pipelining import Replies
 
-    class Loopback(asyncio.Transport):
-        def write(self, data: bytes) -> None:
-            pass
-
-        def is_closing(self) -> bool:
-            return False
-
-    protocol = _PipeliningProtocol(loop=asyncio.get_running_loop())
-    protocol.connection_made(Loopback())
-    protocol.due, protocol._response_pending = 3, True  # as after the group's write
+    inner = _Inner()
+    replies = Replies(inner, _Loopback())
+    replies.expect(3)  # as before the group's write
 
     async def three() -> list:
-        return [await _next_reply(protocol, 1) for _ in range(3)]
+        return [await replies.reply(1) for _ in range(3)]
 
     reader = asyncio.create_task(three())
     await asyncio.sleep(0)
-    protocol.data_received(b"250 2.1.0 sender ok\r\n")
-    protocol.data_received(b"250 2.1.5 recipient ok\r\n")  # before the reader took the first
+    replies.data_received(b"250 2.1.0 sender ok\r\n")
+    replies.data_received(b"250 2.1.5 recipient ok\r\n")  # before the reader took the first
     await asyncio.sleep(0)
-    protocol.data_received(b"354 go on\r\n")
+    replies.data_received(b"354 go on\r\n")
     assert [(r.code, r.message) for r in await reader] == [
         (250, "2.1.0 sender ok"),
         (250, "2.1.5 recipient ok"),
         (354, "go on"),
     ]
+    # The group taken, what arrives is the library's again (a reply to its RSET, say).
+    replies.data_received(b"250 2.0.0 reset\r\n")
+    assert inner.received == [b"250 2.0.0 reset\r\n"]
+
+
+async def test_a_garbled_reply_fails_the_exchange_and_hands_the_connection_back():
+    from aiosmtplib import SMTPResponseException
+
+    from mailcast.delivery.pipelining import Replies
+
+    inner = _Inner()
+    replies = Replies(inner, _Loopback())
+    replies.expect(1)
+    replies.data_received(b"what is this\r\n")
+    with pytest.raises(SMTPResponseException) as raised:
+        await replies.reply(1)
+    assert raised.value.code == -1  # what aiosmtplib gives a reply it cannot parse
+    replies.data_received(b"250 ok\r\n")
+    assert inner.received == [b"250 ok\r\n"]
+
+
+@pytest.mark.parametrize(
+    "chunks,expected",
+    [
+        ([b"250 ok\r\n"], [(250, "ok")]),
+        ([b"250-first\r\n250-second\r\n250 last\r\n"], [(250, "first\nsecond\nlast")]),
+        ([b"25", b"0 o", b"k\r\n354 go\r", b"\n"], [(250, "ok"), (354, "go")]),
+        ([b"550-5.1.1 no\r\n", b"550 5.1.1 such user\r\n"], [(550, "5.1.1 no\n5.1.1 such user")]),
+    ],
+    ids=["one-line", "multiline", "split-anywhere", "multiline-apart"],
+)
+async def test_replies_are_parsed_however_the_bytes_arrive(chunks, expected):
+    from mailcast.delivery.pipelining import Replies
+
+    replies = Replies(_Inner(), _Loopback())
+    replies.expect(len(expected))
+    for chunk in chunks:
+        replies.data_received(chunk)
+    assert [tuple(await replies.reply(1)) for _ in expected] == expected
+
+
+def test_pipelining_works_on_uvloop_too():
+    # The worker's event loop: its transports take the protocol swap (`set_protocol`) as well.
+    uvloop = pytest.importorskip("uvloop")
+
+    async def main() -> tuple[list[Outcome], int]:
+        handler = RecordingHandler()
+        server, port, _ = await _serve(handler)
+        try:
+            relay = SmtpRelay(RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), pool_size=1)
+            results = [await relay.send(envelope(f"u{i}@example.org")) for i in range(10)]
+            await relay.close()
+        finally:
+            server.close()
+        return [r.outcome for r in results], len(handler.messages)
+
+    outcomes, received = uvloop.run(main())
+    assert outcomes == [Outcome.SENT] * 10
+    assert received == 10
 
 
 def test_relay_urls():

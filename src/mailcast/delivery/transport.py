@@ -25,10 +25,11 @@ from aiosmtplib import (
     SMTPRecipientRefused,
     SMTPRecipientsRefused,
     SMTPResponseException,
-    SMTPServerDisconnected,
 )
-from aiosmtplib.protocol import SMTPProtocol, normalize_message_line_endings
+from aiosmtplib.protocol import normalize_message_line_endings
 from aiosmtplib.response import SMTPResponse
+
+from mailcast.delivery.pipelining import write_expecting
 
 log = logging.getLogger("mailcast.delivery")
 
@@ -455,9 +456,7 @@ class SmtpRelay:
             # (SMTPUTF8) goes through its mail()/rcpt().
             mail = b"MAIL FROM:<" + envelope.sender.encode() + b">"
             rcpt = b"RCPT TO:<" + envelope.recipient.encode() + b">"
-            if client.supports_extension("pipelining") and isinstance(
-                client.protocol, _PipeliningProtocol
-            ):
+            if client.supports_extension("pipelining"):
                 start = await self._pipelined(client, mail, rcpt, phase)
             else:
                 await _command(client, mail, (250,))
@@ -502,17 +501,13 @@ class SmtpRelay:
         recipient's refusal; the sender refused is the relay refusing us (raised, in the
         session's phase: see `send`). A relay that answers DATA with 354 after refusing the
         sender or the recipient gets the final dot at once (an empty message for nobody)."""
-        protocol = client.protocol
-        if not isinstance(protocol, _PipeliningProtocol):
-            raise SMTPServerDisconnected("Connection lost")
-        _write_group(protocol, b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt), 3)
-        to_mail = await _next_reply(protocol, self.timeout)
-        to_rcpt = await _next_reply(protocol, self.timeout)
-        to_data = await _next_reply(protocol, self.timeout)
+        replies = write_expecting(client, b"%s\r\n%s\r\nDATA\r\n" % (mail, rcpt), 3)
+        to_mail = await replies.reply(self.timeout)
+        to_rcpt = await replies.reply(self.timeout)
+        to_data = await replies.reply(self.timeout)
         refused = to_mail.code != 250 or to_rcpt.code not in RECIPIENT_TAKEN
         if refused and to_data.code == 354:
-            _write_group(protocol, b".\r\n", 1)
-            await _next_reply(protocol, self.timeout)
+            await write_expecting(client, b".\r\n", 1).reply(self.timeout)
         if to_mail.code != 250:
             raise SMTPResponseException(to_mail.code, to_mail.message)
         phase.append(_Phase.RECIPIENT)
@@ -552,48 +547,6 @@ async def _command(
     return response
 
 
-class _PipeliningProtocol(SMTPProtocol):
-    """aiosmtplib's protocol, keeping every reply of a pipelined group. Alone it takes one reply
-    per command: data that arrives while a reply it parsed waits to be taken is dropped (so it
-    cannot be paired with a later command). With several commands in one write the next reply
-    may arrive in just that moment (the loop reads again before the sender has run); while
-    replies of a group are due (`due`), such data is kept in the buffer, where `_next_reply`
-    looks first. A subclass, not a patched instance: uvloop takes a protocol's methods once,
-    when it connects, and would go on calling the original."""
-
-    due = 0  # replies of a pipelined group not yet taken
-
-    def data_received(self, data: bytes) -> None:
-        waiter = self._response_waiter
-        if self.due and waiter is not None and waiter.done():
-            self._buffer.extend(data)
-            return
-        super().data_received(data)
-
-
-# aiosmtplib makes its protocol by this name when it connects (private to aiosmtplib 5.1, like
-# the attributes `_send_body` and `_next_reply` use; the version is pinned, and a connection
-# with any other protocol sends one command at a time).
-aiosmtplib.smtp.SMTPProtocol = _PipeliningProtocol  # type: ignore[attr-defined]
-
-
-def _write_group(protocol: _PipeliningProtocol, data: bytes, replies: int) -> None:
-    """Write commands whose `replies` replies are then taken with `_next_reply`, in order."""
-    protocol.due = replies
-    protocol._response_pending = True
-    protocol.write(data)
-
-
-async def _next_reply(protocol: _PipeliningProtocol, timeout: float) -> SMTPResponse:
-    """The next reply of a pipelined group, in order: one that came with an earlier reply and is
-    still in the buffer, or else the next to arrive."""
-    reply = protocol._read_response_from_buffer()
-    if reply is None:
-        reply = await protocol.read_response(timeout=timeout)
-    protocol.due -= 1
-    return reply
-
-
 def wire_body(data: bytes, wire_ready: bool = False) -> bytes:
     """The message as DATA sends it: CRLF line endings, leading dots doubled, the final dot.
     The messages built here are CRLF with no leading dot already (`wire_ready`: known to be, so
@@ -614,15 +567,8 @@ async def _send_body(
     client: aiosmtplib.SMTP, data: bytes, timeout: float, wire_ready: bool = False
 ) -> SMTPResponse:
     """The message and the final dot after a 354. Split from DATA so a lost connection here is
-    told apart from one before the relay agreed to take a message. (The write and the reply read
-    mirror aiosmtplib 5.1's own execute_data_command; the version is pinned.)"""
-    protocol = client.protocol
-    if protocol is None:
-        raise SMTPServerDisconnected("Connection lost")
-    payload = wire_body(data, wire_ready)
-    protocol._response_pending = True
-    protocol.write(payload)
-    return await protocol.read_response(timeout=timeout)
+    told apart from one before the relay agreed to take a message."""
+    return await write_expecting(client, wire_body(data, wire_ready), 1).reply(timeout)
 
 
 def _classify(code: int, message: str) -> Result:
