@@ -41,6 +41,7 @@ from mailcast.tracking.endpoints import TrackingFastPath
 from mailcast.tracking.endpoints import router as tracking_router
 from mailcast.tracking.events import EventWriter
 from mailcast.tracking.service import ClickResolver, is_machine
+from mailcast.tracking.store import event_store
 from mailcast.web import errors as dashboard_errors
 from mailcast.web import pages as dashboard_pages
 from mailcast.web.people import router as dashboard_people_router
@@ -109,6 +110,7 @@ def create_app(
     app.state.limits = RateLimits(settings) if settings.rate_limits_enabled else None
     app.state.events = EventWriter(
         app.state.sessions,
+        event_store(engine),
         settings.machine_open_window_seconds,
         is_machine,
         settings.tracking_flush_seconds,

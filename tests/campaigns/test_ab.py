@@ -12,7 +12,8 @@ from sqlalchemy import select
 
 from mailcast.campaigns.ab import sizes
 from mailcast.db.models import Delivery
-from mailcast.tracking.events import Hit, write
+from mailcast.tracking.classify import Hit
+from mailcast.tracking.store import event_store
 
 AB = {
     "enabled": True,
@@ -181,8 +182,8 @@ async def _open(
             .all()
         )
         # as the pixel (or the click redirect) does
-        await write(
-            session,
+        await event_store(session.bind).write(
+            await session.connection(),
             [Hit(kind, i, clock(), "Mail", "https://example.com/") for i in ids],
             0,
             lambda *_: machine,

@@ -7,7 +7,8 @@ from sqlalchemy import select
 
 from mailcast.db.models import Delivery
 from mailcast.delivery.repository import suppress_contacts
-from mailcast.tracking.events import Hit, write
+from mailcast.tracking.classify import Hit
+from mailcast.tracking.store import event_store
 
 
 async def _sent_campaign(tenant, worker, n: int = 6) -> dict:
@@ -36,9 +37,10 @@ async def _opens(
             for delivery_id, email in rows
             if email in emails
         ]
-        await write(
-            session, hits, 0, lambda *_: machine
-        )  # what the pixel (or click) endpoint records
+        # What the pixel (or click) endpoint records.
+        await event_store(session.bind).write(
+            await session.connection(), hits, 0, lambda *_: machine
+        )
         await session.commit()
 
 

@@ -16,7 +16,7 @@ from starlette.types import Scope, Send
 
 from mailcast.errors import NotFound
 from mailcast.tracking import service
-from mailcast.tracking.events import Hit
+from mailcast.tracking.classify import Hit
 
 log = logging.getLogger("mailcast.tracking")
 router = APIRouter(include_in_schema=False)

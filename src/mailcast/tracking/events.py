@@ -13,7 +13,8 @@ next interval. When `max_buffered` events wait, a request waits until the next c
 (back-pressure: one chunk's write, not the whole backlog; while writes fail it does not wait).
 A pixel load of a delivery whose first open of the same kind (a person's, a machine's) a write of
 this process has seen is not kept as a hit but counted by delivery: a flush adds each such
-delivery's loads of the interval in one row update, with no read (`_counted`, `add_loads`)."""
+delivery's loads of the interval in one row update, with no read (`_counted`,
+`EventStore.add_loads`)."""
 
 from __future__ import annotations
 
@@ -21,17 +22,13 @@ import asyncio
 import contextlib
 import logging
 from collections import Counter
-from collections.abc import Callable
-from datetime import datetime
 from itertools import islice
-from typing import Any, NamedTuple, TypeVarTuple
 
-from sqlalchemy import bindparam, func, insert, select, text, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, AsyncSession, async_sessionmaker
-from sqlalchemy.sql import ColumnElement, Select
 
-from mailcast.db.lists import among, is_postgresql, unnest
-from mailcast.db.models import Delivery, Event, table_of
+from mailcast.tracking.classify import Hit as Hit
+from mailcast.tracking.classify import Known, MachineTest
+from mailcast.tracking.store import EventStore
 
 log = logging.getLogger("mailcast.tracking")
 # Hits per transaction of a buffered write. Each chunk's Python work holds the event loop, so
@@ -47,31 +44,11 @@ LOADS_CHUNK = 5_000
 KNOWN_DELIVERIES = 50_000
 
 
-class Hit(NamedTuple):  # a tuple: made on every pixel load and click
-    kind: str  # "open" (a pixel load) or "click"
-    delivery_id: int
-    at: datetime
-    user_agent: str | None
-    url: str | None = None
-
-
-class Known(NamedTuple):
-    """What a process knows of a delivery once a write of its hits committed: when it was sent,
-    and whether its first open by a person and by a machine are recorded (they never stop being)."""
-
-    sent_at: datetime
-    person_opened: bool
-    machine_opened: bool
-
-
-# Whether a hit is a machine's: (user agent, when its message was sent, when, window seconds).
-MachineTest = Callable[[str | None, datetime | None, datetime, int], bool]
-
-
 class EventWriter:
     def __init__(
         self,
         sessions: async_sessionmaker[AsyncSession],
+        store: EventStore,
         machine_window_seconds: int,
         is_machine: MachineTest,
         flush_seconds: float = 0.0,
@@ -79,6 +56,7 @@ class EventWriter:
         known_deliveries: int = KNOWN_DELIVERIES,
     ) -> None:
         self.sessions = sessions
+        self.store = store
         self.window = machine_window_seconds
         self.is_machine = is_machine
         self.flush_seconds = flush_seconds
@@ -172,7 +150,7 @@ class EventWriter:
     async def _commit(self, hits: list[Hit]) -> None:
         """Group commit: one transaction for a batch."""
         async with self._engine.begin() as connection:
-            await write(connection, hits, self.window, self.is_machine)
+            await self.store.write(connection, hits, self.window, self.is_machine)
 
     async def _flush_every(self) -> None:
         """A flush every `flush_seconds` from the start of the last (at once when the buffer is
@@ -195,11 +173,7 @@ class EventWriter:
         failure what is not written stays buffered and this raises."""
         async with self._flushing:
             engine = self._engine
-            # PostgreSQL: one connection for all the chunks (a pool checkout per chunk adds its
-            # liveness ping and its rollback on return). SQLite: the process has one connection,
-            # given back after every chunk so that the API's requests are not held for a whole
-            # flush.
-            one_per_chunk = not is_postgresql(engine)
+            one_per_chunk = not self.store.keeps_connection
             hits = len(self._buffer)
             loads: list[tuple[int, int]] | None = None  # taken once the hits are written
 
@@ -218,7 +192,7 @@ class EventWriter:
                                     # order to keep, and a sort would hold the event loop.
                                     loads, self._loads = list(self._loads.items()), Counter()
                                 async with connection.begin():
-                                    await add_loads(connection, loads[:LOADS_CHUNK])
+                                    await self.store.add_loads(connection, loads[:LOADS_CHUNK])
                                 del loads[:LOADS_CHUNK]
                             self._failing = False
                             self._room.set()
@@ -252,7 +226,7 @@ class EventWriter:
             return taken
         try:
             async with connection.begin():
-                known = await write(connection, batch, self.window, self.is_machine)
+                known = await self.store.write(connection, batch, self.window, self.is_machine)
         except BaseException:
             buffer[:0] = batch
             raise
@@ -279,222 +253,3 @@ class EventWriter:
                     attempt + 1,
                 )
                 await asyncio.sleep(1)
-
-
-_READ_COLUMNS = (
-    Delivery.id,
-    Delivery.sent_at,
-    Delivery.opened_at.is_not(None),
-    Delivery.machine_opened_at.is_not(None),
-    Delivery.clicked_at.is_not(None),
-)
-# PostgreSQL: the loads added by one statement over arrays (not a statement per delivery, as an
-# executemany would be). That statement's row locks come in
-# whatever order its plan takes, so the rows it writes are locked first, in id order (`_locked`):
-# two processes writing hits of the same deliveries then wait for each other instead of
-# deadlocking (PostgreSQL breaks a deadlock only after its 1 s deadlock_timeout). FOR NO KEY
-# UPDATE, the lock an UPDATE takes: it does not conflict with the key-share locks of other
-# transactions' event inserts (their foreign key).
-_ADD_LOADS_PG = text(
-    "UPDATE deliveries AS d SET open_count = d.open_count + u.loads, opened_at = "
-    "coalesce(d.opened_at, u.opened), "
-    "clicked_at = coalesce(d.clicked_at, u.clicked), machine_opened_at = "
-    "coalesce(d.machine_opened_at, u.machine) "
-    "FROM unnest(CAST(:ids AS bigint[]), CAST(:loads AS integer[]), CAST(:opened AS "
-    "timestamptz[]), "
-    "CAST(:clicked AS timestamptz[]), CAST(:machine AS timestamptz[])) AS u(id, loads, opened, "
-    "clicked, machine) "
-    "WHERE d.id = u.id"
-)
-# PostgreSQL: a chunk's events in one statement over arrays (one prepared statement whatever their
-# number; a multi-row VALUES is a new statement of six parameters a row for each batch size).
-_EVENT_COLUMNS = ("delivery_id", "type", "at", "url", "user_agent", "machine")
-_INSERT_EVENTS_PG = text(
-    f"INSERT INTO events ({', '.join(_EVENT_COLUMNS)}) SELECT * FROM "
-    f"{unnest(table_of(Event), _EVENT_COLUMNS)}"
-)
-
-
-# The transaction-level advisory lock a tracking write takes on PostgreSQL before it locks any
-# delivery: those writes go one at a time, across all the HTTP processes. `_ADD_LOADS_PG` for the
-# counted loads (`add_loads`) locks its rows in whatever order its plan takes; with this lock held
-# first, no two tracking writes wait on each other's rows (a deadlock, broken by PostgreSQL only
-# after its 1 s deadlock_timeout).
-_WRITERS = 0x6D63_7472_6163_6B73  # "mctracks"
-_TAKE_WRITERS = text(f"SELECT pg_advisory_xact_lock({_WRITERS})")
-
-
-async def add_loads(session: AsyncSession | AsyncConnection, loads: list[tuple[int, int]]) -> None:
-    """Pixel loads counted on deliveries (`(delivery id, loads)` pairs), in the caller's
-    transaction. A delivery that no longer exists is skipped."""
-    if not loads:
-        return
-    if is_postgresql(session):
-        await session.execute(_TAKE_WRITERS)
-    ids, counts = (list(column) for column in zip(*loads, strict=True))
-    nothing: list[datetime | None] = [None] * len(ids)
-    await _update_deliveries(session, ids, counts, nothing, nothing, nothing)
-
-
-async def _update_deliveries(
-    session: AsyncSession | AsyncConnection,
-    ids: list[int],
-    loads: list[int],
-    opened: list[datetime | None],
-    clicked: list[datetime | None],
-    machine: list[datetime | None],
-) -> None:
-    """Adds each delivery's loads to its count and keeps its first open and first click by a
-    person, and its first open by a machine, where none is kept yet (None: none to keep), in one
-    statement. On PostgreSQL the caller holds the tracking writers' lock."""
-    if is_postgresql(session):
-        await session.execute(
-            _ADD_LOADS_PG,
-            {"ids": ids, "loads": loads, "opened": opened, "clicked": clicked, "machine": machine},
-        )
-        return
-    table = table_of(Delivery)  # SQLite: one writer at a time, no lock order to keep
-
-    def first(column: Any) -> ColumnElement[Any]:
-        return func.coalesce(column, bindparam(column.name + "_new", type_=column.type))
-
-    await session.execute(
-        update(table)
-        .where(table.c.id == bindparam("row_id"))
-        .values(
-            open_count=table.c.open_count + bindparam("loads"),
-            opened_at=first(table.c.opened_at),
-            clicked_at=first(table.c.clicked_at),
-            machine_opened_at=first(table.c.machine_opened_at),
-        ),
-        [
-            {
-                "row_id": i,
-                "loads": n,
-                "opened_at_new": o,
-                "clicked_at_new": c,
-                "machine_opened_at_new": m,
-            }
-            for i, n, o, c, m in zip(ids, loads, opened, clicked, machine, strict=True)
-        ],
-    )
-
-
-_Ts = TypeVarTuple("_Ts")
-
-
-def _locked(
-    session: AsyncSession | AsyncConnection, stmt: Select[*_Ts], ids: list[int]
-) -> Select[*_Ts]:
-    return (
-        stmt.where(among(session, Delivery.id, ids))
-        .order_by(Delivery.id)
-        .with_for_update(of=Delivery, key_share=True)
-    )
-
-
-async def write(
-    session: AsyncSession | AsyncConnection,
-    hits: list[Hit],
-    window_seconds: int,
-    is_machine: MachineTest,
-) -> dict[int, Known]:
-    """Each click is an event; the first open of a delivery (once as a machine's, once as a
-    person's) is an event and every pixel load is counted; a click records the open too when
-    none was recorded (images may be blocked). A person's first open and first click are also
-    kept on the delivery (`opened_at`, `clicked_at`: the campaign's figures follow them). Hits
-    of unknown deliveries are dropped. In the caller's transaction (a session's or a
-    connection's). Returns what the deliveries' rows said, with this write's opens: once the
-    transaction commits, a later load of the same kind is only a count to add."""
-    postgres = is_postgresql(session)
-    ids = sorted({hit.delivery_id for hit in hits})
-    # Pixel loads always update their deliveries: locked as they are read. Clicks seldom do (only
-    # a first open or a person's first click), so a chunk of clicks only locks the deliveries it
-    # turns out to update. Either way, the tracking writers' lock first (`_WRITERS`).
-    locked = postgres and any(hit.kind == "open" for hit in hits)
-    if locked:
-        await session.execute(_TAKE_WRITERS)
-    read = (
-        _locked(session, select(*_READ_COLUMNS), ids)
-        if locked
-        else select(*_READ_COLUMNS).where(among(session, Delivery.id, ids))
-    )
-    sent_at, seen = {}, set()  # seen: (delivery, machine) pairs whose first open is recorded
-    clicked_before = set()  # deliveries with a person's click recorded (`clicked_at`)
-    for delivery_id, sent, human_open, machine_open, human_click in await session.execute(read):
-        sent_at[delivery_id] = sent
-        if human_open:
-            seen.add((delivery_id, False))
-        if machine_open:
-            seen.add((delivery_id, True))
-        if human_click:
-            clicked_before.add(delivery_id)
-    events: list[dict[str, Any]] = []
-    loads: Counter[int] = Counter()
-    opened: dict[int, datetime] = {}
-    clicked: dict[int, datetime] = {}
-    machine_opened: dict[int, datetime] = {}
-    for hit in hits:
-        if hit.delivery_id not in sent_at:
-            continue
-        machine = is_machine(hit.user_agent, sent_at[hit.delivery_id], hit.at, window_seconds)
-        agent = (hit.user_agent or "")[:1000] or None
-        if (hit.delivery_id, machine) not in seen:
-            seen.add((hit.delivery_id, machine))
-            events.append(
-                {
-                    "delivery_id": hit.delivery_id,
-                    "type": "open",
-                    "at": hit.at,
-                    "url": None,
-                    "user_agent": agent,
-                    "machine": machine,
-                }
-            )
-            (machine_opened if machine else opened)[hit.delivery_id] = hit.at
-        if hit.kind == "open":
-            loads[hit.delivery_id] += 1
-        else:
-            events.append(
-                {
-                    "delivery_id": hit.delivery_id,
-                    "type": "click",
-                    "at": hit.at,
-                    "url": (hit.url or "")[:2000],
-                    "user_agent": agent,
-                    "machine": machine,
-                }
-            )
-            if not machine and hit.delivery_id not in clicked_before:
-                clicked_before.add(hit.delivery_id)
-                clicked[hit.delivery_id] = hit.at
-    if events and postgres:
-        await session.execute(
-            _INSERT_EVENTS_PG, {c: [e[c] for e in events] for c in _EVENT_COLUMNS}
-        )
-    elif events:
-        # Through the table, not the entity: the ORM's bulk insert asks for the new ids back and
-        # writes one multi-row VALUES statement per batch size, a new statement of thousands of
-        # parameters to parse and plan for nearly every chunk.
-        await session.execute(insert(table_of(Event)), events)
-    # All in one statement: the load count, the first human open and the first human click.
-    known = {
-        delivery_id: Known(sent, (delivery_id, False) in seen, (delivery_id, True) in seen)
-        for delivery_id, sent in sent_at.items()
-        if sent is not None
-    }
-    changed = sorted(loads.keys() | opened.keys() | clicked.keys() | machine_opened.keys())
-    if not changed:
-        return known
-    if postgres and not locked:
-        await session.execute(_TAKE_WRITERS)
-        await session.execute(_locked(session, select(Delivery.id), changed))
-    await _update_deliveries(
-        session,
-        changed,
-        [loads[i] for i in changed],
-        [opened.get(i) for i in changed],
-        [clicked.get(i) for i in changed],
-        [machine_opened.get(i) for i in changed],
-    )
-    return known

@@ -21,7 +21,7 @@ from mailcast.delivery.tokens import Claim, InvalidToken, Purpose, TokenCodec
 from mailcast.errors import NotFound
 from mailcast.templates.links import tracked_links
 from mailcast.tracking import repository as repo
-from mailcast.tracking.events import Hit
+from mailcast.tracking.classify import Hit
 
 # Mail privacy proxies and link scanners fetch pixels and links without a person reading.
 _MACHINE_AGENTS = re.compile(
