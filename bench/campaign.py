@@ -111,6 +111,7 @@ async def message_size(url: str, campaign_id: str, env: dict) -> int:
     from mailcast.db.models import Contact, Delivery
     from mailcast.delivery.repository import Claimed, Recipient
     from mailcast.delivery.service import Sender
+    from mailcast.delivery.store import delivery_store
     from mailcast.delivery.tokens import TokenCodec
 
     settings = Settings(
@@ -138,7 +139,13 @@ async def message_size(url: str, campaign_id: str, env: dict) -> int:
             lease_id=0,
         )
         sender = Sender(
-            sessions, settings, None, system_clock, TokenCodec(settings.secret()), campaigns
+            sessions,
+            settings,
+            None,
+            system_clock,
+            TokenCodec(settings.secret()),
+            campaigns,
+            delivery_store(engine),
         )
         plans = await sender._plans_for([claimed])
         data, _ = sender.build(

@@ -12,8 +12,9 @@ from sqlalchemy import and_, distinct, func, or_, select
 
 from mailcast.campaigns import repository as campaigns_repo
 from mailcast.db.models import CampaignCount, Delivery, Event
-from mailcast.delivery import repository as queue
+from mailcast.delivery.store import delivery_store
 from mailcast.tracking import service as tracking
+from tests.delivery.test_queue import mark_sending
 
 LEASE = timedelta(seconds=60)
 
@@ -74,7 +75,7 @@ async def _agrees(tenant, sessions, campaign_id: str, expected: dict[str, int]) 
     )
 
 
-async def test_counts_follow_every_kind_of_change(tenant, sessions, worker, relay, clock):
+async def test_counts_follow_every_kind_of_change(tenant, sessions, engine, worker, relay, clock):
     await tenant.verified_domain()
     audience = await tenant.audience(contacts=40)
     campaign = await tenant.campaign(audience, draft=None)
@@ -86,23 +87,24 @@ async def test_counts_follow_every_kind_of_change(tenant, sessions, worker, rela
     # doubt (not a figure meanwhile), and a late answer of that worker no longer lands.
     now = clock()
     async with sessions() as session:
-        claimed = await queue.claim(session, "dead", now, 5, LEASE)
+        claimed = await delivery_store(engine).claim(session, "dead", now, 5, LEASE)
         await session.commit()
     async with sessions() as session:
-        await queue.mark_sending(session, "dead", claimed, now, LEASE)
+        await mark_sending(session, delivery_store(engine), "dead", claimed, now)
         await session.commit()
     await _agrees(tenant, sessions, cid, zero)  # `sending` is not a figure
     clock.advance(seconds=LEASE.total_seconds() + 1)
     await worker.schedule_once()
     await _agrees(tenant, sessions, cid, zero)
     async with sessions() as session:
-        await queue.record(
+        await delivery_store(engine).record(
             session,
             "dead",
             [
                 {"id": c.id, "status": "sent", "updated_at": clock(), "sent_at": clock()}
                 for c in claimed
             ],
+            False,
         )
         await session.commit()
         doubts = (

@@ -1,6 +1,7 @@
 """The send queue's leases, one per claimed batch: what another worker may and may not take, and
-what a worker whose lease ran out may still send. Driven through the queue's own functions with
-the test clock (the worker processes of test_crash_safety.py show the same end to end)."""
+what a worker whose lease ran out may still send. Driven through the delivery store (PostgreSQL's
+and SQLite's: the suite runs on both) with the test clock (the worker processes of
+test_crash_safety.py show the same end to end)."""
 
 from __future__ import annotations
 
@@ -9,21 +10,33 @@ from datetime import timedelta
 from sqlalchemy import select, update
 
 from mailcast.db.models import Campaign, Delivery
-from mailcast.delivery import repository as queue
+from mailcast.delivery.repository import Claimed
+from mailcast.delivery.store import DeliveryStore, delivery_store
 
 LEASE = timedelta(seconds=60)
 
 
-async def _claim(sessions, worker: str, now, limit: int = 100) -> list[queue.Claimed]:
+def _store(sessions) -> DeliveryStore:
+    return delivery_store(sessions.kw["bind"])
+
+
+async def mark_sending(session, store: DeliveryStore, worker: str, chunk, now) -> dict:
+    """What the sender does before a chunk goes out: the rows still ours, marked, with contacts."""
+    ours = await store.prepare(session, worker, chunk, now, LEASE)
+    marked = await store.mark_on_wire(session, worker, list(ours), now, LEASE)
+    return {id_: recipient for id_, recipient in ours.items() if id_ in marked}
+
+
+async def _claim(sessions, worker: str, now, limit: int = 100) -> list[Claimed]:
     async with sessions() as session:
-        claimed = await queue.claim(session, worker, now, limit, LEASE)
+        claimed = await _store(sessions).claim(session, worker, now, limit, LEASE)
         await session.commit()
         return claimed
 
 
 async def _mark(sessions, worker: str, chunk, now) -> set[int]:
     async with sessions() as session:
-        ours = await queue.mark_sending(session, worker, chunk, now, LEASE)
+        ours = await mark_sending(session, _store(sessions), worker, chunk, now)
         await session.commit()
         return set(ours)
 
@@ -70,8 +83,8 @@ async def _record_sent(sessions, worker: str, rows, now) -> None:
     """Mark these rows sending, then record them sent."""
     assert await _mark(sessions, worker, rows, now) == {x.id for x in rows}
     async with sessions() as session:
-        await queue.record(
-            session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in rows]
+        await _store(sessions).record(
+            session, worker, [{"id": x.id, "status": "sent", "sent_at": now} for x in rows], False
         )
         await session.commit()
 
@@ -80,14 +93,14 @@ async def _send(sessions, worker: str, batch, now) -> None:
     """What the sender does with a batch: every row sent, then its lease ended."""
     await _record_sent(sessions, worker, batch, now)
     async with sessions() as session:
-        await queue.end_leases(session, worker, {x.lease_id for x in batch}, attempted=True)
+        await _store(sessions).end_leases(session, worker, {x.lease_id for x in batch}, True)
         await session.commit()
 
 
 async def _stop_early(sessions, worker: str, batch) -> None:
     """A worker lets its batch go unsent."""
     async with sessions() as session:
-        await queue.end_leases(session, worker, {x.lease_id for x in batch})
+        await _store(sessions).end_leases(session, worker, {x.lease_id for x in batch}, False)
         await session.commit()
 
 
@@ -185,7 +198,7 @@ async def test_a_row_due_before_where_claims_start_reading_is_still_claimed(
     await _send(sessions, "a", second, now)
     left = await _claim(sessions, "b", now, limit=2)  # the last two, leased and let go unsent
     async with sessions() as session:
-        await queue.end_leases(session, "b", {x.lease_id for x in left})
+        await _store(sessions).end_leases(session, "b", {x.lease_id for x in left}, False)
         await session.execute(
             update(Delivery)
             .where(Delivery.id == left[0].id)
@@ -210,7 +223,86 @@ async def test_a_batch_reads_its_contacts_as_they_are_when_it_sends(tenant, sess
     assert (await tenant.request("DELETE", f"/v1/contacts/{deleted['id']}")).status_code == 200
     await tenant.request("PATCH", f"/v1/contacts/{renamed['id']}", json={"first_name": "Renamed"})
     async with sessions() as session:
-        ours = await queue.mark_sending(session, "a", batch, now, LEASE)
+        ours = await mark_sending(session, _store(sessions), "a", batch, now)
         await session.commit()
     assert [ours[d.id].reachable for d in batch] == [False, False, True]
     assert ours[batch[2].id].first_name == "Renamed"
+
+
+async def _rows(sessions, ids) -> dict[int, tuple]:
+    async with sessions() as session:
+        rows = await session.execute(
+            select(
+                Delivery.id, Delivery.status, Delivery.lease_owner, Delivery.smtp_response
+            ).where(Delivery.id.in_(list(ids)))
+        )
+        return {r[0]: tuple(r[1:]) for r in rows}
+
+
+async def test_an_outcome_lands_only_on_a_row_its_worker_holds(tenant, sessions, clock):
+    await _sending_campaign(tenant, 4)
+    now = clock()
+    batch = await _claim(sessions, "a", now)
+    await _mark(sessions, "a", batch[:2], now)
+    store = _store(sessions)
+    async with sessions() as session:
+        # b never marked these: its answers are dropped.
+        await store.record(session, "b", [{"id": batch[0].id, "status": "failed"}], False)
+        # Marked rows are not pending any more: an "unsent" outcome leaves them alone.
+        await store.record(session, "a", [{"id": batch[1].id, "status": "failed"}], True)
+        # A row never marked takes an "unsent" outcome: nothing went on the wire.
+        await store.record(
+            session, "a", [{"id": batch[2].id, "status": "failed", "smtp_response": "x"}], True
+        )
+        await store.record(
+            session,
+            "a",
+            [{"id": batch[0].id, "status": "sent", "smtp_response": "250 ok"}],
+            False,
+        )
+        await session.commit()
+    rows = await _rows(sessions, _ids(batch))
+    assert rows[batch[0].id] == ("sent", None, "250 ok")
+    assert rows[batch[1].id][:2] == ("sending", "a")
+    assert rows[batch[2].id] == ("failed", None, "x")
+    assert rows[batch[3].id][0] == "queued"
+
+
+async def test_the_fast_write_is_a_record_of_sent_mail_and_the_next_marks(tenant, sessions, clock):
+    # Where the store has one (PostgreSQL), the fast write leaves the rows exactly as `record` of
+    # "sent" followed by `mark_on_wire` does; elsewhere the sender uses those two.
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    batch = await _claim(sessions, "a", now)
+    await _mark(sessions, "a", batch[:2], now)
+    store = _store(sessions)
+    fast = store.sent_writer(sessions.kw["bind"])
+    sent = [(batch[0].id, "250 ok", "<m0@x>"), (batch[5].id, "250 ok", "<m5@x>")]
+    marks = [batch[2].id, batch[3].id, batch[1].id]
+    if fast is None:
+        async with sessions() as session:
+            await store.record(
+                session,
+                "a",
+                [
+                    {"id": i, "status": "sent", "smtp_response": r, "message_id": m, "sent_at": now}
+                    for i, r, m in sent
+                ],
+                False,
+            )
+            marked = await store.mark_on_wire(session, "a", marks, now, LEASE)
+            await session.commit()
+    else:
+        try:
+            marked = await fast.write("a", sent, marks, now, LEASE)
+            # Another worker's write changes nothing.
+            assert await fast.write("b", sent[:1], [batch[4].id], now, LEASE) == set()
+        finally:
+            await fast.close()
+    # Rows 2 and 3 were pending and in a's lease; row 1 was already marked; row 5 was not marked,
+    # so its "sent" is not a's to write.
+    assert marked == {batch[2].id, batch[3].id}
+    rows = await _rows(sessions, _ids(batch))
+    assert rows[batch[0].id] == ("sent", None, "250 ok")
+    assert [rows[x.id][:2] for x in batch[1:4]] == [("sending", "a")] * 3
+    assert [rows[x.id][0] for x in batch[4:]] == ["queued", "queued"]

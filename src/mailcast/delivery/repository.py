@@ -1,8 +1,8 @@
-"""The send queue: claiming with leases, marking, recording. All of its SQL lives here."""
+"""The send queue's SQL that both databases share: claiming with leases, marking, ending leases,
+recovering; what differs by database is in `store`."""
 
 from __future__ import annotations
 
-import functools
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -18,7 +18,6 @@ from sqlalchemy import (
     exists,
     func,
     insert,
-    or_,
     select,
     text,
     tuple_,
@@ -28,7 +27,7 @@ from sqlalchemy import (
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 from sqlalchemy.sql import ColumnElement, CompoundSelect, Select, TextClause, Update
 
-from mailcast.db.lists import among, is_postgresql, unnest
+from mailcast.db.lists import among
 from mailcast.db.models import (
     DUE_CONDITION,
     Account,
@@ -60,7 +59,7 @@ class Claimed(NamedTuple):  # a tuple: a claim makes a thousand of them
 
 @dataclass
 class Recipient:
-    """A delivery's contact as it is just before the message goes out (`mark_sending`)."""
+    """A delivery's contact as it is just before the message goes out (`prepare`)."""
 
     first_name: str | None
     last_name: str | None
@@ -401,64 +400,6 @@ async def mark_on_wire(
     return set(result.scalars())
 
 
-# PostgreSQL: the sender's commonest write, outcomes that are all "sent" and the next marks, as
-# one statement on the driver's connection outside a transaction: atomic, one round trip, and
-# none of the SQL layer's work for a write made many times a second with a few rows.
-# (coalesce: see `_pending`.)
-_SENT_AND_MARK = """
-WITH recorded AS (
-    UPDATE deliveries AS d
-       SET status = 'sent', smtp_response = u.smtp_response, message_id = u.message_id,
-           sent_at = $6, updated_at = $6, lease_owner = NULL, lease_expires_at = NULL
-    FROM unnest($1::bigint[], $2::text[], $3::text[]) AS u(id, smtp_response, message_id)
-    WHERE d.id = u.id AND d.lease_owner = $5 AND d.status IN ('sending', 'unknown')
-    RETURNING d.id
-), marked AS (
-    UPDATE deliveries AS d SET status = 'sending', attempts = d.attempts + 1, lease_owner = $5,
-           lease_expires_at = $7, updated_at = $6
-    WHERE d.id = ANY($4::bigint[]) AND coalesce(d.status, '') IN ('queued', 'deferred')
-      AND EXISTS (SELECT 1 FROM delivery_leases AS l
-                  WHERE l.campaign_id = d.campaign_id AND l.owner = $5
-                    AND (d.next_attempt_at, d.id)
-                        BETWEEN (l.first_at, l.first_id) AND (l.last_at, l.last_id))
-    RETURNING d.id
-)
-SELECT id FROM marked
-"""
-
-
-async def record_sent_and_mark(
-    driver: Any,
-    worker: str,
-    sent: Sequence[tuple[int, str, str | None]],
-    marks: Sequence[int],
-    now: datetime,
-    lease: timedelta,
-) -> set[int]:
-    """PostgreSQL, on an asyncpg connection outside a transaction: `record` of messages the relay
-    accepted ((id, reply, Message-ID) each) and `mark_on_wire` of `marks`, in one statement."""
-    rows = await driver.fetch(
-        _SENT_AND_MARK,
-        [r[0] for r in sent],
-        [r[1] for r in sent],
-        [r[2] for r in sent],
-        list(marks),
-        worker,
-        now,
-        now + lease,
-    )
-    return {row[0] for row in rows}
-
-
-async def mark_sending(
-    session: AsyncSession, worker: str, chunk: Sequence[Claimed], now: datetime, lease: timedelta
-) -> dict[int, Recipient]:
-    """`prepare` and `mark_on_wire` at once: the rows marked, with their contacts."""
-    ours = await prepare(session, worker, chunk, now, lease)
-    marked = await mark_on_wire(session, worker, list(ours), now, lease)
-    return {id_: recipient for id_, recipient in ours.items() if id_ in marked}
-
-
 async def renew(
     session: AsyncSession, worker: str, lease_ids: Iterable[int], now: datetime, lease: timedelta
 ) -> None:
@@ -525,76 +466,6 @@ _LOCK_SOLE_CAMPAIGNS = (
     .order_by(Campaign.send_started_at, Campaign.id)
     .with_for_update(of=Campaign, key_share=True)
 )
-
-
-async def record(
-    session: AsyncSession, worker: str, results: list[dict[str, Any]], unsent: bool = False
-) -> None:
-    """Each dict: id, status, and the columns to set. A row marked `sending` is guarded by its
-    owner (a row the recovery already called unknown still takes the real answer); `unsent`:
-    rows never marked (nothing went on the wire: not rendered, the contact left, no connection),
-    guarded by being still pending. One statement per set of columns: over arrays on PostgreSQL
-    (the campaign counts' trigger then runs once for the set), an executemany elsewhere."""
-    groups: dict[tuple[str, ...], list[dict[str, Any]]] = {}
-    for values in results:
-        groups.setdefault(tuple(sorted(k for k in values if k != "id")), []).append(values)
-    postgres = is_postgresql(session)
-    for columns, rows in groups.items():
-        if postgres:
-            await session.execute(
-                _record_over_arrays(columns, unsent),
-                {"worker": worker, **{c: [r[c] for r in rows] for c in ("id", *columns)}},
-            )
-            continue
-        table = table_of(Delivery)
-        # not IN (...): an expanding parameter cannot go into an executemany
-        if unsent:
-            guard = [
-                or_(
-                    table.c.status == DeliveryStatus.QUEUED,
-                    table.c.status == DeliveryStatus.DEFERRED,
-                )
-            ]
-        else:
-            guard = [
-                table.c.lease_owner == worker,
-                or_(
-                    table.c.status == DeliveryStatus.SENDING,
-                    table.c.status == DeliveryStatus.UNKNOWN,
-                ),
-            ]
-        stmt = (
-            update(table)
-            .where(table.c.id == bindparam("row_id"), *guard)
-            .values(
-                {
-                    "lease_owner": None,
-                    "lease_expires_at": None,
-                    **{c: bindparam(f"v_{c}", type_=table.c[c].type) for c in columns},
-                }
-            )
-        )
-        await session.execute(
-            stmt, [{"row_id": r["id"], **{f"v_{c}": r[c] for c in columns}} for r in rows]
-        )
-
-
-@functools.cache
-def _record_over_arrays(columns: tuple[str, ...], unsent: bool) -> TextClause:
-    """PostgreSQL: `record`'s UPDATE of one set of columns, the rows' values as one array a column
-    (coalesce: see `_pending`)."""
-    guard = (
-        "coalesce(d.status, '') IN ('queued', 'deferred')"
-        if unsent
-        else "d.lease_owner = :worker AND d.status IN ('sending', 'unknown')"
-    )
-    return text(
-        f"UPDATE deliveries AS d SET {''.join(f'{c} = u.{c}, ' for c in columns)}"
-        "lease_owner = NULL, lease_expires_at = NULL "
-        f"FROM {unnest(table_of(Delivery), ('id', *columns))} AS "
-        f"u(id{''.join(f', {c}' for c in columns)}) "
-        f"WHERE d.id = u.id AND {guard}"
-    )
 
 
 async def recover_expired(session: AsyncSession, now: datetime) -> int:

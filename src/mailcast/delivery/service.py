@@ -23,7 +23,7 @@ from typing import Any, Protocol, TypeVar
 
 from markupsafe import escape
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
-from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from mailcast import variants
 from mailcast.clock import Clock
@@ -40,6 +40,7 @@ from mailcast.delivery.render import (
     recipient_context,
     render,
 )
+from mailcast.delivery.store import DeliveryStore, SentWriter
 from mailcast.delivery.tokens import Purpose, TokenCodec
 from mailcast.delivery.transport import Envelope, Outcome, Result, Transport
 from mailcast.domains import service as domains
@@ -97,10 +98,12 @@ class Sender:
         clock: Clock,
         codec: TokenCodec,
         queues: CampaignQueues,
+        store: DeliveryStore,
         worker_id: str | None = None,
     ) -> None:
         self.sessions = sessions
         self.queues = queues
+        self.store = store
         self.settings = settings
         self.transport = transport
         self.clock = clock
@@ -110,8 +113,6 @@ class Sender:
         self.concurrency = settings.worker_concurrency
         self._plans: dict[tuple[str, str], CampaignPlan] = {}
         self._engine = sessions.kw["bind"]
-        # PostgreSQL records the commonest outcomes and marks in one statement (`Ledger`).
-        self.one_statement = self._engine.dialect.name == "postgresql"
         self._health = transport.health() if transport is not None else []  # as last written
         click = settings.public_url("/t/c/")
         self._click_prefix = (click, str(escape(click)))
@@ -153,7 +154,7 @@ class Sender:
         ):  # its own transaction: a claim may be waiting on these rows
             # `attempted`: every row was marked and given its outcome, or was not ours to send any
             # more.
-            await repo.end_leases(session, self.worker_id, leases, attempted=ledger.complete)
+            await self.store.end_leases(session, self.worker_id, leases, ledger.complete)
             await session.commit()
         async with self.sessions() as session:
             finished = await repo.finish_done_campaigns(
@@ -182,7 +183,7 @@ class Sender:
             await asyncio.sleep(every)
             try:
                 await self.write(
-                    lambda session: repo.renew(
+                    lambda session: self.store.renew(
                         session, self.worker_id, leases, self.clock(), self.lease
                     )
                 )
@@ -223,7 +224,9 @@ class Sender:
 
     async def _claim(self, limit: int) -> list[repo.Claimed]:
         async with self.sessions() as session:
-            claimed = await repo.claim(session, self.worker_id, self.clock(), limit, self.lease)
+            claimed = await self.store.claim(
+                session, self.worker_id, self.clock(), limit, self.lease
+            )
             await session.commit()
         return claimed
 
@@ -273,7 +276,9 @@ class Sender:
         ledger: Ledger,
     ) -> None:
         ours = await self.write(
-            lambda session: repo.prepare(session, self.worker_id, chunk, self.clock(), self.lease)
+            lambda session: self.store.prepare(
+                session, self.worker_id, chunk, self.clock(), self.lease
+            )
         )
         await asyncio.gather(
             *(
@@ -548,9 +553,8 @@ class Ledger:
         self._outcomes: list[_Outcome] = []
         self._writers: set[asyncio.Task[None]] = set()
         self._running = 0  # writers that will still look for work before they end
-        # PostgreSQL: connections the writers keep from their first write to the batch's end,
-        # each a driver connection whose every statement commits by itself.
-        self._connections: list[AsyncConnection] = []
+        # The store's fast path for outcomes that are all "sent" (None: every write is `_write`).
+        self._fast = sender.store.sent_writer(sender._engine)
 
     async def mark(self, delivery_id: int) -> bool:
         """True: the row is `sending` and ours to send now."""
@@ -586,23 +590,9 @@ class Ledger:
             self._running -= 1
 
     async def close(self) -> None:
-        """The batch is done: its writers' connections go back to the pool."""
-        while self._connections:
-            await self._connections.pop().close()
-
-    async def _on_own_connection(self, work: Callable[[Any], Awaitable[T]]) -> T:
-        connection = (
-            self._connections.pop() if self._connections else await self.sender._engine.connect()
-        )
-        try:
-            raw = await connection.get_raw_connection()
-            result = await work(raw.driver_connection)
-        except BaseException:
-            await connection.invalidate()  # its state is unknown: not back to the pool
-            await connection.close()
-            raise
-        self._connections.append(connection)
-        return result
+        """The batch is done: what the fast path holds goes back."""
+        if self._fast is not None:
+            await self._fast.close()
 
     async def _write_while_asked(self) -> None:
         await asyncio.sleep(GATHER_SECONDS)
@@ -610,12 +600,11 @@ class Ledger:
             marks, outcomes = self._marks, self._outcomes
             self._marks, self._outcomes = {}, []
             try:
-                if self.sender.one_statement and all(
+                if self._fast is not None and all(
                     o.marked and o.result.outcome is Outcome.SENT for o in outcomes
                 ):
-                    write_sent = partial(self._write_sent, outcomes=outcomes, marks=marks)
                     marked = await self.sender.retrying(
-                        partial(self._on_own_connection, write_sent)
+                        partial(self._write_sent, self._fast, outcomes, list(marks))
                     )
                 else:
                     marked = await self.sender.write(
@@ -639,16 +628,14 @@ class Ledger:
                 outcome.done.set_result(None)
 
     async def _write_sent(
-        self, connection: Any, outcomes: list[_Outcome], marks: dict[int, Any]
+        self, fast: SentWriter, outcomes: list[_Outcome], marks: list[int]
     ) -> set[int]:
         sender = self.sender
         sent = []
         for o in outcomes:
             response = f"{o.result.code} {o.result.message}" if o.result.code else o.result.message
             sent.append((o.delivery.id, response[:2000], o.message_id))
-        return await repo.record_sent_and_mark(
-            connection, sender.worker_id, sent, list(marks), sender.clock(), sender.lease
-        )
+        return await fast.write(sender.worker_id, sent, marks, sender.clock(), sender.lease)
 
     async def _write(
         self, session: AsyncSession, outcomes: list[_Outcome], marks: dict[int, Any]
@@ -679,7 +666,7 @@ class Ledger:
                     if o.marked is marked
                 ]
                 if rows:
-                    await repo.record(session, sender.worker_id, rows, unsent=not marked)
+                    await sender.store.record(session, sender.worker_id, rows, not marked)
             await repo.suppress_contacts(
                 session,
                 [
@@ -690,4 +677,6 @@ class Ledger:
                 "bounce",
                 now,
             )
-        return await repo.mark_on_wire(session, sender.worker_id, list(marks), now, sender.lease)
+        return await sender.store.mark_on_wire(
+            session, sender.worker_id, list(marks), now, sender.lease
+        )

@@ -20,6 +20,7 @@ from mailcast.contacts.imports import Importer
 from mailcast.contacts.store import contact_store
 from mailcast.delivery import repository as delivery_repo
 from mailcast.delivery.service import Sender
+from mailcast.delivery.store import delivery_store
 from mailcast.delivery.tokens import TokenCodec
 from mailcast.delivery.transport import Transport
 from mailcast.errors import MailcastError
@@ -39,6 +40,7 @@ class Worker:
         self.sessions = sessions
         self.settings = settings
         self.clock = clock
+        engine = sessions.kw["bind"]
         self.sender = Sender(
             sessions,
             settings,
@@ -46,9 +48,9 @@ class Worker:
             clock,
             TokenCodec(settings.secret()),
             campaigns,
+            delivery_store(engine),
             worker_id,
         )
-        engine = sessions.kw["bind"]
         self.importer = Importer(
             engine, contact_store(engine), settings, clock, self.sender.worker_id
         )
