@@ -100,9 +100,9 @@ def migrate() -> None:
 @app.command()
 def recount() -> None:
     """Count every campaign's deliveries again and replace the counts its figures are read from."""
-    from mailcast.campaigns import repository as campaigns_repo
+    from mailcast.campaigns.counts import count_store
 
-    counted = _in_session(lambda session, settings: campaigns_repo.recount(session))
+    counted = _in_session(lambda session, settings: count_store(session).recount(session))
     err.print(f"counted the deliveries of {counted} campaign(s)")
 
 

@@ -20,8 +20,8 @@ from mailcast.api.pagination import Page, page_of
 from mailcast.api.routing import ERROR_RESPONSES, SEQUENZY_ERROR_RESPONSES, put_and_patch
 from mailcast.api.schemas import Deleted, ErrorOut
 from mailcast.campaigns import ab, checks, preview, resend, service
+from mailcast.campaigns.counts import Stats
 from mailcast.campaigns.lifecycle import Status
-from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import (
     AbResults,
     CampaignCreate,

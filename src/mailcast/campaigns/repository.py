@@ -1,48 +1,30 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import and_, case, delete, func, insert, literal, select, text, update
+from sqlalchemy import and_, delete, func, insert, literal, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql import ColumnElement, Select
 from sqlalchemy.sql.expression import Exists
 
 from mailcast.campaigns.lifecycle import Status
 from mailcast.db import owned
-from mailcast.db.lists import among, is_postgresql
+from mailcast.db.functions import seconds_since, try_lock
 from mailcast.db.models import (
     CONTACT_UNREACHABLE,
     AudienceMember,
     Campaign,
-    CampaignCount,
     CampaignTestSend,
     Contact,
     Delivery,
     Event,
     RelayStatus,
-    table_of,
 )
 from mailcast.db.rows import changed
 from mailcast.db.types import UTCDateTime
 from mailcast.statuses import CampaignStatus, DeliveryStatus
-
-
-@dataclass
-class Stats:
-    total: int = 0
-    sent: int = 0
-    delivered: int = 0
-    opened: int = 0
-    clicked: int = 0
-    bounced: int = 0
-    complained: int = 0
-    unsubscribed: int = 0
-    failed: int = 0
-    unknown: int = 0
-    machine_opened: int = 0
 
 
 async def get(session: AsyncSession, account_id: str, campaign_id: str) -> Campaign | None:
@@ -259,15 +241,7 @@ async def fill_queue(
     another worker is filling it (PostgreSQL: one fill a campaign at a time, the others skip).
     The fill key moves with a guarded update, so a fill that raced a pause or another fill
     changes nothing (the caller rolls back)."""
-    if (
-        is_postgresql(session)
-        and not (
-            await session.execute(
-                text("SELECT pg_try_advisory_xact_lock(:cls, hashtext(:id))"),
-                {"cls": _FILL_LOCK, "id": campaign_id},
-            )
-        ).scalar()
-    ):
+    if not await try_lock(session, _FILL_LOCK, campaign_id):
         return None
     campaign = (
         await session.execute(
@@ -317,104 +291,6 @@ async def drop_unsent(session: AsyncSession, campaign_id: str) -> int:
         Delivery.status.in_((DeliveryStatus.QUEUED, DeliveryStatus.DEFERRED, DeliveryStatus.HELD)),
     )
     return changed(await session.execute(stmt))
-
-
-# A campaign's figures (total first), each the sum of its rows of counts: CampaignCount's columns.
-_FIGURES = tuple(c.name for c in table_of(CampaignCount).c if c.name not in ("id", "campaign_id"))
-
-
-async def stats(session: AsyncSession, campaign_ids: Sequence[str]) -> dict[str, Stats]:
-    """From the counts the database keeps with every change of a delivery (CampaignCount): a
-    few rows a campaign, whatever its size and however many events it has."""
-    result = {cid: Stats() for cid in campaign_ids}
-    if not campaign_ids:
-        return result
-    sums = (
-        select(CampaignCount.campaign_id, *[func.sum(getattr(CampaignCount, f)) for f in _FIGURES])
-        .where(among(session, CampaignCount.campaign_id, list(campaign_ids)))
-        .group_by(CampaignCount.campaign_id)
-    )
-    for campaign_id, *values in await session.execute(sums):
-        s = result[campaign_id]
-        for figure, value in zip(_FIGURES, values, strict=True):
-            setattr(s, figure, int(value))  # PostgreSQL's sum of bigints is a numeric
-        s.sent += s.bounced  # what reached the relay: bounced mail was sent too
-    for s in result.values():
-        s.delivered = s.sent - s.bounced
-    return result
-
-
-# PostgreSQL: each campaign's rows of counts, where it has more than one, replaced by their sum.
-# Its campaigns are locked first (FOR KEY SHARE: nothing but deleting them waits): a campaign
-# deleted meanwhile is skipped, and one being deleted is waited for, then skipped. Rows added
-# while it runs are not in its snapshot and stay; two folds at once each sum only what they deleted.
-_FOLD_COUNTS = text(
-    "WITH locked AS (SELECT id FROM campaigns WHERE id IN "
-    "(SELECT campaign_id FROM campaign_counts GROUP BY campaign_id HAVING count(*) > 1) FOR KEY "
-    "SHARE), "
-    "folded AS (DELETE FROM campaign_counts WHERE campaign_id IN (SELECT id FROM locked) "
-    f"RETURNING campaign_id, {', '.join(_FIGURES)}) "
-    f"INSERT INTO campaign_counts (campaign_id, {', '.join(_FIGURES)}) "
-    f"SELECT campaign_id, {', '.join(f'sum({f})' for f in _FIGURES)} FROM folded GROUP BY "
-    "campaign_id"
-)
-
-
-_FOLD_LOCK = 0x6D63_636F_756E_7473  # "mccounts": the advisory lock of `fold_counts`
-
-
-async def fold_counts(session: AsyncSession) -> int:
-    """Keeps reading a campaign's counts a matter of a row or a few (see CampaignCount): each
-    worker calls it every second, in a transaction of its own. The number of campaigns folded.
-    SQLite keeps one row a campaign anyway: nothing to do there."""
-    if not is_postgresql(session):
-        return 0
-    # One fold at a time (the others skip their turn): two would wait on each other's rows.
-    if not (
-        await session.execute(text("SELECT pg_try_advisory_xact_lock(:key)"), {"key": _FOLD_LOCK})
-    ).scalar():
-        return 0
-    return changed(await session.execute(_FOLD_COUNTS))
-
-
-# Each figure's 0-or-1 for a delivery, as the triggers count it (migration 0008).
-_FACTS: dict[str, ColumnElement[bool]] = {
-    **{
-        str(status): Delivery.status == status
-        for status in (
-            DeliveryStatus.SENT,
-            DeliveryStatus.BOUNCED,
-            DeliveryStatus.FAILED,
-            DeliveryStatus.UNKNOWN,
-        )
-    },
-    "opened": Delivery.opened_at.is_not(None),
-    "clicked": Delivery.clicked_at.is_not(None),
-    "complained": Delivery.complained_at.is_not(None),
-    "unsubscribed": Delivery.unsubscribed_at.is_not(None),
-    "machine_opened": and_(Delivery.machine_opened_at.is_not(None), Delivery.opened_at.is_(None)),
-}
-_RECOUNT = insert(CampaignCount).from_select(
-    ["campaign_id", *_FIGURES],
-    select(
-        Delivery.campaign_id,
-        func.count(),
-        *[func.sum(case((_FACTS[f], 1), else_=0)) for f in _FIGURES[1:]],
-    )
-    .where(Delivery.campaign_id.in_(select(Campaign.id)))
-    .group_by(Delivery.campaign_id),
-)
-
-
-async def recount(session: AsyncSession) -> int:
-    """Every campaign's counts counted again from its deliveries (`mailcast recount`): the counts
-    are a cache of what the deliveries say, and this re-derives them. On PostgreSQL the counts
-    table is locked for writes meanwhile (readers go on; a statement that changes deliveries
-    waits until the recount commits). The number of campaigns counted."""
-    if is_postgresql(session):
-        await session.execute(text("LOCK TABLE campaign_counts IN EXCLUSIVE MODE"))
-    await session.execute(delete(CampaignCount))
-    return changed(await session.execute(_RECOUNT))
 
 
 async def recipients_for_assignment(
@@ -537,15 +413,6 @@ async def record_test_sends(
         )
 
 
-def _bucket(
-    session: AsyncSession, column: Any, start: datetime, seconds: int
-) -> ColumnElement[Any]:
-    """Which bucket of `seconds` since `start` a time falls in (0, 1, ...)."""
-    if is_postgresql(session):
-        return func.floor(func.extract("epoch", column - literal(start, UTCDateTime())) / seconds)
-    return func.floor((func.strftime("%s", column) - int(start.timestamp())) / seconds)
-
-
 async def engagement_series(
     session: AsyncSession, campaign_id: str, start: datetime, seconds: int, buckets: int
 ) -> list[tuple[int, int]]:
@@ -553,7 +420,7 @@ async def engagement_series(
     `start` (later ones in the last), read from the opened and clicked deliveries' indexes."""
     out = [[0, 0] for _ in range(buckets)]
     for i, column in enumerate((Delivery.opened_at, Delivery.clicked_at)):
-        bucket = _bucket(session, column, start, seconds).label("bucket")
+        bucket = func.floor(seconds_since(session, column, start) / seconds).label("bucket")
         stmt = (
             select(bucket, func.count())
             .where(Delivery.campaign_id == campaign_id, column.is_not(None))

@@ -17,10 +17,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from mailcast.accounts import service as accounts
 from mailcast.audiences import repository as audiences_repo
-from mailcast.campaigns import ab
+from mailcast.campaigns import ab, counts
 from mailcast.campaigns import repository as repo
+from mailcast.campaigns.counts import Stats
 from mailcast.campaigns.lifecycle import ACTIONS, DELETABLE, EDITABLE, Action, Status, can
-from mailcast.campaigns.repository import Stats
 from mailcast.campaigns.schemas import CampaignCreate, CampaignUpdate
 from mailcast.config import Settings
 from mailcast.db.models import Account, Campaign, Contact
@@ -225,7 +225,7 @@ async def list_campaigns(
 
 
 async def stats(session: AsyncSession, campaigns: list[Campaign]) -> dict[str, Stats]:
-    result = await repo.stats(session, [c.id for c in campaigns])
+    result = await counts.stats(session, [c.id for c in campaigns])
     for (
         c
     ) in campaigns:  # until its queue is full, a campaign's total is its recipients at the start
@@ -255,11 +255,11 @@ async def queues_to_fill(session: AsyncSession, settings: Settings) -> tuple[lis
     filling = await repo.filling(session)
     if not filling:
         return [], []
-    counts = await repo.stats(session, filling)
+    figures = await counts.stats(session, filling)
     return filling, [
         c
         for c in filling
-        if counts[c].total - counts[c].sent - counts[c].failed - counts[c].unknown
+        if figures[c].total - figures[c].sent - figures[c].failed - figures[c].unknown
         < 2 * settings.queue_fill_chunk
     ]
 
@@ -291,7 +291,7 @@ async def _unqueued(session: AsyncSession, campaign: Campaign) -> int:
     if campaign.recipients is None:
         return 0
     return max(
-        0, campaign.recipients - (await repo.stats(session, [campaign.id]))[campaign.id].total
+        0, campaign.recipients - (await counts.stats(session, [campaign.id]))[campaign.id].total
     )
 
 

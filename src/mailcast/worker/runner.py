@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from mailcast.campaigns import ab
 from mailcast.campaigns import repository as campaigns_repo
 from mailcast.campaigns import service as campaigns
+from mailcast.campaigns.counts import count_store
 from mailcast.clock import Clock
 from mailcast.config import Settings
 from mailcast.contacts.imports import Importer
@@ -41,6 +42,7 @@ class Worker:
         self.settings = settings
         self.clock = clock
         engine = sessions.kw["bind"]
+        self.counts = count_store(engine)
         self.sender = Sender(
             sessions,
             settings,
@@ -79,7 +81,7 @@ class Worker:
             finished = await delivery_repo.finish_done_campaigns(session, now)
             await session.commit()
         async with self.sessions() as session:
-            await campaigns_repo.fold_counts(session)
+            await self.counts.fold(session)
             await session.commit()
         if recovered:
             log.warning(
