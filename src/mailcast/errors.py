@@ -3,7 +3,7 @@ the core raises them, only the API layer turns them into responses."""
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, Self
 
 
 class MailcastError(Exception):
@@ -84,10 +84,20 @@ class UnsupportedMediaType(MailcastError):
     code = "unsupported_media_type"
 
 
+def problem(field: str, message: str) -> dict[str, str]:
+    """One entry of an error's `details`: which field of the request, and what is wrong with it."""
+    return {"field": field, "message": message}
+
+
 class ValidationFailed(MailcastError):
     status = 422
     code = "validation_error"
     message = "Invalid request"
+
+    @classmethod
+    def on(cls, field: str, message: str, summary: str | None = None) -> Self:
+        """One field is wrong: the error's message is `summary`, by default "field: message"."""
+        return cls(summary or f"{field}: {message}", [problem(field, message)])
 
 
 class DomainNotVerified(ValidationFailed):

@@ -69,6 +69,35 @@ async def test_click_redirects_to_the_stored_target(tenant, sent, sessions):
     )  # nothing recorded for tampered or wrong-purpose tokens
 
 
+async def test_the_routes_answer_what_the_fast_path_answers(tenant, sent, sessions, app):
+    # One route table: the fast path matches the app's own tracking routes, and those routes give
+    # the same answers when the app runs without it.
+    _, links = sent
+    paths = [
+        links["t0@example.org"]["pixel"],
+        "/t/o/garbage.gif",
+        links["t1@example.org"]["click"],
+        "/t/c/garbage",
+        "/t/c/a/b",  # no route
+    ]
+
+    async def answers() -> list[tuple]:
+        out = []
+        for path in paths:
+            r = await tenant.client.get(path, headers=BROWSER)
+            out.append((r.status_code, r.headers.get("content-type"), r.headers.get("location")))
+        return out
+
+    fast = await answers()
+    assert [a[0] for a in fast] == [200, 200, 302, 404, 404]
+    kept, app.tracking = app.tracking, None
+    try:
+        assert await answers() == fast
+    finally:
+        app.tracking = kept
+    assert await recorded_events(sessions) == [("open", False)] * 2 + [("click", False)] * 2
+
+
 async def test_clicks_arriving_together_are_looked_up_together(tenant, sent, sessions, settings):
     """Cold clicks that arrive while a look-up is out share the next one: each still goes to its
     own recipient's target, and a token of a delivery that no longer exists is refused alone."""

@@ -41,10 +41,7 @@ async def create_account(
     session: AsyncSession, name: str, plan: str, now: datetime, postal_address: str | None = None
 ) -> tuple[Account, ApiKey, str]:
     if plan not in PLANS:
-        raise ValidationFailed(
-            f"plan must be one of {', '.join(PLANS)}",
-            [{"field": "plan", "message": "unknown plan"}],
-        )
+        raise ValidationFailed.on("plan", "unknown plan", f"plan must be one of {', '.join(PLANS)}")
     account = Account(
         id=new_id("acc"),
         name=name,
@@ -78,9 +75,7 @@ async def update_account(
     account = await get_account(session, account_id)
     if "name" in changes:
         if not changes["name"]:
-            raise ValidationFailed(
-                "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
-            )
+            raise ValidationFailed.on("name", "cannot be null")
         account.name = changes["name"]
     if "postal_address" in changes:
         account.postal_address = changes["postal_address"] or None

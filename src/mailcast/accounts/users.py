@@ -76,10 +76,7 @@ class SignedIn:
 
 def _password(password: str) -> str:
     if len(password) < MIN_PASSWORD:
-        raise ValidationFailed(
-            f"password: at least {MIN_PASSWORD} characters",
-            [{"field": "password", "message": f"at least {MIN_PASSWORD} characters"}],
-        )
+        raise ValidationFailed.on("password", f"at least {MIN_PASSWORD} characters")
     return _HASHER.hash(password)
 
 
@@ -87,7 +84,7 @@ def _email(raw: str) -> str:
     try:
         return normalise_email(raw)
     except ValueError as exc:
-        raise ValidationFailed(f"email: {exc}", [{"field": "email", "message": str(exc)}]) from None
+        raise ValidationFailed.on("email", str(exc)) from None
 
 
 async def create_user(

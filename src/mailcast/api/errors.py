@@ -14,7 +14,13 @@ from fastapi.responses import JSONResponse, Response
 from sqlalchemy.exc import IntegrityError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from mailcast.errors import CampaignNotSent, InsufficientScope, MailcastError, ResendTooEarly
+from mailcast.errors import (
+    CampaignNotSent,
+    InsufficientScope,
+    MailcastError,
+    ResendTooEarly,
+    problem,
+)
 
 log = logging.getLogger("mailcast.api")
 
@@ -117,11 +123,7 @@ def _field(loc: tuple[Any, ...]) -> str:
 
 def validation_details(errors: list[dict[str, Any]]) -> list[dict[str, str]]:
     return [
-        {
-            "field": _field(tuple(e.get("loc", ()))),
-            "message": e.get("msg", ""),
-            "type": e.get("type", ""),
-        }
+        {**problem(_field(tuple(e.get("loc", ()))), e.get("msg", "")), "type": e.get("type", "")}
         for e in errors
     ]
 
@@ -143,7 +145,7 @@ async def _validation_error(request: Request, exc: Exception) -> Response:
     if any(e.get("type") == "json_invalid" for e in errors):
         return respond(request.url.path, 422, "invalid_json", "The request body is not valid JSON")
     details = validation_details(errors)
-    first = details[0] if details else {"field": "request", "message": "invalid"}
+    first = details[0] if details else problem("request", "invalid")
     message = f"{first['field']}: {first['message']}"
     if len(details) > 1:
         message += f" (and {len(details) - 1} more)"

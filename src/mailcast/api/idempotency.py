@@ -43,9 +43,10 @@ class Idempotency:
         path = scope["path"]
         if not _KEY.match(key):
             await error_response(
-                ValidationFailed(
+                ValidationFailed.on(
+                    "Idempotency-Key",
+                    "1 to 255 printable characters",
                     "Idempotency-Key: 1 to 255 printable characters without spaces",
-                    [{"field": "Idempotency-Key", "message": "1 to 255 printable characters"}],
                 ),
                 path,
             )(scope, receive, send)
@@ -87,10 +88,11 @@ class Idempotency:
                     break
             if digest.hexdigest() != found.request_hash:
                 await error_response(
-                    ValidationFailed(
+                    ValidationFailed.on(
+                        "Idempotency-Key",
+                        "used with another request",
                         "This Idempotency-Key was used with another request; use a new key for a "
                         "new request",
-                        [{"field": "Idempotency-Key", "message": "used with another request"}],
                     ),
                     path,
                 )(scope, receive, send)

@@ -58,9 +58,7 @@ async def update_audience(
     audience = await get_audience(session, account_id, audience_id)
     if "name" in body.model_fields_set:
         if body.name is None:
-            raise ValidationFailed(
-                "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
-            )
+            raise ValidationFailed.on("name", "cannot be null")
         audience.name = body.name
     if "description" in body.model_fields_set:
         audience.description = body.description

@@ -58,10 +58,7 @@ async def check(session: AsyncSession, account_id: str, values: dict[str, Any]) 
                 f"variant {' and '.join(missing)} would have no HTML part, so its opens could not "
                 "be measured; give it HTML or pick click_rate"
             )
-            raise ValidationFailed(
-                f"ab_test.winner_metric: {message}",
-                [{"field": "ab_test.winner_metric", "message": message}],
-            )
+            raise ValidationFailed.on("ab_test.winner_metric", message)
 
 
 async def freeze(session: AsyncSession, campaign: Campaign) -> None:

@@ -67,9 +67,8 @@ class TestSend:
 def _variant(campaign: Campaign, variant: str | None) -> str:
     variant = variant or "a"
     if variant == "b" and not ab.enabled(campaign):
-        raise ValidationFailed(
-            "variant: this campaign has no A/B test, so no variant b",
-            [{"field": "variant", "message": "no variant b"}],
+        raise ValidationFailed.on(
+            "variant", "no variant b", "variant: this campaign has no A/B test, so no variant b"
         )
     return variant
 
@@ -118,8 +117,8 @@ async def render_preview(
         )
         preview = _preview_text(plan.compiled.preview_text, contact, email)
     except RenderError as exc:
-        raise ValidationFailed(
-            f"The campaign cannot be rendered: {exc}", [{"field": "html", "message": str(exc)}]
+        raise ValidationFailed.on(
+            "html", str(exc), f"The campaign cannot be rendered: {exc}"
         ) from exc
     return Preview(
         rendered.subject,
@@ -166,9 +165,7 @@ async def send_test(
         try:
             addresses.append(normalise_email(raw))
         except ValueError as exc:
-            raise ValidationFailed(
-                f"emails.{i}: {exc}", [{"field": f"emails.{i}", "message": str(exc)}]
-            ) from exc
+            raise ValidationFailed.on(f"emails.{i}", str(exc)) from exc
     addresses = list(dict.fromkeys(addresses))
     since = now - timedelta(hours=1)
     sent = await repo.test_sends_since(session, campaign.id, since)

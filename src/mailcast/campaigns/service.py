@@ -47,10 +47,6 @@ CONTENT_FIELDS = (
 )
 
 
-def _invalid(field: str, message: str) -> ValidationFailed:
-    return ValidationFailed(f"{field}: {message}", [{"field": field, "message": message}])
-
-
 def sender_address(value: str) -> str:
     """The bare address of a From value such as 'Newsletter <news@acme.com>'."""
     return _one_address(value, "from")
@@ -59,11 +55,13 @@ def sender_address(value: str) -> str:
 def _one_address(value: str, field: str) -> str:
     parsed = getaddresses([value])
     if len(parsed) != 1 or not parsed[0][1]:
-        raise _invalid(field, "must be exactly one email address, optionally with a name")
+        raise ValidationFailed.on(
+            field, "must be exactly one email address, optionally with a name"
+        )
     try:
         return domains.normalise_sender_address(parsed[0][1])
     except ValueError as exc:
-        raise _invalid(field, str(exc)) from exc
+        raise ValidationFailed.on(field, str(exc)) from exc
 
 
 async def check_content(session: AsyncSession, account_id: str, values: dict[str, Any]) -> None:
@@ -79,14 +77,15 @@ async def check_content(session: AsyncSession, account_id: str, values: dict[str
     address = sender_address(values["from_address"])
     domain = address.rpartition("@")[2]
     if not await domains.is_verified(session, account_id, domain):
-        raise DomainNotVerified(
+        raise DomainNotVerified.on(
+            "from",
+            f"{domain} is not verified",
             f"from: {domain} is not a verified sender domain of this account",
-            [{"field": "from", "message": f"{domain} is not verified"}],
         )
     if values.get("reply_to"):
         _one_address(values["reply_to"], "reply_to")
     if not (values.get("html") or values.get("text") or values.get("template_id")):
-        raise _invalid("html", "at least one of html, text or template_id is required")
+        raise ValidationFailed.on("html", "at least one of html, text or template_id is required")
     check_fields(
         subject=values["subject"],
         html=values.get("html"),
@@ -110,7 +109,7 @@ def _future(scheduled_at: datetime, now: datetime) -> datetime:
     if scheduled_at.tzinfo is None:
         scheduled_at = scheduled_at.replace(tzinfo=now.tzinfo)
     if scheduled_at <= now:
-        raise _invalid("scheduled_at", "must be in the future")
+        raise ValidationFailed.on("scheduled_at", "must be in the future")
     return scheduled_at
 
 
@@ -351,7 +350,9 @@ async def update_campaign(
             "audience_id",
             "unsubscribe_url",
         ):
-            raise _invalid("from" if field == "from_address" else field, "cannot be null")
+            raise ValidationFailed.on(
+                "from" if field == "from_address" else field, "cannot be null"
+            )
         changes[field] = value.strip() if field == "from_address" else value
     merged = {field: changes.get(field, getattr(campaign, field)) for field in CONTENT_FIELDS}
     await check_content(session, account_id, merged)

@@ -34,8 +34,6 @@ from mailcast.ids import new_id
 log = logging.getLogger("mailcast.imports")
 
 QUEUED, RUNNING, DONE, FAILED = repo.QUEUED, repo.RUNNING, repo.DONE, repo.FAILED
-# An import that created this many contacts refreshes the planner's statistics when it ends.
-STATISTICS_AFTER = 1_000
 
 
 def import_dir(settings: Settings) -> Path:
@@ -273,7 +271,10 @@ class Importer:
                 progress.rejected += len(batch.rejected)
                 if on_progress is not None:
                     on_progress(progress)
-        if created_total >= STATISTICS_AFTER or progress.created >= STATISTICS_AFTER:
+        if (
+            created_total >= contacts_repo.STATISTICS_AFTER
+            or progress.created >= contacts_repo.STATISTICS_AFTER
+        ):
             async with self.engine.begin() as connection:
                 await contacts_repo.refresh_statistics(connection)
         return await self._finish(job, DONE, None)

@@ -1,6 +1,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterable
+from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import delete, func, insert, select, text, update
@@ -78,15 +79,24 @@ async def refresh_statistics(session: AsyncSession | AsyncConnection) -> None:
         await session.execute(text("ANALYZE contacts, audience_members"))
 
 
-async def insert_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    for start in range(0, len(rows), _CHUNK):
-        await session.execute(insert(Contact), rows[start : start + _CHUNK])
+@dataclass
+class ImportChanges:
+    inserts: list[dict[str, Any]] = field(default_factory=list)  # new contacts' rows
+    updates: list[dict[str, Any]] = field(default_factory=list)  # "id" and the columns to set
+    contact_ids: list[str] = field(default_factory=list)  # every contact the import names
 
 
-async def update_many(session: AsyncSession, rows: list[dict[str, Any]]) -> None:
-    """ORM bulk UPDATE by primary key; each dict carries "id" and the columns to set."""
-    for start in range(0, len(rows), _CHUNK):
-        await session.execute(update(Contact), rows[start : start + _CHUNK])
+# An import that created this many contacts refreshes the planner's statistics.
+STATISTICS_AFTER = 1_000
+
+
+async def write_import(session: AsyncSession, changes: ImportChanges) -> None:
+    for start in range(0, len(changes.inserts), _CHUNK):
+        await session.execute(insert(Contact), changes.inserts[start : start + _CHUNK])
+    for start in range(0, len(changes.updates), _CHUNK):  # the ORM's bulk UPDATE by primary key
+        await session.execute(update(Contact), changes.updates[start : start + _CHUNK])
+    if len(changes.inserts) >= STATISTICS_AFTER:
+        await refresh_statistics(session)  # the next lookups are planned for the table as it is
 
 
 async def delete_one(session: AsyncSession, account_id: str, contact_id: str) -> bool:

@@ -31,7 +31,7 @@ def _email_or_422(raw: str, field: str = "email") -> str:
     try:
         return normalise_email(raw)
     except ValueError as exc:
-        raise ValidationFailed(f"{field}: {exc}", [{"field": field, "message": str(exc)}]) from exc
+        raise ValidationFailed.on(field, str(exc)) from exc
 
 
 def check_metadata(metadata: dict[str, Any] | None, field: str = "metadata") -> None:
@@ -45,7 +45,7 @@ def _metadata_or_422(metadata: dict[str, Any] | None) -> None:
     try:
         check_metadata(metadata)
     except ValueError as exc:
-        raise ValidationFailed(str(exc), [{"field": "metadata", "message": str(exc)}]) from exc
+        raise ValidationFailed.on("metadata", str(exc), str(exc)) from exc
 
 
 async def create_contact(
@@ -105,9 +105,7 @@ async def update_contact(
     fields = body.model_fields_set
     if "email" in fields:
         if body.email is None:
-            raise ValidationFailed(
-                "email: cannot be null", [{"field": "email", "message": "cannot be null"}]
-            )
+            raise ValidationFailed.on("email", "cannot be null")
         email = _email_or_422(body.email)
         if email != contact.email:
             if await repo.by_email(session, account_id, email) is not None:
@@ -122,10 +120,7 @@ async def update_contact(
         contact.attributes = body.metadata
     if "unsubscribed" in fields:
         if body.unsubscribed is None:
-            raise ValidationFailed(
-                "unsubscribed: cannot be null",
-                [{"field": "unsubscribed", "message": "cannot be null"}],
-            )
+            raise ValidationFailed.on("unsubscribed", "cannot be null")
         if body.unsubscribed and not contact.unsubscribed:
             contact.unsubscribed_at = now
         if not body.unsubscribed:
@@ -147,11 +142,6 @@ async def delete_contact(
     await session.flush()
 
 
-# An import that creates this many contacts refreshes the planner's statistics (see
-# repository.refresh_statistics).
-STATISTICS_AFTER = 1_000
-
-
 def json_rows_over(body: bytes, field: str, limit: int) -> bool:
     """Whether the JSON object `body` holds more than `limit` items in its array `field`, read as
     a stream: at most `limit + 1` items are built, one at a time. A body that is not such JSON
@@ -163,9 +153,8 @@ def json_rows_over(body: bytes, field: str, limit: int) -> bool:
 
 
 def too_many_rows(max_rows: int) -> ValidationFailed:
-    return ValidationFailed(
-        f"contacts: at most {max_rows} rows per import",
-        [{"field": "contacts", "message": f"at most {max_rows} rows"}],
+    return ValidationFailed.on(
+        "contacts", f"at most {max_rows} rows", f"contacts: at most {max_rows} rows per import"
     )
 
 
@@ -187,33 +176,61 @@ async def import_contacts(
         raise too_many_rows(max_rows)
     if audience_id and not await audiences_repo.hold(session, account_id, audience_id):
         raise NotFound("No such audience", {"audience_id": audience_id})
+    given, errors, repeats = _by_address(rows, first_index)
+    existing = await repo.by_emails(session, account_id, list(given))
+    changes = _changes(account_id, given, existing, now)
+    await repo.write_import(session, changes)
+    if audience_id:
+        await audiences_repo.add_members(session, audience_id, changes.contact_ids, now)
+    return ImportResult(
+        created=len(changes.inserts),
+        updated=len(changes.updates) + repeats,
+        invalid=len(errors),
+        total=len(rows),
+        errors=errors,
+    )
 
+
+def _by_address(
+    rows: list[ImportRow], first_index: int
+) -> tuple[dict[str, dict[str, Any]], list[ImportRowError], int]:
+    """The fields each valid address was given (a repeated address's rows merged, in order), the
+    invalid rows, and how many rows repeated an address."""
     errors: list[ImportRowError] = []
-    merged: dict[str, dict[str, Any]] = {}
+    given: dict[str, dict[str, Any]] = {}
     repeats = 0
     for offset, row in enumerate(rows):
-        index = first_index + offset
         try:
             email = normalise_email(row.email)
             check_metadata(row.metadata)
         except ValueError as exc:
-            errors.append(ImportRowError(index=index, email=row.email[:320], message=str(exc)))
+            errors.append(
+                ImportRowError(index=first_index + offset, email=row.email[:320], message=str(exc))
+            )
             continue
         fields = {k: getattr(row, k) for k in row.model_fields_set if k != "email"}
-        if email in merged:
+        if email in given:
             repeats += 1
-            _merge(merged[email], fields)
+            _merge(given[email], fields)
         else:
-            merged[email] = fields
+            given[email] = fields
+    return given, errors, repeats
 
-    existing = await repo.by_emails(session, account_id, list(merged))
-    inserts, updates, member_ids = [], [], []
-    for email, fields in merged.items():
+
+def _changes(
+    account_id: str,
+    given: dict[str, dict[str, Any]],
+    existing: dict[str, Contact],
+    now: datetime,
+) -> repo.ImportChanges:
+    """The rows to insert and the updates of existing contacts that the fields given make."""
+    changes = repo.ImportChanges()
+    for email, fields in given.items():
         contact = existing.get(email)
         if contact is None:
             contact_id = new_id("ct")
             unsubscribed = bool(fields.get("unsubscribed"))
-            inserts.append(
+            changes.inserts.append(
                 {
                     "id": contact_id,
                     "account_id": account_id,
@@ -239,22 +256,9 @@ async def import_contacts(
             if fields.get("unsubscribed") and not contact.unsubscribed:
                 values["unsubscribed"] = True
                 values["unsubscribed_at"] = now
-            updates.append(values)
-        member_ids.append(contact_id)
-
-    await repo.insert_many(session, inserts)
-    await repo.update_many(session, updates)
-    if audience_id:
-        await audiences_repo.add_members(session, audience_id, member_ids, now)
-    if len(inserts) >= STATISTICS_AFTER:  # the next lookups are planned for the table as it is now
-        await repo.refresh_statistics(session)
-    return ImportResult(
-        created=len(inserts),
-        updated=len(updates) + repeats,
-        invalid=len(errors),
-        total=len(rows),
-        errors=errors,
-    )
+            changes.updates.append(values)
+        changes.contact_ids.append(contact_id)
+    return changes
 
 
 def _merge(into: dict[str, Any], later: dict[str, Any]) -> None:

@@ -18,7 +18,7 @@ from starlette.exceptions import HTTPException
 from mailcast.config import Settings
 from mailcast.contacts import imports
 from mailcast.db.models import ContactImport
-from mailcast.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed
+from mailcast.errors import PayloadTooLarge, UnsupportedMediaType, ValidationFailed, problem
 
 _CHUNK = 1 << 16
 FILE_TYPES = {
@@ -54,22 +54,24 @@ async def receive(request: Request, destination: Path, limit: int) -> str | None
             try:
                 form = await request.form(max_files=1, max_fields=50)
             except HTTPException as exc:  # Starlette's answer to a malformed form
-                raise ValidationFailed(
+                raise ValidationFailed.on(
+                    "file",
+                    str(exc.detail),
                     f"file: the multipart form cannot be read ({exc.detail})",
-                    [{"field": "file", "message": str(exc.detail)}],
                 ) from None
             try:
                 upload = form.get("file")
                 if upload is None or isinstance(upload, str):
-                    raise ValidationFailed(
+                    raise ValidationFailed.on(
+                        "file",
+                        "required",
                         "file: a multipart upload needs a file part named 'file'",
-                        [{"field": "file", "message": "required"}],
                     )
                 unknown = sorted(set(form.keys()) - FORM_FIELDS)
                 if unknown:
                     raise ValidationFailed(
                         f"{unknown[0]}: not a field of the upload form (file, audience_id)",
-                        [{"field": name, "message": "unknown field"} for name in unknown],
+                        [problem(name, "unknown field") for name in unknown],
                     )
                 while chunk := await upload.read(_CHUNK):
                     written += len(chunk)

@@ -46,8 +46,8 @@ def normalise_domain_name(name: str) -> str:
     try:
         return _domain_name(name)
     except ValueError:
-        raise ValidationFailed(
-            "name: not a valid domain name", [{"field": "name", "message": "invalid domain"}]
+        raise ValidationFailed.on(
+            "name", "invalid domain", "name: not a valid domain name"
         ) from None
 
 

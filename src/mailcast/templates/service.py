@@ -19,9 +19,7 @@ async def create_template(
     session: AsyncSession, account_id: str, body: TemplateCreate, now: datetime
 ) -> Template:
     if not (body.html or body.text):
-        raise ValidationFailed(
-            "A template needs html or text", [{"field": "html", "message": "html or text required"}]
-        )
+        raise ValidationFailed.on("html", "html or text required", "A template needs html or text")
     check_fields(subject=body.subject, html=body.html, text=body.text)
     template = Template(
         id=new_id("tmpl"),
@@ -59,15 +57,11 @@ async def update_template(
     template = await get_template(session, account_id, template_id)
     fields = body.model_fields_set - {"engine"}
     if "name" in fields and body.name is None:
-        raise ValidationFailed(
-            "name: cannot be null", [{"field": "name", "message": "cannot be null"}]
-        )
+        raise ValidationFailed.on("name", "cannot be null")
     for field in fields:
         setattr(template, field, getattr(body, field))
     if not (template.html or template.text):
-        raise ValidationFailed(
-            "A template needs html or text", [{"field": "html", "message": "html or text required"}]
-        )
+        raise ValidationFailed.on("html", "html or text required", "A template needs html or text")
     check_fields(subject=template.subject, html=template.html, text=template.text)
     template.updated_at = now
     await session.flush()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from liquid.exceptions import LiquidError, ResourceLimitError
 
-from mailcast.errors import ValidationFailed
+from mailcast.errors import ValidationFailed, problem
 from mailcast.templates.bounded import BoundedEnvironment, limit_name
 from mailcast.templates.links import tracked_links
 
@@ -37,14 +37,12 @@ def check_fields(**sources: str | None) -> None:
             template = ENV.from_string(source)
         except LiquidError as exc:
             first_line = str(exc).splitlines()[0] if str(exc) else exc.__class__.__name__
-            problems.append({"field": field, "message": f"template syntax error: {first_line}"})
+            problems.append(problem(field, f"template syntax error: {first_line}"))
             continue
         try:
             template.render(**_TRIAL)
         except ResourceLimitError as exc:
-            problems.append(
-                {"field": field, "message": f"the template exceeds the {limit_name(exc)}"}
-            )
+            problems.append(problem(field, f"the template exceeds the {limit_name(exc)}"))
         except LiquidError:
             pass  # an error that depends on a contact's data is that delivery's, when it is sent
         if field.split(".")[-1] in ("html", "text", "text_content") and any(
@@ -52,10 +50,7 @@ def check_fields(**sources: str | None) -> None:
         ):
             # A click finds its target by rendering the link for that person: merge tags only.
             problems.append(
-                {
-                    "field": field,
-                    "message": "a link's address may use {{ merge tags }}, not {% tags %}",
-                }
+                problem(field, "a link's address may use {{ merge tags }}, not {% tags %}")
             )
     if problems:
         raise ValidationFailed(f"{problems[0]['field']}: {problems[0]['message']}", problems)

@@ -10,8 +10,10 @@ from urllib.parse import quote
 
 from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse, RedirectResponse, Response
+from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import State
+from starlette.routing import Match
 from starlette.types import Scope, Send
 
 from mailcast.errors import NotFound
@@ -38,8 +40,7 @@ def _page(template: str, status: int = 200, **values: Any) -> HTMLResponse:
 
 @router.get("/t/o/{token}.gif")
 async def open_pixel(token: str, request: Request) -> Response:
-    """The open pixel: always the image, recorded or not. (Served by `TrackingFastPath` in front of
-    the framework; this route documents it and answers if the fast path is not installed.)"""
+    """The open pixel: always the image, recorded or not."""
     await record_open(request.app.state, token, request.headers.get("user-agent"))
     return Response(PIXEL, media_type="image/gif", headers=_NO_STORE)
 
@@ -80,15 +81,16 @@ async def record_click(state: State, token: str, user_agent: str | None) -> str 
 
 
 class TrackingFastPath:
-    """Pixel and click requests answered before the framework (its routing, validation and
-    dependency machinery were most of a request's cost for a 43-byte image, and its per-request
-    telemetry check read the environment three times). Everything else, any click whose link is
-    not valid (the error page), and a click whose look-up failed go on to the application, which
-    answers them in its own shape."""
+    """The pixel and click routes above, matched by their own route objects and answered before
+    the framework's routing, validation and dependency machinery (most of a request's cost for a
+    43-byte image). Everything else, any click whose link is not valid (the error page), and a
+    click whose look-up failed go on to the application, whose routes answer them."""
 
     def __init__(self, state: State) -> None:
         self.state = state
         self._opens: dict[str, int] = {}  # open tokens decoded: their delivery
+        routes = {route.name: route for route in router.routes if isinstance(route, APIRoute)}
+        self._served = ((routes["open_pixel"], self._pixel), (routes["click"], self._click))
 
     def _open_hit(self, token: str, scope: Scope) -> Hit | None:
         """The pixel load; None for a token that is not an open token of ours. A token seen before
@@ -105,31 +107,33 @@ class TrackingFastPath:
 
     async def answer(self, scope: Scope, send: Send) -> bool:
         """True when the request was answered here."""
-        if scope["type"] != "http" or scope["method"] != "GET":
+        if scope["type"] != "http":
             return False
-        path: str = scope["path"]
-        if path.startswith("/t/o/") and path.endswith(".gif") and path.count("/") == 3:
-            hit = self._open_hit(path[5:-4], scope)
-            if hit is not None and not self.state.events.take(hit):  # taken: buffered or counted
-                await _record_open(self.state, hit)
-            await send(_PIXEL_START)
-            await send(_PIXEL_BODY)
-            return True
-        if path.startswith("/t/c/") and path.count("/") == 3:
-            try:
-                target = await record_click(self.state, path[5:], _user_agent(scope))
-            except Exception:  # the database: the application's route tries again and reports it
-                log.exception("could not look up a click")
-                return False
-            if target is not None:
-                location = quote(
-                    target, safe=":/%#?=@[]!$&'()*+,;"
-                )  # what Starlette's redirect writes
-                await _answer(
-                    send, 302, [(b"location", location.encode("latin-1")), *_FAST_NO_STORE], b""
-                )
-                return True
+        for route, serve in self._served:
+            match, child = route.matches(scope)
+            if match is Match.FULL:
+                return await serve(child["path_params"]["token"], scope, send)
         return False
+
+    async def _pixel(self, token: str, scope: Scope, send: Send) -> bool:
+        hit = self._open_hit(token, scope)
+        if hit is not None and not self.state.events.take(hit):  # taken: buffered or counted
+            await _record_open(self.state, hit)
+        await send(_PIXEL_START)
+        await send(_PIXEL_BODY)
+        return True
+
+    async def _click(self, token: str, scope: Scope, send: Send) -> bool:
+        try:
+            target = await record_click(self.state, token, _user_agent(scope))
+        except Exception:  # the database: the application's route tries again and reports it
+            log.exception("could not look up a click")
+            return False
+        if target is None:
+            return False
+        location = quote(target, safe=":/%#?=@[]!$&'()*+,;")  # what Starlette's redirect writes
+        await _answer(send, 302, [(b"location", location.encode("latin-1")), *_FAST_NO_STORE], b"")
+        return True
 
 
 _OPEN_TOKENS = 50_000  # decoded open tokens a process keeps (forgotten all at once past that)

@@ -343,14 +343,11 @@ def _scheduled_at(form: FormData) -> datetime:
         local = datetime.fromisoformat(raw)
         offset = int(str(form.get("offset", "0") or "0"))
     except ValueError:
-        raise ValidationFailed(
-            "scheduled_at: give a date and a time",
-            [{"field": "scheduled_at", "message": "a date and a time"}],
+        raise ValidationFailed.on(
+            "scheduled_at", "a date and a time", "scheduled_at: give a date and a time"
         ) from None
     if not -900 <= offset <= 900:
-        raise ValidationFailed(
-            "offset: not a time zone", [{"field": "offset", "message": "out of range"}]
-        )
+        raise ValidationFailed.on("offset", "out of range", "offset: not a time zone")
     return (
         (local.replace(tzinfo=UTC) - timedelta(minutes=offset)) if local.tzinfo is None else local
     )
@@ -416,9 +413,7 @@ async def campaign_action(
             e.strip() for e in str(form.get("emails", "")).replace(";", ",").split(",") if e.strip()
         ]
         if not 1 <= len(emails) <= 5:
-            raise ValidationFailed(
-                "emails: give 1 to 5 addresses", [{"field": "emails", "message": "1 to 5"}]
-            )
+            raise ValidationFailed.on("emails", "1 to 5", "emails: give 1 to 5 addresses")
         variant = str(form.get("variant") or "a")
         await preview.send_test(
             session, settings, codec, transport, account_id, campaign_id, emails, variant, now

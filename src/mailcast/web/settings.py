@@ -90,15 +90,12 @@ async def create_key(
     _owner(signed)
     name = str(form.get("name", "")).strip()
     if not name or len(name) > 200:
-        raise ValidationFailed(
-            "name: 1 to 200 characters", [{"field": "name", "message": "1 to 200 characters"}]
-        )
+        raise ValidationFailed.on("name", "1 to 200 characters")
     try:
         scope = Scope(str(form.get("scope", "")))
     except ValueError:
-        raise ValidationFailed(
-            "scope: read_only, sending_access or full_access",
-            [{"field": "scope", "message": "unknown scope"}],
+        raise ValidationFailed.on(
+            "scope", "unknown scope", "scope: read_only, sending_access or full_access"
         ) from None
     key, raw = await accounts.create_api_key(session, account_id, name, scope, clock())
     keys = await accounts.list_api_keys(session, account_id, 100, None)
