@@ -1,5 +1,6 @@
 """The packages of `mailcast` import each other without cycles: each is built on the ones below
-it (a rule two of them need lives in a lower module, such as `statuses` or `variants`)."""
+it (a rule two of them need lives in a lower module, such as `statuses` or `variants`); and only
+the stores' factories ask which database they talk to."""
 
 from __future__ import annotations
 
@@ -73,3 +74,38 @@ def test_the_packages_import_each_other_without_a_cycle():
 def test_a_cycle_is_found_when_there_is_one():
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+def _dialect_checks() -> list[str]:
+    """Where code outside `db/` asks which database it talks to, as "module:function"."""
+    found = []
+    for path in ROOT.rglob("*.py"):
+        rel = path.relative_to(ROOT)
+        if rel.parts[0] == "db":
+            continue
+        tree = ast.parse(path.read_text())
+        for function in ast.walk(tree):
+            if not isinstance(function, ast.FunctionDef | ast.AsyncFunctionDef):
+                continue
+            for node in ast.walk(function):
+                asks = (  # `x.dialect.name`, or `is_postgresql`
+                    isinstance(node, ast.Attribute)
+                    and node.attr == "name"
+                    and isinstance(node.value, ast.Attribute)
+                    and node.value.attr == "dialect"
+                ) or (isinstance(node, ast.Name) and node.id == "is_postgresql")
+                if asks:
+                    found.append(f"{rel.with_suffix('')}:{function.name}")
+                    break
+    return sorted(set(found))
+
+
+def test_only_the_store_factories_ask_which_database_it_is():
+    # Different SQL per database lives in a store a factory picks at assembly, or in `db/`;
+    # services, repositories and the worker hold no dialect branch.
+    assert _dialect_checks() == [
+        "campaigns/counts:count_store",
+        "contacts/store:contact_store",
+        "delivery/store:delivery_store",
+        "tracking/store:event_store",
+    ]

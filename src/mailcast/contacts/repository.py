@@ -4,11 +4,11 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
-from sqlalchemy import delete, func, insert, select, text, update
+from sqlalchemy import delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db import owned
-from mailcast.db.lists import is_postgresql
+from mailcast.db.functions import analyze
 from mailcast.db.models import AudienceMember, Contact
 from mailcast.db.owned import paginate_query
 
@@ -75,8 +75,7 @@ async def refresh_statistics(session: AsyncSession | AsyncConnection) -> None:
     database they still describe an empty table (autovacuum comes late, or never when it is
     off), and the address lookup gets planned as a scan of the account's contacts. ANALYZE
     samples a bounded number of rows and holds a lock only another ANALYZE or VACUUM waits for."""
-    if is_postgresql(session):
-        await session.execute(text("ANALYZE contacts, audience_members"))
+    await analyze(session, "contacts", "audience_members")
 
 
 @dataclass

@@ -1,5 +1,5 @@
-"""What the two databases spell differently, below the stores: a transaction's try-lock and the
-seconds between two times."""
+"""What the two databases spell differently, below the stores: a transaction's try-lock, fresh
+planner statistics and the seconds between two times."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import ColumnElement, func, literal, text
-from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.ext.asyncio import AsyncConnection, AsyncSession
 
 from mailcast.db.lists import is_postgresql
 from mailcast.db.types import UTCDateTime
@@ -27,6 +27,13 @@ async def try_lock(session: AsyncSession, key: int, name: str | None = None) -> 
     else:
         held = await session.execute(_TRY_LOCK_NAMED, {"key": key, "name": name})
     return bool(held.scalar())
+
+
+async def analyze(executor: AsyncSession | AsyncConnection, *tables: str) -> None:
+    """PostgreSQL: the planner's statistics of these tables sampled again. SQLite's planner keeps
+    none that go stale, so there it does nothing."""
+    if is_postgresql(executor):
+        await executor.execute(text(f"ANALYZE {', '.join(tables)}"))
 
 
 def seconds_since(session: AsyncSession, column: Any, start: datetime) -> ColumnElement[Any]:
