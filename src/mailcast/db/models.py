@@ -500,7 +500,7 @@ class CampaignCount(Base):
 
     On PostgreSQL each statement that changes counts adds one row (no row is updated, so workers
     recording at once never wait for each other on a counter) and the worker folds a campaign's
-    rows into one now and then (`fold_counts`). SQLite, one writer at a time, keeps one row per
+    rows into one now and then (`CountStore.fold`). SQLite, one writer at a time, keeps one row per
     campaign and updates it per delivery."""
 
     __tablename__ = "campaign_counts"
