@@ -13,7 +13,6 @@ from fastapi.responses import HTMLResponse, RedirectResponse, Response
 from fastapi.routing import APIRoute
 from jinja2 import Environment, FileSystemLoader, select_autoescape
 from starlette.datastructures import State
-from starlette.routing import Match
 from starlette.types import Scope, Send
 
 from mailcast.errors import NotFound
@@ -90,7 +89,11 @@ class TrackingFastPath:
         self.state = state
         self._opens: dict[str, int] = {}  # open tokens decoded: their delivery
         routes = {route.name: route for route in router.routes if isinstance(route, APIRoute)}
-        self._served = ((routes["open_pixel"], self._pixel), (routes["click"], self._click))
+        # Each route's own pattern and methods (`Route.matches` would also build a child scope).
+        self._served = tuple(
+            (routes[name].path_regex, routes[name].methods or set(), serve)
+            for name, serve in (("open_pixel", self._pixel), ("click", self._click))
+        )
 
     def _open_hit(self, token: str, scope: Scope) -> Hit | None:
         """The pixel load; None for a token that is not an open token of ours. A token seen before
@@ -109,10 +112,10 @@ class TrackingFastPath:
         """True when the request was answered here."""
         if scope["type"] != "http":
             return False
-        for route, serve in self._served:
-            match, child = route.matches(scope)
-            if match is Match.FULL:
-                return await serve(child["path_params"]["token"], scope, send)
+        for pattern, methods, serve in self._served:
+            match = pattern.match(scope["path"])
+            if match is not None and scope["method"] in methods:
+                return await serve(match["token"], scope, send)
         return False
 
     async def _pixel(self, token: str, scope: Scope, send: Send) -> bool:
