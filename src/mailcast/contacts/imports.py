@@ -228,7 +228,6 @@ class Importer:
             job["updated"],
             job["rejected"],
         )
-        created_total = 0
         async with (
             self.engine.connect() as connection,
             self._batches(handle, layout, job) as reading,
@@ -263,7 +262,6 @@ class Importer:
                         now + self.lease,
                     ):
                         raise LeaseLost
-                created_total += created
                 progress.offset = batch.offset
                 progress.rows_read += batch.records
                 progress.created += created
@@ -271,10 +269,7 @@ class Importer:
                 progress.rejected += len(batch.rejected)
                 if on_progress is not None:
                     on_progress(progress)
-        if (
-            created_total >= contacts_repo.STATISTICS_AFTER
-            or progress.created >= contacts_repo.STATISTICS_AFTER
-        ):
+        if progress.created >= contacts_repo.STATISTICS_AFTER:  # this run's creations included
             async with self.engine.begin() as connection:
                 await contacts_repo.refresh_statistics(connection)
         return await self._finish(job, DONE, None)

@@ -297,11 +297,10 @@ class Sender:
         queued_at: datetime | None,
         marked: bool,
     ) -> dict[str, Any]:
-        response = f"{result.code} {result.message}" if result.code else result.message
         row: dict[str, Any] = {
             "id": delivery.id,
             "status": result.outcome.value,
-            "smtp_response": response[:2000],
+            "smtp_response": _reply(result),
             "updated_at": now,
             "message_id": message_id,
         }
@@ -334,7 +333,8 @@ class Sender:
                     if result.outcome is Outcome.UNKNOWN
                     else DeliveryStatus.FAILED
                 )
-                row["smtp_response"] = f"gave up after {attempt} attempts: {response}"[:2000]
+                gave_up = f"gave up after {attempt} attempts: {row['smtp_response']}"
+                row["smtp_response"] = gave_up[:2000]
             else:
                 row["next_attempt_at"] = retry_at
         elif result.outcome is Outcome.BOUNCED:
@@ -492,6 +492,11 @@ def compose(
     return data, message_id, rendered
 
 
+def _reply(result: Result) -> str:
+    """What a delivery keeps of the relay's answer (its code, if any, and text; bounded)."""
+    return (f"{result.code} {result.message}" if result.code else result.message)[:2000]
+
+
 def _failed(reason: str) -> Result:
     return Result(Outcome.FAILED, None, reason)
 
@@ -633,8 +638,7 @@ class Ledger:
         sender = self.sender
         sent = []
         for o in outcomes:
-            response = f"{o.result.code} {o.result.message}" if o.result.code else o.result.message
-            sent.append((o.delivery.id, response[:2000], o.message_id))
+            sent.append((o.delivery.id, _reply(o.result), o.message_id))
         return await fast.write(sender.worker_id, sent, marks, sender.clock(), sender.lease)
 
     async def _write(

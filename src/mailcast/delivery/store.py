@@ -179,9 +179,8 @@ def _record_over_arrays(columns: tuple[str, ...], unsent: bool) -> TextClause:
     )
 
 
-# The sender's commonest write as one statement on the driver's connection outside a transaction:
-# atomic, one round trip, and none of the SQL layer's work for a write made many times a second
-# with a few rows. (coalesce: see `repository._pending`.)
+# The sender's commonest write, as one statement on the driver's connection outside a transaction:
+# atomic, and it skips the SQL layer's per-statement work. (coalesce: see `repository._pending`.)
 _SENT_AND_MARK = """
 WITH recorded AS (
     UPDATE deliveries AS d

@@ -80,10 +80,10 @@ async def record_click(state: State, token: str, user_agent: str | None) -> str 
 
 
 class TrackingFastPath:
-    """The pixel and click routes above, matched by their own route objects and answered before
-    the framework's routing, validation and dependency machinery (most of a request's cost for a
-    43-byte image). Everything else, any click whose link is not valid (the error page), and a
-    click whose look-up failed go on to the application, whose routes answer them."""
+    """The pixel and click routes above, matched with those routes' own patterns and methods and
+    answered before the framework's routing, validation and dependency machinery. Everything
+    else, any click whose link is not valid (the error page), and a click whose look-up failed go
+    on to the application, whose routes answer them."""
 
     def __init__(self, state: State) -> None:
         self.state = state
