@@ -604,3 +604,46 @@ async def test_a_relay_that_is_down_is_paused_and_probed_until_it_answers():
     finally:
         await relay.close()
         await server.stop()
+
+
+async def test_a_failing_relay_costs_no_more_connections_than_open_its_circuit():
+    """Messages that reach a failing relay do not each start a connection while earlier ones
+    are failing: only as many attempts are in flight as the circuit still needs to open, however
+    the messages arrive (all at once, or one after another as a sender renders them)."""
+    from mailcast.delivery.transport import Breaker
+
+    accepted = 0
+
+    async def hang_up(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        nonlocal accepted
+        accepted += 1
+        writer.close()  # no greeting: the SMTP session fails
+
+    server = await asyncio.start_server(hang_up, "127.0.0.1", 0)
+    port = server.sockets[0].getsockname()[1]
+    relays = [
+        SmtpRelay(
+            RelayConfig.from_url(f"smtp://127.0.0.1:{port}"),
+            pool_size=8,
+            breaker=Breaker(3, 8.0, monotonic=Ticking()),
+        )
+        for _ in range(2)
+    ]
+    try:
+        sends = []
+        for i in range(40):
+            sends.append(asyncio.create_task(relays[0].send(envelope(f"r{i}@example.org"))))
+            await asyncio.sleep(0)  # one message at a time, as a sender hands them over
+        outcomes = [r.outcome for r in await asyncio.gather(*sends)]
+        assert outcomes.count(Outcome.DEFERRED) == accepted == 3
+        assert outcomes.count(Outcome.PAUSED) == 37
+
+        accepted = 0
+        at_once = [relays[1].send(envelope(f"w{i}@example.org")) for i in range(40)]
+        outcomes = [r.outcome for r in await asyncio.gather(*at_once)]
+        assert outcomes.count(Outcome.DEFERRED) == accepted == 3
+    finally:
+        for relay in relays:
+            await relay.close()
+        server.close()
+        await server.wait_closed()

@@ -218,7 +218,9 @@ class RateLimiter:
 class Breaker:
     """A relay's circuit. `threshold` connection attempts failing in a row open it: no message is
     tried while it is open, and after each backoff (1 s, doubling up to `max_seconds`) one
-    message is let through as a probe. A connection that succeeds closes it."""
+    message is let through as a probe. A connection that succeeds closes it. Attempts in flight
+    are bounded by the failures still needed to open it, so a relay that is down costs at most
+    `threshold` connections however many messages reach it at once."""
 
     def __init__(
         self,
@@ -235,6 +237,8 @@ class Breaker:
         self._backoff = 0.0
         self._retry_at = 0.0
         self._probing = False
+        self._connecting = 0  # connection attempts in flight
+        self._settled: list[asyncio.Future[None]] = []  # waiting for an attempt in flight to end
         self.down_since: datetime | None = None
         self.error: str | None = None
 
@@ -255,6 +259,28 @@ class Breaker:
             return None
         self._probing = True
         return True
+
+    async def connecting(self, probe: bool) -> bool:
+        """Waits until a connection attempt may start and counts it in flight (end it with
+        `attempt_ended`); False: the circuit opened meanwhile, no attempt."""
+        if probe:
+            self._connecting += 1
+            return True
+        while not self.open:
+            if self._failures + self._connecting < self.threshold:
+                self._connecting += 1
+                return True
+            settled = asyncio.get_running_loop().create_future()
+            self._settled.append(settled)
+            await settled
+        return False
+
+    def attempt_ended(self) -> None:
+        self._connecting -= 1
+        settled, self._settled = self._settled, []
+        for future in settled:
+            if not future.done():
+                future.set_result(None)
 
     def failed(self, error: str) -> None:
         self._probing = False
@@ -379,13 +405,15 @@ class SmtpRelay:
             marking: asyncio.Future[bool] | None = None
             try:
                 if client is None:
-                    if self.breaker.open and not probe:
-                        return self._paused()  # it opened while this message waited for a slot
+                    if not await self.breaker.connecting(probe):
+                        return self._paused()  # it opened while this message waited
                     try:
                         client = await self._connect()
                     except (TimeoutError, SMTPException, OSError) as exc:
                         self.breaker.failed(f"{exc.__class__.__name__}: {exc}")
                         raise
+                    finally:
+                        self.breaker.attempt_ended()
                     self.breaker.succeeded()
                 if envelope.on_wire is not None:
                     # Marked while the envelope's round trip runs; the body waits for the mark.
