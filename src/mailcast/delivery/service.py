@@ -144,8 +144,7 @@ class Sender:
             ):
                 ledger.complete = False  # a paused campaign's rows stay due where they are
                 claimed = sendable
-            for start in range(0, len(claimed), self.concurrency):
-                await self._send_chunk(claimed[start : start + self.concurrency], plans, ledger)
+            await self._send_chunks(claimed, plans, ledger)
         finally:
             heartbeat.cancel()
             await ledger.close()
@@ -269,6 +268,30 @@ class Sender:
     async def _plan(self, session: AsyncSession, campaign: Campaign, variant: str) -> CampaignPlan:
         return await plan_for(session, self.settings, campaign, variant)
 
+    async def _send_chunks(
+        self,
+        claimed: list[repo.Claimed],
+        plans: dict[tuple[str, str], CampaignPlan],
+        ledger: Ledger,
+    ) -> None:
+        """The batch in chunks of `worker_concurrency`, the next begun while the one before
+        ends: the relay connections do not wait for a chunk's last messages."""
+        running: set[asyncio.Task[None]] = set()
+        try:
+            for start in range(0, len(claimed), self.concurrency):
+                if len(running) >= CHUNKS_AT_ONCE:
+                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
+                    for task in done:
+                        task.result()  # a chunk that failed ends the batch
+                chunk = claimed[start : start + self.concurrency]
+                running.add(asyncio.create_task(self._send_chunk(chunk, plans, ledger)))
+        finally:
+            # Every chunk begun ends before the batch does (its outcomes are the ledger's).
+            ended = await asyncio.gather(*running, return_exceptions=True)
+        for result in ended:
+            if isinstance(result, BaseException):
+                raise result
+
     async def _send_chunk(
         self,
         chunk: list[repo.Claimed],
@@ -280,13 +303,24 @@ class Sender:
                 session, self.worker_id, chunk, self.clock(), self.lease
             )
         )
-        await asyncio.gather(
-            *(
-                self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
-                for c in chunk
-                if c.id in ours
-            )
-        )
+        deliveries: list[asyncio.Task[None]] = []
+        try:
+            for c in chunk:
+                if c.id in ours:
+                    deliveries.append(
+                        asyncio.create_task(
+                            self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
+                        )
+                    )
+                    # One message rendered at a time between looks at the sockets: the replies
+                    # and ledger writes that arrive meanwhile are not held up by a whole chunk's.
+                    await asyncio.sleep(0)
+            await asyncio.gather(*deliveries)
+        except BaseException:
+            for delivery in deliveries:
+                delivery.cancel()
+            await asyncio.gather(*deliveries, return_exceptions=True)
+            raise
 
     def _outcome_row(
         self,
@@ -345,21 +379,21 @@ class Sender:
         self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan, ledger: Ledger
     ) -> None:
         if not recipient.reachable:
-            await ledger.record(
+            ledger.record(
                 delivery, _failed("unsubscribed or suppressed before sending"), None, marked=False
             )
             return
         try:
             data, message_id = self.build(delivery, recipient, plan)
         except RenderError as exc:
-            await ledger.record(delivery, _failed(str(exc)), None, marked=False)
+            ledger.record(delivery, _failed(str(exc)), None, marked=False)
             return
-        marked = False
+        marking: asyncio.Future[bool] | None = None
 
-        async def on_wire() -> bool:
-            nonlocal marked
-            marked = await ledger.mark(delivery.id)
-            return marked
+        def on_wire() -> asyncio.Future[bool]:
+            nonlocal marking
+            marking = ledger.mark(delivery.id)
+            return marking
 
         envelope = Envelope(
             sender=f"bounces+{self.codec.encode(delivery.id, Purpose.BOUNCE)}@{plan.bounce_domain}",
@@ -371,7 +405,9 @@ class Sender:
         )
         result = await self.transport.send(envelope)
         if result.outcome is not Outcome.SKIPPED:
-            await ledger.record(delivery, result, message_id, marked=marked)
+            # The transport awaited the mark before answering whenever it asked for one.
+            marked = marking is not None and marking.done() and marking.result()
+            ledger.record(delivery, result, message_id, marked=marked)
 
     def build(
         self, delivery: repo.Claimed, recipient: repo.Recipient, plan: CampaignPlan
@@ -537,67 +573,67 @@ class _Outcome:
     result: Result
     message_id: str | None
     marked: bool
-    done: asyncio.Future[None]
 
 
-WRITERS = 2  # writes of one batch's ledger in flight at once
-# A writer that starts idle waits this long first, so that what the other relay connections ask
-# for meanwhile joins its write: fewer, larger writes for the same messages.
+CHUNKS_AT_ONCE = 2  # a batch's chunks being sent at once
+# The writer, when it starts idle, waits this long first, so that what the other relay
+# connections ask for meanwhile joins its write: fewer, larger writes for the same messages.
 GATHER_SECONDS = 0.002
 
 
 class Ledger:
     """A batch's writes of `sending` marks and outcomes, grouped: what every relay connection
-    asks for while one write runs goes in the next (a group commit), outcomes before marks, so
-    a connection's outcome is written no later than the mark of its next message."""
+    asks for while one write runs goes in the next (a group commit). One write at a time, so a
+    mark commits no earlier than every outcome recorded before it (in the same write or an
+    earlier one): a connection's outcome is written no later than its next mark."""
 
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
         self.complete = True  # every row asked for was marked or recorded (no write failed)
+        self._failed = False  # a write failed: nothing more goes out in this batch
         self._marks: dict[int, asyncio.Future[bool]] = {}
         self._outcomes: list[_Outcome] = []
-        self._writers: set[asyncio.Task[None]] = set()
-        self._running = 0  # writers that will still look for work before they end
+        self._writer: asyncio.Task[None] | None = None  # None once it found nothing left
         # The store's fast path for outcomes that are all "sent" (None: every write is `_write`).
         self._fast = sender.store.sent_writer(sender._engine)
 
-    async def mark(self, delivery_id: int) -> bool:
-        """True: the row is `sending` and ours to send now."""
+    def mark(self, delivery_id: int) -> asyncio.Future[bool]:
+        """Resolves to True when the row is `sending` and ours to send now."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
+        if self._failed:
+            future.set_result(False)
+            return future
         self._marks[delivery_id] = future
         self._start()
-        return await future
+        return future
 
-    async def record(
+    def record(
         self, delivery: repo.Claimed, result: Result, message_id: str | None, marked: bool
     ) -> None:
-        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
-        self._outcomes.append(_Outcome(delivery, result, message_id, marked, future))
+        """Written by the ledger's next write; `close` waits for it."""
+        self._outcomes.append(_Outcome(delivery, result, message_id, marked))
         self._start()
-        await future
 
     def _start(self) -> None:
-        # A few writes at once: a connection's outcome and its next mark are always asked for
-        # together (no await between them), so they land in one write whichever commits first.
-        # Counted, not read from the tasks: a writer that found nothing left stops counting in
-        # the same step, while its task lingers until its callbacks run; work asked for then
-        # would otherwise wait for a writer that is gone.
-        if self._running < WRITERS:
-            self._running += 1
-            task = asyncio.create_task(self._write_all())
-            self._writers.add(task)
-            task.add_done_callback(self._writers.discard)
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_all())
 
     async def _write_all(self) -> None:
         try:
             await self._write_while_asked()
         finally:
-            self._running -= 1
+            # In the step that found nothing left: work asked for later starts a new writer.
+            self._writer = None
 
     async def close(self) -> None:
-        """The batch is done: what the fast path holds goes back."""
-        if self._fast is not None:
-            await self._fast.close()
+        """The batch is done: every outcome recorded is written (or its write failed), then what
+        the fast path holds goes back."""
+        try:
+            while self._writer is not None:
+                await self._writer
+        finally:
+            if self._fast is not None:
+                await self._fast.close()
 
     async def _write_while_asked(self) -> None:
         await asyncio.sleep(GATHER_SECONDS)
@@ -622,15 +658,11 @@ class Ledger:
                     "could not write %d outcomes and %d marks: %s", len(outcomes), len(marks), exc
                 )
                 self.complete = False
-                for future in marks.values():
-                    future.set_result(False)
-                for outcome in outcomes:
-                    outcome.done.set_exception(exc)
-                continue
+                self._failed = True
+                marked = set()
             for delivery_id, future in marks.items():
-                future.set_result(delivery_id in marked)
-            for outcome in outcomes:
-                outcome.done.set_result(None)
+                if not future.done():  # cancelled with its sender (a worker shutting down)
+                    future.set_result(delivery_id in marked)
 
     async def _write_sent(
         self, fast: SentWriter, outcomes: list[_Outcome], marks: list[int]

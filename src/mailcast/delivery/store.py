@@ -209,7 +209,8 @@ class _DriverSentWriter:
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        self._idle: list[AsyncConnection] = []
+        # Each pool connection with its driver's: reached once, not on every write.
+        self._idle: list[tuple[AsyncConnection, Any]] = []
 
     async def write(
         self,
@@ -219,10 +220,15 @@ class _DriverSentWriter:
         now: datetime,
         lease: timedelta,
     ) -> set[int]:
-        connection = self._idle.pop() if self._idle else await self._engine.connect()
+        if self._idle:
+            connection, driver = self._idle.pop()
+        else:
+            connection = await self._engine.connect()
+            driver = None
         try:
-            driver = (await connection.get_raw_connection()).driver_connection
-            assert driver is not None
+            if driver is None:
+                driver = (await connection.get_raw_connection()).driver_connection
+                assert driver is not None
             rows = await driver.fetch(
                 _SENT_AND_MARK,
                 [s[0] for s in sent],
@@ -237,12 +243,12 @@ class _DriverSentWriter:
             await connection.invalidate()  # its state is unknown: not back to the pool
             await connection.close()
             raise
-        self._idle.append(connection)
+        self._idle.append((connection, driver))
         return {row[0] for row in rows}
 
     async def close(self) -> None:
         while self._idle:
-            await self._idle.pop().close()
+            await self._idle.pop()[0].close()
 
 
 def delivery_store(engine: AsyncEngine) -> DeliveryStore:
