@@ -252,12 +252,15 @@ class _DriverSentWriter:
     async def close(self) -> None:
         while self._idle:
             connection, driver = self._idle.pop()
+            reset = False
             try:
                 await driver.execute("RESET plan_cache_mode")
-            except BaseException:
-                await connection.invalidate()
-                raise
+                reset = True
+            except Exception:
+                pass  # the database went away, say: the batch's writes are done all the same
             finally:
+                if not reset:  # dropped, never pooled with the setting
+                    await connection.invalidate()
                 await connection.close()
 
 
