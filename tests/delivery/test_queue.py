@@ -5,6 +5,7 @@ test_crash_safety.py show the same end to end)."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 
 from sqlalchemy import select, update
@@ -306,3 +307,23 @@ async def test_the_fast_write_is_a_record_of_sent_mail_and_the_next_marks(tenant
     assert rows[batch[0].id] == ("sent", None, "250 ok")
     assert [rows[x.id][:2] for x in batch[1:4]] == [("sending", "a")] * 3
     assert [rows[x.id][0] for x in batch[4:]] == ["queued", "queued"]
+
+
+async def test_a_claim_that_waited_for_another_does_not_lease_its_rows_again(
+    tenant, sessions, clock
+):
+    """Two workers claim at once: the second waits for the first's lock on the campaign, then
+    must see the lease the first committed meanwhile (on PostgreSQL, a statement that waited for
+    a row lock still reads with the snapshot it started with)."""
+    await _sending_campaign(tenant, 6)
+    now = clock()
+    store = _store(sessions)
+    async with sessions() as first:
+        a = await store.claim(first, "a", now, 3, LEASE)  # holds the campaign's lock
+        second = asyncio.create_task(_claim(sessions, "b", now))
+        done, _ = await asyncio.wait({second}, timeout=0.5)
+        assert not done  # it waits for the first claim's lock
+        await first.commit()
+    b = await second
+    assert len(a) == 3 and len(b) == 3
+    assert not {d.id for d in a} & {d.id for d in b}

@@ -97,8 +97,14 @@ async def claim(
             ).first()
         if campaign is None:
             break
-        campaign_id, started_at, expired, leased, from_at, from_id = campaign
+        campaign_id, started_at, from_at, from_id = campaign
         after = (started_at, campaign_id)
+        # Read once the lock is ours, by a statement of its own: a statement that waited for the
+        # lock reads with the snapshot it began with (PostgreSQL), without the lease that the
+        # claim it waited for committed.
+        expired, leased = (
+            await connection.execute(_LEASE_STATE, {"campaign_id": campaign_id, "now": now})
+        ).one()
         if expired:
             await connection.execute(_DELETE_RAN_OUT, {"campaign_id": campaign_id, "now": now})
         start = (from_at, from_id) if from_at is not None and from_id is not None else None
@@ -114,17 +120,15 @@ _NOW = bindparam("now", type_=UTCDateTime())
 _CAMPAIGN_ID = bindparam("campaign_id", type_=String())
 # Whether the campaign has leases that ran out; whether one lives: with none, no row needs the check
 # against the leases' ranges (only claims add leases, and they take turns on the campaign's lock).
-_RAN_OUT = exists().where(
-    DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at <= _NOW
+_LEASE_STATE = select(
+    exists().where(DeliveryLease.campaign_id == _CAMPAIGN_ID, DeliveryLease.expires_at <= _NOW),
+    exists().where(DeliveryLease.campaign_id == _CAMPAIGN_ID, DeliveryLease.expires_at > _NOW),
 )
-_LIVE = exists().where(DeliveryLease.campaign_id == Campaign.id, DeliveryLease.expires_at > _NOW)
 # The next sending campaign, locked (FOR NO KEY UPDATE: a lease's foreign key check does not wait).
 _NEXT_CAMPAIGN = (
     select(
         Campaign.id,
         Campaign.send_started_at,
-        _RAN_OUT,
-        _LIVE,
         Campaign.queue_from_at,
         Campaign.queue_from_id,
     )
