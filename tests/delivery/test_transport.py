@@ -274,6 +274,71 @@ async def test_pipelined_replies_are_read_in_order_however_they_arrive(replies, 
         )  # dot-stuffed
 
 
+class SilentRelay:
+    """A pipelining relay whose first connection stops answering at one point (`after`:
+    "group", once it has MAIL, RCPT and DATA; "body", once it has the final dot) and whose later
+    connections answer everything."""
+
+    def __init__(self, after: str) -> None:
+        self.after = after
+        self.connections = 0
+        self.bodies: list[bytes] = []
+
+    async def start(self) -> int:
+        self.server = await asyncio.start_server(self._session, "127.0.0.1", 0)
+        return self.server.sockets[0].getsockname()[1]
+
+    async def _session(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.connections += 1
+        silent = self.connections == 1
+        writer.write(b"220 silent ESMTP\r\n")
+        await reader.readline()  # EHLO
+        writer.write(b"250-silent\r\n250 PIPELINING\r\n")
+        while (first := await reader.readline()) and not first.startswith(b"QUIT"):
+            await reader.readline()  # RCPT
+            await reader.readline()  # DATA
+            if silent and self.after == "group":
+                await reader.read()  # the client's timeout ends the connection
+                return
+            writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
+            lines = [await reader.readline()]
+            while lines[-1] not in (b".\r\n", b""):
+                lines.append(await reader.readline())
+            self.bodies.append(b"".join(lines))
+            if silent:
+                await reader.read()
+                return
+            writer.write(b"250 2.0.0 queued\r\n")
+        writer.write(b"221 bye\r\n")
+        writer.close()
+
+
+@pytest.mark.parametrize("after,outcome", [("group", Outcome.DEFERRED), ("body", Outcome.UNKNOWN)])
+async def test_a_relay_that_stops_answering_times_out_and_the_next_message_goes_on_a_new_connection(
+    after, outcome
+):
+    silent = SilentRelay(after)
+    port = await silent.start()
+    try:
+        relay = SmtpRelay(
+            RelayConfig.from_url(f"smtp://127.0.0.1:{port}"), pool_size=1, timeout=0.3
+        )
+        loop = asyncio.get_running_loop()
+        began = loop.time()
+        first = await asyncio.wait_for(relay.send(envelope("r1@example.org")), 10)
+        waited = loop.time() - began
+        second = await relay.send(envelope("r2@example.org"))
+        await relay.close()
+    finally:
+        silent.server.close()
+    # Silence before the body: nothing was delivered, tried again later. Silence after the final
+    # dot: the relay may have it (RFC 1047).
+    assert first.outcome is outcome, first
+    assert 0.3 <= waited < 5
+    assert second.outcome is Outcome.SENT and silent.connections == 2
+    assert len(silent.bodies) == (2 if after == "body" else 1)
+
+
 async def test_connections_are_pooled_and_reused():
     handler = RecordingHandler()
     handler.reject = {"r3@example.org"}

@@ -55,12 +55,15 @@ class Replies(asyncio.Protocol):
                 if not isinstance(error, SMTPServerDisconnected):
                     self._reset()  # a garbled reply: the connection's next exchange starts afresh
                 raise error
-            self._waiter = asyncio.get_running_loop().create_future()
+            # The timer fails the waiter itself: one wake-up when the reply comes, where
+            # `asyncio.wait_for` adds a callback's turn and a future of its own.
+            loop = asyncio.get_running_loop()
+            self._waiter = waiter = loop.create_future()
+            timer = loop.call_later(timeout, _time_out, waiter)
             try:
-                await asyncio.wait_for(self._waiter, timeout)
-            except TimeoutError as exc:
-                raise SMTPReadTimeoutError("Timed out waiting for server response") from exc
+                await waiter
             finally:
+                timer.cancel()
                 self._waiter = None
         self.due -= 1
         return self._parsed.popleft()
@@ -110,6 +113,11 @@ class Replies(asyncio.Protocol):
 
     def resume_writing(self) -> None:
         self.inner.resume_writing()
+
+
+def _time_out(waiter: asyncio.Future[None]) -> None:
+    if not waiter.done():
+        waiter.set_exception(SMTPReadTimeoutError("Timed out waiting for server response"))
 
 
 def parse_reply(buffer: bytearray) -> SMTPResponse | None:

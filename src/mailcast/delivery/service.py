@@ -14,6 +14,7 @@ import asyncio
 import logging
 import socket
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -274,53 +275,43 @@ class Sender:
         plans: dict[tuple[str, str], CampaignPlan],
         ledger: Ledger,
     ) -> None:
-        """The batch in chunks of `worker_concurrency`, the next begun while the one before
-        ends: the relay connections do not wait for a chunk's last messages."""
-        running: set[asyncio.Task[None]] = set()
+        """The batch through as many senders as the transport has connections: each takes the
+        next prepared delivery once its previous one has its answer, so a message is rendered
+        when a connection is free for it, and no task waits per message."""
+        feed = _Feed(self, claimed)
+        senders = [
+            asyncio.create_task(self._send_from(feed, plans, ledger))
+            for _ in range(min(self.concurrency, self.transport.capacity()))
+        ]
         try:
-            for start in range(0, len(claimed), self.concurrency):
-                if len(running) >= CHUNKS_AT_ONCE:
-                    done, running = await asyncio.wait(running, return_when=asyncio.FIRST_COMPLETED)
-                    for task in done:
-                        task.result()  # a chunk that failed ends the batch
-                chunk = claimed[start : start + self.concurrency]
-                running.add(asyncio.create_task(self._send_chunk(chunk, plans, ledger)))
+            await asyncio.gather(*senders)
+        except BaseException:
+            # Every message begun ends before the batch does (its outcome is the ledger's).
+            for task in senders:
+                task.cancel()
+            await asyncio.gather(*senders, return_exceptions=True)
+            raise
         finally:
-            # Every chunk begun ends before the batch does (its outcomes are the ledger's).
-            ended = await asyncio.gather(*running, return_exceptions=True)
-        for result in ended:
-            if isinstance(result, BaseException):
-                raise result
+            await feed.close()
 
-    async def _send_chunk(
-        self,
-        chunk: list[repo.Claimed],
-        plans: dict[tuple[str, str], CampaignPlan],
-        ledger: Ledger,
+    async def _send_from(
+        self, feed: _Feed, plans: dict[tuple[str, str], CampaignPlan], ledger: Ledger
     ) -> None:
+        while not ledger.refusing and (taken := await feed.take()) is not None:
+            delivery, recipient = taken
+            await self._deliver(
+                delivery, recipient, plans[(delivery.campaign_id, delivery.variant)], ledger
+            )
+
+    async def _prepare(
+        self, chunk: list[repo.Claimed]
+    ) -> list[tuple[repo.Claimed, repo.Recipient]]:
         ours = await self.write(
             lambda session: self.store.prepare(
                 session, self.worker_id, chunk, self.clock(), self.lease
             )
         )
-        deliveries: list[asyncio.Task[None]] = []
-        try:
-            for c in chunk:
-                if c.id in ours:
-                    deliveries.append(
-                        asyncio.create_task(
-                            self._deliver(c, ours[c.id], plans[(c.campaign_id, c.variant)], ledger)
-                        )
-                    )
-                    # One message rendered at a time between looks at the sockets: the replies
-                    # and ledger writes that arrive meanwhile are not held up by a whole chunk's.
-                    await asyncio.sleep(0)
-            await asyncio.gather(*deliveries)
-        except BaseException:
-            for delivery in deliveries:
-                delivery.cancel()
-            await asyncio.gather(*deliveries, return_exceptions=True)
-            raise
+        return [(c, ours[c.id]) for c in chunk if c.id in ours]
 
     def _outcome_row(
         self,
@@ -575,7 +566,44 @@ class _Outcome:
     marked: bool
 
 
-CHUNKS_AT_ONCE = 2  # a batch's chunks being sent at once
+class _Feed:
+    """A batch's deliveries in chunks of `worker_concurrency`, each prepared (see
+    `DeliveryStore.prepare`) while the chunk before it is sent."""
+
+    def __init__(self, sender: Sender, claimed: list[repo.Claimed]) -> None:
+        size = sender.concurrency
+        self._sender = sender
+        self._chunks = deque(claimed[i : i + size] for i in range(0, len(claimed), size))
+        self._ready: deque[tuple[repo.Claimed, repo.Recipient]] = deque()
+        self._preparing: asyncio.Task[list[tuple[repo.Claimed, repo.Recipient]]] | None = None
+        self._prepare_next()
+
+    def _prepare_next(self) -> None:
+        self._preparing = (
+            asyncio.create_task(self._sender._prepare(self._chunks.popleft()))
+            if self._chunks
+            else None
+        )
+
+    async def take(self) -> tuple[repo.Claimed, repo.Recipient] | None:
+        """The next delivery still ours to send; None when the batch has no more."""
+        while not self._ready:
+            preparing = self._preparing
+            if preparing is None:
+                return None
+            prepared = await asyncio.shield(preparing)
+            if self._preparing is preparing:  # the first sender to see it ready moves on
+                self._ready.extend(prepared)
+                self._prepare_next()
+        return self._ready.popleft()
+
+    async def close(self) -> None:
+        """A chunk still being prepared when the batch ends early is given up."""
+        if self._preparing is not None:
+            self._preparing.cancel()
+            await asyncio.gather(self._preparing, return_exceptions=True)
+
+
 # The writer, when it starts idle, waits this long first, so that what the other relay
 # connections ask for meanwhile joins its write: fewer, larger writes for the same messages.
 GATHER_SECONDS = 0.002
@@ -590,7 +618,7 @@ class Ledger:
     def __init__(self, sender: Sender) -> None:
         self.sender = sender
         self.complete = True  # every row asked for was marked or recorded (no write failed)
-        self._failed = False  # a write failed: nothing more goes out in this batch
+        self.refusing = False  # a write failed: nothing more goes out in this batch
         self._marks: dict[int, asyncio.Future[bool]] = {}
         self._outcomes: list[_Outcome] = []
         self._writer: asyncio.Task[None] | None = None  # None once it found nothing left
@@ -600,7 +628,7 @@ class Ledger:
     def mark(self, delivery_id: int) -> asyncio.Future[bool]:
         """Resolves to True when the row is `sending` and ours to send now."""
         future: asyncio.Future[bool] = asyncio.get_running_loop().create_future()
-        if self._failed:
+        if self.refusing:
             future.set_result(False)
             return future
         self._marks[delivery_id] = future
@@ -658,7 +686,7 @@ class Ledger:
                     "could not write %d outcomes and %d marks: %s", len(outcomes), len(marks), exc
                 )
                 self.complete = False
-                self._failed = True
+                self.refusing = True
                 marked = set()
             for delivery_id, future in marks.items():
                 if not future.done():  # cancelled with its sender (a worker shutting down)

@@ -81,6 +81,10 @@ NOT_OURS = Result(Outcome.SKIPPED, None, "no longer this sender's to send")
 class Transport(Protocol):
     async def send(self, envelope: Envelope) -> Result: ...
 
+    def capacity(self) -> int:
+        """Messages it can have on their way at once (more only wait for one of those to end)."""
+        ...
+
     def paused_for(self) -> float:
         """Seconds before any message can be tried (every relay's circuit is open); 0: now."""
         ...
@@ -93,8 +97,9 @@ class Transport(Protocol):
 class FileOutbox:
     """One .eml per message; the embedded default. Nothing leaves the machine."""
 
-    def __init__(self, directory: Path) -> None:
+    def __init__(self, directory: Path, writers: int = 8) -> None:
         self.directory = directory
+        self.writers = writers
         directory.mkdir(parents=True, exist_ok=True)
 
     async def send(self, envelope: Envelope) -> Result:
@@ -109,6 +114,9 @@ class FileOutbox:
             _write_atomically, tmp, self.directory / name, header + envelope.data
         )
         return Result(Outcome.SENT, 250, f"written to {name}")
+
+    def capacity(self) -> int:
+        return self.writers
 
     def paused_for(self) -> float:
         return 0.0
@@ -336,6 +344,7 @@ class SmtpRelay:
         self.local_hostname = local_hostname
         self.breaker = breaker or Breaker()
         self._idle: asyncio.LifoQueue[aiosmtplib.SMTP] = asyncio.LifoQueue()
+        self.pool_size = pool_size
         self._slots = asyncio.Semaphore(pool_size)
         self._limiter = RateLimiter(rate_per_second)
         self._all: set[aiosmtplib.SMTP] = set()
@@ -361,6 +370,9 @@ class SmtpRelay:
         await client.connect()
         self._all.add(client)
         return client
+
+    def capacity(self) -> int:
+        return self.pool_size
 
     def paused_for(self) -> float:
         return self.breaker.paused_for()
@@ -619,6 +631,9 @@ class Router:
 
     def _all(self) -> list[Transport]:
         return list({id(t): t for t in [self.default, *self.routes.values()]}.values())
+
+    def capacity(self) -> int:
+        return sum(t.capacity() for t in self._all())
 
     def paused_for(self) -> float:
         return min(t.paused_for() for t in self._all())
