@@ -179,6 +179,15 @@ async def test_a_recipient_the_relay_cannot_verify_gets_the_message(rcpt, pipeli
     assert handler.messages[0].data.endswith(b"\r\n.leading dot\r\n")
 
 
+async def _read_body(reader: asyncio.StreamReader) -> bytes:
+    """A message after 354, up to and with its final dot (or what came before the connection
+    ended)."""
+    lines = [await reader.readline()]
+    while lines[-1] not in (b".\r\n", b""):
+        lines.append(await reader.readline())
+    return b"".join(lines)
+
+
 class ScriptedRelay:
     """A relay on loopback that answers a pipelined group the way a given real server might:
     all its replies in one write, or each in a write of its own some time after the last. It
@@ -216,10 +225,7 @@ class ScriptedRelay:
                     await writer.drain()
                     await asyncio.sleep(self.split)
             if self.replies[2].startswith(b"354"):
-                lines = [await reader.readline()]
-                while lines[-1] not in (b".\r\n", b""):
-                    lines.append(await reader.readline())
-                body = b"".join(lines)
+                body = await _read_body(reader)
                 if self.replies[1].startswith(b"250"):
                     self.bodies.append(body)
                 writer.write(
@@ -301,10 +307,7 @@ class SilentRelay:
                 await reader.read()  # the client's timeout ends the connection
                 return
             writer.write(b"250 ok\r\n250 ok\r\n354 go on\r\n")
-            lines = [await reader.readline()]
-            while lines[-1] not in (b".\r\n", b""):
-                lines.append(await reader.readline())
-            self.bodies.append(b"".join(lines))
+            self.bodies.append(await _read_body(reader))
             if silent:
                 await reader.read()
                 return

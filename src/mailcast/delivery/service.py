@@ -15,7 +15,7 @@ import logging
 import socket
 import uuid
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from email.headerregistry import Address
@@ -49,6 +49,9 @@ from mailcast.domains.keys import KeyUnreadable, sealer
 from mailcast.statuses import DeliveryStatus
 
 log = logging.getLogger("mailcast.sender")
+
+# A chunk's deliveries still the worker's to send, each with its contact as it is now.
+Prepared = list[tuple[repo.Claimed, repo.Recipient]]
 
 
 @dataclass
@@ -278,7 +281,7 @@ class Sender:
         """The batch through as many senders as the transport has connections: each takes the
         next prepared delivery once its previous one has its answer, so a message is rendered
         when a connection is free for it, and no task waits per message."""
-        feed = _Feed(self, claimed)
+        feed = _Feed(self._prepare, claimed, self.concurrency)
         senders = [
             asyncio.create_task(self._send_from(feed, plans, ledger))
             for _ in range(min(self.concurrency, self.transport.capacity()))
@@ -303,9 +306,7 @@ class Sender:
                 delivery, recipient, plans[(delivery.campaign_id, delivery.variant)], ledger
             )
 
-    async def _prepare(
-        self, chunk: list[repo.Claimed]
-    ) -> list[tuple[repo.Claimed, repo.Recipient]]:
+    async def _prepare(self, chunk: list[repo.Claimed]) -> Prepared:
         ours = await self.write(
             lambda session: self.store.prepare(
                 session, self.worker_id, chunk, self.clock(), self.lease
@@ -567,22 +568,24 @@ class _Outcome:
 
 
 class _Feed:
-    """A batch's deliveries in chunks of `worker_concurrency`, each prepared (see
-    `DeliveryStore.prepare`) while the chunk before it is sent."""
+    """A batch's deliveries in chunks of `size`, each prepared (`Sender._prepare`: the rows still
+    ours, with their contacts) while the chunk before it is sent."""
 
-    def __init__(self, sender: Sender, claimed: list[repo.Claimed]) -> None:
-        size = sender.concurrency
-        self._sender = sender
+    def __init__(
+        self,
+        prepare: Callable[[list[repo.Claimed]], Coroutine[Any, Any, Prepared]],
+        claimed: list[repo.Claimed],
+        size: int,
+    ) -> None:
+        self._prepare = prepare
         self._chunks = deque(claimed[i : i + size] for i in range(0, len(claimed), size))
         self._ready: deque[tuple[repo.Claimed, repo.Recipient]] = deque()
-        self._preparing: asyncio.Task[list[tuple[repo.Claimed, repo.Recipient]]] | None = None
+        self._preparing: asyncio.Task[Prepared] | None = None
         self._prepare_next()
 
     def _prepare_next(self) -> None:
         self._preparing = (
-            asyncio.create_task(self._sender._prepare(self._chunks.popleft()))
-            if self._chunks
-            else None
+            asyncio.create_task(self._prepare(self._chunks.popleft())) if self._chunks else None
         )
 
     async def take(self) -> tuple[repo.Claimed, repo.Recipient] | None:
